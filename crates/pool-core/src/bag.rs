@@ -1,0 +1,579 @@
+//! The concurrent bag: the seats that hold connections, their atomic states,
+//! and the fair hand-off of returned connections to waiting borrowers.
+//!
+//! # Seats
+//!
+//! The bag is an array of *seats* ([`Slot`]). A seat holds at most one
+//! connection and never moves: seats live in buckets that are allocated as the
+//! pool grows (by [`Pool::resize`](crate::Pool::resize)) and freed only when the
+//! bag is dropped, so a seat index or a `&Slot` stays valid for the bag's whole
+//! life. Borrowing takes nothing out of any list: it is one compare-and-swap of
+//! the seat's state.
+//!
+//! | state      | connection in the seat | who may touch the connection                    |
+//! |------------|------------------------|-------------------------------------------------|
+//! | `VACANT`   | none                   | nobody; the creator may claim the seat          |
+//! | `IDLE`     | yes                    | nobody; anyone may claim it by CAS              |
+//! | `IN_USE`   | yes                    | the borrower that claimed it (or was handed it) |
+//! | `RESERVED` | yes, or being opened   | the housekeeper or creator that claimed it      |
+//!
+//! Transitions out of `IDLE` and `VACANT` are compare-and-swaps with `Acquire`
+//! ordering: the winner becomes the seat's exclusive owner and sees everything
+//! the previous owner wrote to the connection. Transitions into `IDLE` and
+//! `VACANT` are stores by the owner with (at least) `Release` ordering, which
+//! publish its writes. Only the owner of an `IN_USE` or `RESERVED` seat ever
+//! writes the state, so those transitions need no CAS. `VACANT` is HikariCP's
+//! "removed": the connection is gone, and the seat can be filled again.
+//!
+//! # Hand-off
+//!
+//! A borrower that finds no idle seat registers in a FIFO queue of
+//! [`Waiter`]s, re-scans once (so it cannot miss a seat made idle while it was
+//! registering), then parks until its deadline. A returning owner checks the
+//! waiter count *before* making its seat idle: if anyone waits, the seat goes,
+//! still `IN_USE`, straight to the longest waiter (its state word is set to
+//! the seat index with one CAS, then the thread is unparked). The connection
+//! never passes through `IDLE`, so a thread arriving later cannot barge ahead
+//! of a waiter: the queue is strictly fair.
+//!
+//! The race between "a waiter registers" and "an owner makes its seat idle" is
+//! a Dekker pattern, closed with `SeqCst` on both sides: the waiter increments
+//! the waiter count and then loads seat states; the owner stores `IDLE` and
+//! then loads the count. In the single total order of `SeqCst` operations, one
+//! of them comes second and sees the other's write, so either the waiter's
+//! re-scan finds the idle seat or the owner takes the seat back and hands it
+//! over.
+//!
+//! A waiter that times out cancels with a CAS `WAITING → CANCELLED`; a hand-off
+//! does `WAITING → seat`. Exactly one of the two wins, so a connection handed
+//! over at the very moment its waiter gives up is never lost: the loser of the
+//! race either takes the seat anyway (the waiter) or offers it to the next
+//! waiter (the owner).
+//!
+//! Nothing spins without bound. A waiter snoozes a handful of times (a few
+//! microseconds, to catch a hand-off that is already under way) and then parks;
+//! an owner's hand-off loop only repeats when a new waiter registered during
+//! the very instructions it was executing.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use crate::sync::{lock, thread, Arc, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Mutex};
+use crate::sync::{Ordering, Thread, UnsafeCell};
+
+/// No connection in the seat.
+pub(crate) const VACANT: u8 = 0;
+/// A connection waits in the seat; anyone may claim it.
+pub(crate) const IDLE: u8 = 1;
+/// The connection is lent to a borrower.
+pub(crate) const IN_USE: u8 = 2;
+/// The housekeeper or the creator holds the seat for exclusive work.
+pub(crate) const RESERVED: u8 = 3;
+
+/// Seat flag: close this connection instead of lending it again.
+pub(crate) const FLAG_EVICT: u8 = 1;
+
+/// One seat of the bag.
+///
+/// The connection lives in `conn`, accessed only by the seat's owner as
+/// defined by `state` (see the module docs). The metadata fields are atomics so
+/// the housekeeper can read the deadlines of seats it does not own; they are
+/// written only by the owner and read with `Relaxed` ordering, because a stale
+/// value only delays a housekeeping decision by one round.
+pub(crate) struct Slot<C> {
+    /// `VACANT`, `IDLE`, `IN_USE` or `RESERVED`.
+    pub(crate) state: AtomicU8,
+    /// `FLAG_EVICT`; set by anyone, cleared by the owner when it fills the seat.
+    pub(crate) flags: AtomicU8,
+    /// The seat's position in the bag.
+    pub(crate) index: u32,
+    /// The connection's id (unique within the pool), 0 while vacant.
+    pub(crate) id: AtomicU64,
+    /// Coarse-clock time the connection was opened.
+    pub(crate) created: AtomicU64,
+    /// Coarse-clock time after which the connection is retired (max lifetime,
+    /// already shortened by its random variance).
+    pub(crate) retire_at: AtomicU64,
+    /// Coarse-clock time the connection last came back (or was opened).
+    pub(crate) last_used: AtomicU64,
+    /// Coarse-clock time of the last keepalive check.
+    pub(crate) checked: AtomicU64,
+    /// Coarse-clock time the connection was lent (leak detection).
+    pub(crate) lent_at: AtomicU64,
+    /// The connection itself; `Some` in every state but `VACANT`.
+    conn: UnsafeCell<Option<C>>,
+}
+
+impl<C> Slot<C> {
+    fn new(index: u32) -> Self {
+        Slot {
+            state: AtomicU8::new(VACANT),
+            flags: AtomicU8::new(0),
+            index,
+            id: AtomicU64::new(0),
+            created: AtomicU64::new(0),
+            retire_at: AtomicU64::new(0),
+            last_used: AtomicU64::new(0),
+            checked: AtomicU64::new(0),
+            lent_at: AtomicU64::new(0),
+            conn: UnsafeCell::new(None),
+        }
+    }
+
+    /// Claims an idle seat. On success the caller owns the seat (`IN_USE`).
+    #[inline]
+    pub(crate) fn try_claim(&self, to: u8) -> bool {
+        // A plain load first: a seat that is visibly taken costs a shared read
+        // instead of a failed CAS, which would take the cache line exclusively.
+        // SeqCst, not Relaxed: a waiter's re-scan is one side of the Dekker
+        // pattern described in the module docs (on x86 it is a plain load).
+        self.state.load(Ordering::SeqCst) == IDLE
+            && self
+                .state
+                .compare_exchange(IDLE, to, Ordering::SeqCst, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// Claims a vacant seat for filling (`RESERVED`).
+    pub(crate) fn try_claim_vacant(&self) -> bool {
+        self.state.load(Ordering::Relaxed) == VACANT
+            && self
+                .state
+                .compare_exchange(VACANT, RESERVED, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// Puts a connection into a seat the caller owns.
+    ///
+    /// # Safety
+    /// The caller owns the seat: it claimed it (`RESERVED`) and has not
+    /// released it.
+    pub(crate) unsafe fn put(&self, conn: C) {
+        // SAFETY: the caller owns the seat (this function's contract), so no
+        // other thread reads or writes `conn` until the owner releases the
+        // seat with a Release store or a hand-off CAS.
+        self.conn.with_mut(|p| unsafe { *p = Some(conn) });
+    }
+
+    /// Takes the connection out of a seat the caller owns.
+    ///
+    /// # Safety
+    /// The caller owns the seat (`IN_USE` or `RESERVED`, claimed by it).
+    pub(crate) unsafe fn take(&self) -> Option<C> {
+        // SAFETY: as for `put`, ownership of the seat gives exclusive access.
+        self.conn.with_mut(|p| unsafe { (*p).take() })
+    }
+
+    /// Runs `f` on the connection in a seat the caller owns.
+    ///
+    /// # Safety
+    /// The caller owns the seat, and `f` does not release it.
+    pub(crate) unsafe fn with_conn<R>(&self, f: impl FnOnce(Option<&mut C>) -> R) -> R {
+        // SAFETY: as for `put`; the `&mut C` does not escape `f`.
+        self.conn.with_mut(|p| f(unsafe { (*p).as_mut() }))
+    }
+
+    /// A raw pointer to the connection cell, for `PooledConnection`'s `Deref`.
+    #[cfg(not(pool_loom))]
+    #[inline]
+    pub(crate) fn conn_ptr(&self) -> *mut Option<C> {
+        self.conn.get()
+    }
+}
+
+/// Seats in the first bucket; bucket `b` holds `BASE << b` seats.
+const BASE: usize = 16;
+/// Enough buckets for `MAX_SIZE_LIMIT` seats: 16 · (2¹³ − 1) ≥ 65,536.
+const BUCKETS: usize = 13;
+
+/// Which bucket and which offset in it hold seat `index`.
+#[inline]
+fn locate(index: usize) -> (usize, usize) {
+    let j = index / BASE + 1;
+    let bucket = (usize::BITS - 1 - j.leading_zeros()) as usize;
+    (bucket, index - BASE * ((1 << bucket) - 1))
+}
+
+/// What ended a [`Bag::wait`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WaitOutcome {
+    /// The waiter owns this seat (`IN_USE`).
+    Got(usize),
+    /// The deadline passed.
+    TimedOut,
+    /// The pool was closed.
+    Closed,
+    /// The pool gave up on the database (fail fast).
+    Failed,
+}
+
+/// Waiter state: still waiting.
+const W_WAITING: usize = 0;
+/// Waiter state: gave up (timeout), and was or will be removed from the queue.
+const W_CANCELLED: usize = 1;
+/// Waiter state: woken because the pool closed.
+const W_CLOSED: usize = 2;
+/// Waiter state: woken because the database is down (fail fast).
+const W_FAILED: usize = 3;
+/// Waiter state: `W_HANDED + i` means seat `i` was handed over.
+const W_HANDED: usize = 4;
+
+/// How many times a waiter snoozes before it parks.
+#[cfg(not(pool_loom))]
+const SNOOZES: u32 = 6;
+#[cfg(pool_loom)]
+const SNOOZES: u32 = 0;
+
+/// One parked borrower.
+struct Waiter {
+    /// `W_WAITING`, then exactly one CAS to a final state.
+    state: AtomicUsize,
+    /// The thread to unpark.
+    thread: Thread,
+}
+
+/// The bag: seats plus the waiter queue.
+pub(crate) struct Bag<C> {
+    /// Bucket pointers; a bucket, once published, is never moved or freed
+    /// before the bag is dropped.
+    buckets: [AtomicPtr<Slot<C>>; BUCKETS],
+    /// Seats allocated so far. Stored with `Release` after the bucket pointer,
+    /// loaded with `Acquire` before indexing.
+    capacity: AtomicUsize,
+    /// Serialises growth (rare: build and resize).
+    grow: Mutex<()>,
+    /// Borrowers waiting for a seat, oldest first.
+    queue: Mutex<VecDeque<Arc<Waiter>>>,
+    /// The queue's length, readable without the lock: the returner's fast
+    /// check. Changed only under the queue lock, read with `SeqCst`.
+    waiting: AtomicUsize,
+}
+
+// SAFETY: the bag owns its `Slot<C>`s; a connection is only ever accessed by
+// the one thread that owns its seat, and moves between threads with the seat,
+// so `C: Send` is all that is needed for the bag to be shared and sent.
+unsafe impl<C: Send> Send for Bag<C> {}
+// SAFETY: as above; every shared access goes through atomics or a mutex.
+unsafe impl<C: Send> Sync for Bag<C> {}
+
+impl<C> Bag<C> {
+    /// An empty bag with at least `capacity` seats.
+    pub(crate) fn new(capacity: usize) -> Self {
+        let bag = Bag {
+            buckets: std::array::from_fn(|_| AtomicPtr::new(std::ptr::null_mut())),
+            capacity: AtomicUsize::new(0),
+            grow: Mutex::new(()),
+            queue: Mutex::new(VecDeque::new()),
+            waiting: AtomicUsize::new(0),
+        };
+        bag.ensure_capacity(capacity);
+        bag
+    }
+
+    /// Makes sure seats `0..n` exist.
+    pub(crate) fn ensure_capacity(&self, n: usize) {
+        if self.capacity.load(Ordering::Acquire) >= n {
+            return;
+        }
+        let _guard = lock(&self.grow);
+        let mut cap = self.capacity.load(Ordering::Acquire);
+        while cap < n {
+            let (bucket, offset) = locate(cap);
+            debug_assert_eq!(offset, 0);
+            let len = BASE << bucket;
+            let seats: Box<[Slot<C>]> = (0..len)
+                .map(|i| Slot::new((cap + i) as u32))
+                .collect::<Vec<_>>()
+                .into_boxed_slice();
+            let ptr = Box::into_raw(seats) as *mut Slot<C>;
+            self.buckets[bucket].store(ptr, Ordering::Release);
+            cap += len;
+            self.capacity.store(cap, Ordering::Release);
+        }
+    }
+
+    /// Seats allocated.
+    #[inline]
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity.load(Ordering::Acquire)
+    }
+
+    /// The seat at `index`, which must be below [`capacity`](Bag::capacity).
+    #[inline]
+    pub(crate) fn slot(&self, index: usize) -> &Slot<C> {
+        assert!(index < self.capacity(), "seat {index} out of range");
+        let (bucket, offset) = locate(index);
+        let ptr = self.buckets[bucket].load(Ordering::Acquire);
+        // SAFETY: `index < capacity`, and `capacity` was stored with Release
+        // after this bucket's pointer (ensure_capacity), so the Acquire loads
+        // above see a non-null pointer to a live allocation of `BASE << bucket`
+        // seats, of which `offset` is one. Buckets are freed only in `Drop`,
+        // which cannot run while `&self` is borrowed.
+        unsafe { &*ptr.add(offset) }
+    }
+
+    /// Number of registered waiters.
+    #[inline]
+    pub(crate) fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
+    }
+
+    /// Scans seats `0..limit`, starting at `start`, for an idle one and claims
+    /// it (`IN_USE`).
+    pub(crate) fn scan(&self, start: usize, limit: usize) -> Option<usize> {
+        let limit = limit.min(self.capacity());
+        if limit == 0 {
+            return None;
+        }
+        let start = start % limit;
+        (start..limit)
+            .chain(0..start)
+            .find(|&i| self.slot(i).try_claim(IN_USE))
+    }
+
+    /// Makes a seat the caller owns available again: hands it to the oldest
+    /// waiter, or marks it idle.
+    ///
+    /// The seat must hold a connection and be owned by the caller (`IN_USE`
+    /// or `RESERVED`). Returns `true` if it went to a waiter.
+    pub(crate) fn release(&self, slot: &Slot<C>) -> bool {
+        loop {
+            if self.waiting.load(Ordering::SeqCst) > 0 && self.hand_off(slot) {
+                return true;
+            }
+            // Publish the connection (Release) and take part in the waiter
+            // Dekker (SeqCst): see the module docs.
+            slot.state.store(IDLE, Ordering::SeqCst);
+            if self.waiting.load(Ordering::SeqCst) == 0 {
+                return false;
+            }
+            // A waiter registered while we were making the seat idle. Its
+            // re-scan may already have claimed the seat; if not, take it back
+            // and offer it again.
+            if slot
+                .state
+                .compare_exchange(IDLE, IN_USE, Ordering::SeqCst, Ordering::Relaxed)
+                .is_err()
+            {
+                return false;
+            }
+        }
+    }
+
+    /// Gives an owned seat to the oldest live waiter. Returns `false` (and
+    /// the caller still owns the seat) if no waiter took it.
+    fn hand_off(&self, slot: &Slot<C>) -> bool {
+        // The waiter receives the seat `IN_USE`. Relaxed: the CAS below
+        // (AcqRel) publishes this store along with the connection.
+        slot.state.store(IN_USE, Ordering::Relaxed);
+        let mut queue = lock(&self.queue);
+        while let Some(waiter) = queue.pop_front() {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            if waiter
+                .state
+                .compare_exchange(
+                    W_WAITING,
+                    W_HANDED + slot.index as usize,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+            {
+                drop(queue);
+                waiter.thread.unpark();
+                return true;
+            }
+            // That waiter had already given up; try the next one.
+        }
+        false
+    }
+
+    /// Waits for a seat.
+    ///
+    /// `scan` claims an idle seat if there is one; `registered` is called
+    /// once, with the number of waiters, right after this thread joined the
+    /// queue (the pool asks for a new connection there); `remaining` returns
+    /// the time left, or `None` once the deadline has passed.
+    pub(crate) fn wait(
+        &self,
+        mut scan: impl FnMut() -> Option<usize>,
+        registered: impl FnOnce(usize),
+        mut remaining: impl FnMut() -> Option<Duration>,
+    ) -> WaitOutcome {
+        let me = Arc::new(Waiter {
+            state: AtomicUsize::new(W_WAITING),
+            thread: thread::current(),
+        });
+        let waiting = {
+            let mut queue = lock(&self.queue);
+            queue.push_back(me.clone());
+            self.waiting.fetch_add(1, Ordering::SeqCst) + 1
+        };
+        registered(waiting);
+        let mut snoozes = 0;
+        loop {
+            let state = me.state.load(Ordering::Acquire);
+            if state != W_WAITING {
+                return Self::outcome(state);
+            }
+            if let Some(index) = scan() {
+                if self.cancel(&me) {
+                    return WaitOutcome::Got(index);
+                }
+                // Someone ended our wait while we were scanning: keep one seat.
+                let state = me.state.load(Ordering::Acquire);
+                if state >= W_HANDED {
+                    self.release(self.slot(index));
+                    return WaitOutcome::Got(state - W_HANDED);
+                }
+                // Closed or failed: the caller sees that for itself.
+                return WaitOutcome::Got(index);
+            }
+            match remaining() {
+                None => {
+                    if self.cancel(&me) {
+                        return WaitOutcome::TimedOut;
+                    }
+                    // A hand-off (or close) beat the timeout: loop to take it.
+                }
+                Some(left) => {
+                    if snoozes < SNOOZES {
+                        snoozes += 1;
+                        if snoozes <= 3 {
+                            std::hint::spin_loop();
+                        } else {
+                            thread::yield_now();
+                        }
+                    } else {
+                        crate::sync::park_timeout(left);
+                    }
+                }
+            }
+        }
+    }
+
+    fn outcome(state: usize) -> WaitOutcome {
+        match state {
+            W_CLOSED => WaitOutcome::Closed,
+            W_FAILED => WaitOutcome::Failed,
+            s if s >= W_HANDED => WaitOutcome::Got(s - W_HANDED),
+            _ => unreachable!("a waiter is never woken as waiting or cancelled"),
+        }
+    }
+
+    /// Withdraws a waiter. Returns `false` if its wait had already been ended
+    /// by a hand-off, close or failure (whose result it must then take).
+    fn cancel(&self, me: &Arc<Waiter>) -> bool {
+        if me
+            .state
+            .compare_exchange(W_WAITING, W_CANCELLED, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return false;
+        }
+        let mut queue = lock(&self.queue);
+        if let Some(pos) = queue.iter().position(|w| Arc::ptr_eq(w, me)) {
+            queue.remove(pos);
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+        }
+        true
+    }
+
+    /// Ends every current wait with `Closed` (`closed = true`) or `Failed`.
+    pub(crate) fn wake_all(&self, closed: bool) {
+        let end = if closed { W_CLOSED } else { W_FAILED };
+        let woken: Vec<Arc<Waiter>> = {
+            let mut queue = lock(&self.queue);
+            let all: Vec<_> = queue.drain(..).collect();
+            self.waiting.fetch_sub(all.len(), Ordering::SeqCst);
+            all
+        };
+        for w in woken {
+            if w.state
+                .compare_exchange(W_WAITING, end, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                w.thread.unpark();
+            }
+        }
+    }
+}
+
+impl<C> Drop for Bag<C> {
+    fn drop(&mut self) {
+        let cap = self.capacity.load(Ordering::Acquire);
+        let mut seen = 0;
+        for (bucket, ptr) in self.buckets.iter().enumerate() {
+            if seen >= cap {
+                break;
+            }
+            let len = BASE << bucket;
+            let ptr = ptr.load(Ordering::Acquire);
+            // SAFETY: every bucket below `capacity` was created in
+            // `ensure_capacity` by `Box::into_raw` of a boxed slice of exactly
+            // `len` seats and never freed before; `&mut self` means no seat
+            // reference is alive any more.
+            drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, len)) });
+            seen += len;
+        }
+    }
+}
+
+#[cfg(all(test, not(pool_loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locate_covers_every_index_once() {
+        let mut next = (0, 0);
+        for i in 0..10_000 {
+            let loc = locate(i);
+            assert_eq!(loc, next, "index {i}");
+            next = if loc.1 + 1 == BASE << loc.0 {
+                (loc.0 + 1, 0)
+            } else {
+                (loc.0, loc.1 + 1)
+            };
+        }
+        assert!(BASE * ((1 << BUCKETS) - 1) >= crate::config::MAX_SIZE_LIMIT as usize);
+    }
+
+    #[test]
+    fn seats_keep_their_address_when_the_bag_grows() {
+        let bag: Bag<u32> = Bag::new(4);
+        let first = bag.slot(3) as *const Slot<u32>;
+        bag.ensure_capacity(1000);
+        assert!(bag.capacity() >= 1000);
+        assert_eq!(bag.slot(3) as *const Slot<u32>, first);
+        assert_eq!(bag.slot(999).index, 999);
+    }
+
+    #[test]
+    fn release_without_waiters_makes_idle_and_scan_claims() {
+        let bag: Bag<u32> = Bag::new(2);
+        let s = bag.slot(1);
+        assert!(s.try_claim_vacant());
+        // SAFETY: we own the seat (claimed just above).
+        unsafe { s.put(7) };
+        assert!(!bag.release(s));
+        assert_eq!(s.state.load(Ordering::SeqCst), IDLE);
+        assert_eq!(bag.scan(0, 2), Some(1));
+        assert_eq!(bag.scan(0, 2), None);
+    }
+
+    #[test]
+    fn a_timed_out_wait_leaves_no_waiter_behind() {
+        let bag: Bag<u32> = Bag::new(1);
+        let mut left = 3;
+        let out = bag.wait(
+            || None,
+            |n| assert_eq!(n, 1),
+            || {
+                left -= 1;
+                (left > 0).then_some(Duration::from_micros(10))
+            },
+        );
+        assert_eq!(out, WaitOutcome::TimedOut);
+        assert_eq!(bag.waiting(), 0);
+    }
+}

@@ -1,0 +1,46 @@
+//! A cheap, coarse, monotonic clock in milliseconds.
+//!
+//! The pool reads the time on every return (to stamp "last used") and on every
+//! borrow (for the alive-bypass window and max lifetime). `Instant::now()` costs
+//! about 30–40 ns on a virtual machine, which alone would be as much as the
+//! whole borrow. `CLOCK_MONOTONIC_COARSE` is read from the vDSO in about 4 ns
+//! with a resolution of one kernel tick (1–4 ms): plenty for settings measured
+//! in hundreds of milliseconds to minutes. Durations that need precision
+//! (acquire waits) use `Instant` on the slow path only.
+
+use std::time::Duration;
+
+/// Milliseconds on a monotonic clock with an arbitrary origin.
+pub(crate) type Millis = u64;
+
+/// "Never": a deadline that does not expire.
+pub(crate) const NEVER: Millis = u64::MAX;
+
+/// Reads the coarse clock.
+#[inline]
+pub(crate) fn now() -> Millis {
+    #[cfg(target_os = "linux")]
+    {
+        let ts = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+        ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        use std::sync::OnceLock;
+        use std::time::Instant;
+        static ORIGIN: OnceLock<Instant> = OnceLock::new();
+        ORIGIN.get_or_init(Instant::now).elapsed().as_millis() as u64
+    }
+}
+
+/// Converts a duration to whole milliseconds, saturating.
+#[inline]
+pub(crate) fn millis(d: Duration) -> Millis {
+    u64::try_from(d.as_millis()).unwrap_or(NEVER)
+}
+
+/// Adds a duration in milliseconds to a point in time, saturating at [`NEVER`].
+#[inline]
+pub(crate) fn after(t: Millis, d: Millis) -> Millis {
+    t.saturating_add(d)
+}

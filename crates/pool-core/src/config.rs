@@ -1,0 +1,399 @@
+//! Pool settings: [`Config`] is the plain data, [`Builder`] the fluent way to
+//! fill it in and start a pool.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::{Error, ManageConnection, Pool};
+
+/// Every setting of a pool, as plain data.
+///
+/// Most users go through [`Pool::builder`]; `Config` exists for programs that
+/// load settings from a file or environment and pass them around. The defaults
+/// are HikariCP's, except where a setter says otherwise.
+///
+/// ```
+/// use pool_core::Config;
+/// use std::time::Duration;
+///
+/// let mut config = Config::default();
+/// config.max_size = 4;
+/// config.connection_timeout = Duration::from_secs(2);
+/// assert!(config.validate().is_ok());
+/// config.min_idle = Some(8);
+/// assert!(config.validate().unwrap_err().to_string().contains("min_idle"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Config {
+    /// See [`Builder::name`].
+    pub name: Option<String>,
+    /// See [`Builder::max_size`].
+    pub max_size: u32,
+    /// See [`Builder::min_idle`].
+    pub min_idle: Option<u32>,
+    /// See [`Builder::connection_timeout`].
+    pub connection_timeout: Duration,
+    /// See [`Builder::validation_timeout`].
+    pub validation_timeout: Duration,
+    /// See [`Builder::idle_timeout`].
+    pub idle_timeout: Option<Duration>,
+    /// See [`Builder::max_lifetime`].
+    pub max_lifetime: Option<Duration>,
+    /// See [`Builder::keepalive_time`].
+    pub keepalive_time: Option<Duration>,
+    /// See [`Builder::test_on_check_out`].
+    pub test_on_check_out: bool,
+    /// See [`Builder::alive_bypass_window`].
+    pub alive_bypass_window: Duration,
+    /// See [`Builder::leak_detection_threshold`].
+    pub leak_detection_threshold: Option<Duration>,
+    /// See [`Builder::initialization_fail_timeout`].
+    pub initialization_fail_timeout: Duration,
+    /// See [`Builder::fail_fast`].
+    pub fail_fast: bool,
+    /// See [`Builder::fail_when_suspended`].
+    pub fail_when_suspended: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            name: None,
+            max_size: 10,
+            min_idle: None,
+            connection_timeout: Duration::from_secs(30),
+            validation_timeout: Duration::from_secs(5),
+            idle_timeout: Some(Duration::from_secs(600)),
+            max_lifetime: Some(Duration::from_secs(1800)),
+            keepalive_time: None,
+            test_on_check_out: true,
+            alive_bypass_window: Duration::from_millis(500),
+            leak_detection_threshold: None,
+            initialization_fail_timeout: Duration::from_secs(1),
+            fail_fast: true,
+            fail_when_suspended: false,
+        }
+    }
+}
+
+/// The shortest accepted acquire or validation timeout: below this the pool
+/// could not even wait for a thread to be scheduled.
+const MIN_TIMEOUT: Duration = Duration::from_millis(1);
+
+impl Config {
+    /// Checks the settings, returning an error that names the first bad
+    /// setting and why it is rejected.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |setting: &str, reason: String| Err(Error::config(setting, reason));
+        if self.max_size == 0 {
+            return bad("max_size", "must be at least 1".into());
+        }
+        if self.max_size > MAX_SIZE_LIMIT {
+            return bad(
+                "max_size",
+                format!("{} is above the limit of {MAX_SIZE_LIMIT}", self.max_size),
+            );
+        }
+        if let Some(min) = self.min_idle {
+            if min > self.max_size {
+                return bad(
+                    "min_idle",
+                    format!("{min} is larger than max_size {}", self.max_size),
+                );
+            }
+        }
+        if self.connection_timeout < MIN_TIMEOUT {
+            return bad(
+                "connection_timeout",
+                format!(
+                    "{:?} is too short: use at least 1ms (try_get() borrows without waiting)",
+                    self.connection_timeout
+                ),
+            );
+        }
+        if self.validation_timeout < MIN_TIMEOUT {
+            return bad(
+                "validation_timeout",
+                format!("{:?} is too short: use at least 1ms", self.validation_timeout),
+            );
+        }
+        for (name, value) in [
+            ("idle_timeout", self.idle_timeout),
+            ("max_lifetime", self.max_lifetime),
+            ("keepalive_time", self.keepalive_time),
+            ("leak_detection_threshold", self.leak_detection_threshold),
+        ] {
+            if value == Some(Duration::ZERO) {
+                return bad(
+                    name,
+                    "zero is meaningless here: use None to turn it off".into(),
+                );
+            }
+        }
+        if let (Some(idle), Some(life)) = (self.idle_timeout, self.max_lifetime) {
+            if idle >= life {
+                return bad(
+                    "idle_timeout",
+                    format!(
+                        "{idle:?} is not shorter than max_lifetime {life:?}: connections would \
+                         always reach their lifetime first; lower it or turn it off"
+                    ),
+                );
+            }
+        }
+        if let (Some(keep), Some(life)) = (self.keepalive_time, self.max_lifetime) {
+            if keep >= life {
+                return bad(
+                    "keepalive_time",
+                    format!("{keep:?} is not shorter than max_lifetime {life:?}"),
+                );
+            }
+        }
+        if let Some(name) = &self.name {
+            if name.is_empty() || name.chars().any(char::is_control) {
+                return bad(
+                    "name",
+                    "must be non-empty and without control characters".into(),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The minimum number of idle connections once `min_idle`'s default
+    /// (`max_size`) is applied.
+    pub fn effective_min_idle(&self) -> u32 {
+        self.min_idle.unwrap_or(self.max_size).min(self.max_size)
+    }
+}
+
+/// The largest accepted `max_size`: far above what any database accepts, low
+/// enough that a typo (`max_size(1_000_000)`) is caught.
+pub const MAX_SIZE_LIMIT: u32 = 65_536;
+
+static POOL_SEQ: AtomicU64 = AtomicU64::new(1);
+
+/// Builds a [`Pool`]: set what differs from the defaults, then call
+/// [`build`](Builder::build) or [`build_unchecked`](Builder::build_unchecked).
+///
+/// ```
+/// # use pool_core::{ManageConnection, Pool};
+/// # use std::time::Duration;
+/// # struct M;
+/// # impl ManageConnection for M {
+/// #     type Connection = ();
+/// #     type Error = std::io::Error;
+/// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+/// #     fn is_valid(&self, _: &mut (), _: Duration) -> Result<(), std::io::Error> { Ok(()) }
+/// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+/// # }
+/// let pool = Pool::builder()
+///     .name("orders")
+///     .max_size(4)
+///     .min_idle(Some(1))
+///     .connection_timeout(Duration::from_secs(5))
+///     .build(M)?;
+/// assert_eq!(pool.state().max_size, 4);
+/// # Ok::<(), pool_core::Error>(())
+/// ```
+#[must_use = "a builder does nothing until build() is called"]
+#[derive(Debug, Clone, Default)]
+pub struct Builder {
+    config: Config,
+}
+
+impl Builder {
+    /// A builder with every setting at its default.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A builder starting from `config`.
+    pub fn from_config(config: Config) -> Self {
+        Builder { config }
+    }
+
+    /// The settings so far.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The pool's name, used in every log line, error and thread name.
+    ///
+    /// Default: `pool-N`, numbered in the order pools are built.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.config.name = Some(name.into());
+        self
+    }
+
+    /// The most connections the pool holds, idle and lent together.
+    ///
+    /// Default: 10. Must be between 1 and 65,536. Can be changed later with
+    /// [`Pool::resize`].
+    pub fn max_size(mut self, max_size: u32) -> Self {
+        self.config.max_size = max_size;
+        self
+    }
+
+    /// How many idle connections the pool keeps ready; `None` means
+    /// "as many as `max_size`" (a fixed-size pool, HikariCP's recommendation).
+    ///
+    /// Default: `None`. Idle connections above this number are closed after
+    /// [`idle_timeout`](Builder::idle_timeout).
+    pub fn min_idle(mut self, min_idle: Option<u32>) -> Self {
+        self.config.min_idle = min_idle;
+        self
+    }
+
+    /// How long [`Pool::get`] waits for a connection before failing with
+    /// [`Error::Timeout`].
+    ///
+    /// Default: 30 s. At least 1 ms.
+    pub fn connection_timeout(mut self, timeout: Duration) -> Self {
+        self.config.connection_timeout = timeout;
+        self
+    }
+
+    /// The time limit given to [`ManageConnection::is_valid`].
+    ///
+    /// Default: 5 s. At least 1 ms.
+    pub fn validation_timeout(mut self, timeout: Duration) -> Self {
+        self.config.validation_timeout = timeout;
+        self
+    }
+
+    /// How long a connection may sit idle before it is closed; applies only
+    /// to connections above `min_idle`. `None` keeps idle connections forever.
+    ///
+    /// Default: 10 minutes. Must be shorter than `max_lifetime`.
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config.idle_timeout = timeout;
+        self
+    }
+
+    /// How long a connection lives at most. Each connection is retired up to
+    /// 2.5 % early, at random, so that connections opened together do not all
+    /// expire together; an idle one is closed at once, a lent one when it comes
+    /// back. `None` lets connections live forever.
+    ///
+    /// Default: 30 minutes. Set it a little below any limit the database or a
+    /// network device imposes on connection age.
+    pub fn max_lifetime(mut self, lifetime: Option<Duration>) -> Self {
+        self.config.max_lifetime = lifetime;
+        self
+    }
+
+    /// How often an idle connection is checked with `is_valid`, to keep it
+    /// from being dropped by the database or a firewall and to notice a dead
+    /// one before a borrower does. `None` turns keepalives off.
+    ///
+    /// Default: `None`. Must be shorter than `max_lifetime`.
+    pub fn keepalive_time(mut self, interval: Option<Duration>) -> Self {
+        self.config.keepalive_time = interval;
+        self
+    }
+
+    /// Whether a borrowed connection is checked with `is_valid` before it is
+    /// handed out. A connection used within the
+    /// [`alive_bypass_window`](Builder::alive_bypass_window) is not re-checked:
+    /// it was just seen working.
+    ///
+    /// Default: `true`.
+    pub fn test_on_check_out(mut self, test: bool) -> Self {
+        self.config.test_on_check_out = test;
+        self
+    }
+
+    /// How recently a connection must have been used to skip the check on
+    /// borrow.
+    ///
+    /// Default: 500 ms (HikariCP's).
+    pub fn alive_bypass_window(mut self, window: Duration) -> Self {
+        self.config.alive_bypass_window = window;
+        self
+    }
+
+    /// How long a connection may stay lent before it is reported as a
+    /// possible leak. `None` turns leak detection off.
+    ///
+    /// Default: `None`.
+    pub fn leak_detection_threshold(mut self, threshold: Option<Duration>) -> Self {
+        self.config.leak_detection_threshold = threshold;
+        self
+    }
+
+    /// How long [`build`](Builder::build) tries to open its first connections.
+    ///
+    /// `build` waits until `min_idle` connections are open, or until this time
+    /// has passed; then it succeeds if at least one connection could be opened
+    /// (the rest are opened in the background) and fails with the driver's
+    /// error if none could. Zero means "the first attempt decides".
+    ///
+    /// Default: 1 s.
+    pub fn initialization_fail_timeout(mut self, timeout: Duration) -> Self {
+        self.config.initialization_fail_timeout = timeout;
+        self
+    }
+
+    /// Whether borrowers fail at once while the database is known to be down,
+    /// instead of waiting out `connection_timeout`.
+    ///
+    /// The database counts as down when the pool has no open connection and
+    /// its latest connect attempt failed; `get` then returns
+    /// [`Error::Connect`] with the driver's error. The creator thread keeps
+    /// probing (with capped exponential backoff) and the first success ends
+    /// the failure state.
+    ///
+    /// Default: `true`.
+    pub fn fail_fast(mut self, fail_fast: bool) -> Self {
+        self.config.fail_fast = fail_fast;
+        self
+    }
+
+    /// Whether `get` fails at once with [`Error::Suspended`] while the pool is
+    /// suspended, instead of waiting (up to `connection_timeout`) for
+    /// [`Pool::resume`].
+    ///
+    /// Default: `false`.
+    pub fn fail_when_suspended(mut self, fail: bool) -> Self {
+        self.config.fail_when_suspended = fail;
+        self
+    }
+
+    /// Builds the pool and waits for its first connections (see
+    /// [`initialization_fail_timeout`](Builder::initialization_fail_timeout)).
+    ///
+    /// Fails with [`Error::Config`] for invalid settings and with
+    /// [`Error::Connect`] when no connection could be opened.
+    pub fn build<M: ManageConnection>(self, manager: M) -> Result<Pool<M>, Error> {
+        let (config, name) = self.finish()?;
+        Pool::start(config, name, manager, true)
+    }
+
+    /// Builds the pool without waiting for any connection: they are opened in
+    /// the background. Fails only for invalid settings.
+    pub fn build_unchecked<M: ManageConnection>(self, manager: M) -> Result<Pool<M>, Error> {
+        let (config, name) = self.finish()?;
+        Pool::start(config, name, manager, false)
+    }
+
+    fn finish(self) -> Result<(Config, Arc<str>), Error> {
+        let name: Arc<str> = match &self.config.name {
+            Some(n) => Arc::from(n.as_str()),
+            None => Arc::from(format!("pool-{}", POOL_SEQ.fetch_add(1, Ordering::Relaxed))),
+        };
+        match self.config.validate() {
+            Ok(()) => Ok((self.config, name)),
+            Err(Error::Config {
+                setting, reason, ..
+            }) => Err(Error::Config {
+                pool: name,
+                setting,
+                reason,
+            }),
+            Err(other) => Err(other),
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! A fast, fair, observable connection pool for blocking Rust programs, in the
+//! style of HikariCP.
+//!
+//! * **Borrowing is one compare-and-swap** on the common path: a thread first
+//!   tries the connections it returned most recently, then scans the pool, and
+//!   only then waits in a strictly first-come, first-served queue to which
+//!   returned connections are handed directly.
+//! * **Connections are opened on a background thread**, one at a time, and
+//!   only while still needed, so a burst of borrowers does not turn into a
+//!   burst of connects; failed connects are retried with backoff, and their
+//!   error is what a timed-out borrower is told.
+//! * **Housekeeping** (idle timeout, max lifetime with random variance,
+//!   keepalives, `min_idle`) runs on its own thread, which sleeps until the
+//!   next deadline.
+//! * **Nothing is lost**: a connection is always idle, lent, or closed exactly
+//!   once; a connection returned during a panic is closed, not reused.
+//!
+//! ```
+//! use pool_core::{ManageConnection, Pool};
+//! use std::time::Duration;
+//!
+//! // A manager says how to open and check connections (the pool-postgres and
+//! // pool-mysql crates provide real ones).
+//! struct Db;
+//! impl ManageConnection for Db {
+//!     type Connection = String;
+//!     type Error = std::io::Error;
+//!     fn connect(&self) -> Result<String, std::io::Error> { Ok("connection".into()) }
+//!     fn is_valid(&self, _: &mut String, _: Duration) -> Result<(), std::io::Error> { Ok(()) }
+//!     fn has_broken(&self, _: &mut String) -> bool { false }
+//! }
+//!
+//! let pool = Pool::builder().name("app").max_size(4).build(Db)?;
+//! let conn = pool.get()?; // returned to the pool when dropped
+//! assert_eq!(*conn, "connection");
+//! # Ok::<(), pool_core::Error>(())
+//! ```
+
+#![warn(missing_docs)]
+
+mod bag;
+mod clock;
+mod sync;
+
+#[cfg(not(pool_loom))]
+mod config;
+#[cfg(not(pool_loom))]
+mod error;
+#[cfg(not(pool_loom))]
+mod manager;
+#[cfg(not(pool_loom))]
+mod pool;
+#[cfg(not(pool_loom))]
+mod workers;
+
+#[cfg(not(pool_loom))]
+pub use config::{Builder, Config, MAX_SIZE_LIMIT};
+#[cfg(not(pool_loom))]
+pub use error::{Error, SharedError};
+#[cfg(not(pool_loom))]
+pub use manager::ManageConnection;
+#[cfg(not(pool_loom))]
+pub use pool::{CloseReason, Pool, PooledConnection, State};
+
+#[cfg(pool_loom)]
+mod loom_models;

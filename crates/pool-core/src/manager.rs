@@ -1,0 +1,83 @@
+//! The one trait a database driver implements to be pooled.
+
+use std::time::Duration;
+
+/// Opens, checks and resets connections of one kind for a [`Pool`](crate::Pool).
+///
+/// A manager is the pool's only contact with the database driver. The pool calls
+/// it from several threads at once (borrowers validate on their own thread, the
+/// creator thread connects, the housekeeper runs keepalives), so it must be
+/// `Send + Sync`. Every method may panic without harming the pool: a panic in
+/// `connect` counts as a failed connect, a panic in `is_valid` or `reset` as a
+/// failed check, and the connection concerned is closed.
+///
+/// # Example
+///
+/// ```
+/// use pool_core::ManageConnection;
+/// use std::time::Duration;
+///
+/// /// A "connection" that is just a counter, to show the shape.
+/// struct Counter;
+///
+/// impl ManageConnection for Counter {
+///     type Connection = u64;
+///     type Error = std::io::Error;
+///
+///     fn connect(&self) -> Result<u64, std::io::Error> {
+///         Ok(0)
+///     }
+///     fn is_valid(&self, _conn: &mut u64, _timeout: Duration) -> Result<(), std::io::Error> {
+///         Ok(())
+///     }
+///     fn has_broken(&self, _conn: &mut u64) -> bool {
+///         false
+///     }
+/// }
+///
+/// let pool = pool_core::Pool::builder().max_size(2).build(Counter).unwrap();
+/// assert_eq!(*pool.get().unwrap(), 0);
+/// ```
+pub trait ManageConnection: Send + Sync + 'static {
+    /// The connection type this manager produces.
+    type Connection: Send + 'static;
+    /// The error type returned by `connect`, `is_valid` and `reset`.
+    ///
+    /// The pool keeps the most recent connect error and chains it from its own
+    /// errors through [`std::error::Error::source`].
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Opens a new connection.
+    ///
+    /// Called only on the pool's creator thread, never while the pool holds a
+    /// lock and never on a borrower's thread. It should honour its own connect
+    /// timeout: the pool cannot interrupt a blocked connect.
+    fn connect(&self) -> Result<Self::Connection, Self::Error>;
+
+    /// Checks that `conn` still works, in at most `timeout`.
+    ///
+    /// Called on borrow when the connection has been idle for longer than the
+    /// alive-bypass window (see [`Builder::test_on_check_out`](crate::Builder::test_on_check_out)),
+    /// and by the housekeeper for keepalives. An implementation must give up
+    /// after `timeout` (for example with a socket read timeout): a half-open
+    /// socket must not hang a borrower.
+    fn is_valid(&self, conn: &mut Self::Connection, timeout: Duration) -> Result<(), Self::Error>;
+
+    /// Reports, cheaply and without any I/O, whether `conn` is known to be broken.
+    ///
+    /// Called on every return and every borrow, so it must never block or touch
+    /// the network: look at a flag the driver keeps (for example "the socket was
+    /// closed" or "a fatal error was seen").
+    fn has_broken(&self, conn: &mut Self::Connection) -> bool;
+
+    /// Cleans up session state left by the previous borrower, when a connection
+    /// comes back to the pool.
+    ///
+    /// Runs on the returning thread before the connection becomes available to
+    /// anyone else. An error closes the connection instead of returning it.
+    /// The default does nothing.
+    fn reset(&self, conn: &mut Self::Connection) -> Result<(), Self::Error> {
+        let _ = conn;
+        Ok(())
+    }
+}

@@ -1,0 +1,1134 @@
+//! The pool: borrowing, returning, closing and run-time changes, on top of the
+//! [bag](crate::bag).
+
+use std::cell::Cell;
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::{Condvar, Mutex};
+use thread_local::ThreadLocal;
+
+use crate::bag::{Bag, Slot, WaitOutcome, FLAG_EVICT, IDLE, IN_USE, RESERVED, VACANT};
+use crate::clock::{self, Millis};
+use crate::config::{Config, MAX_SIZE_LIMIT};
+use crate::error::{Error, SharedError};
+use crate::workers;
+use crate::ManageConnection;
+
+/// Pool status: lending normally.
+const RUNNING: u8 = 0;
+/// Pool status: `suspend()` was called.
+const SUSPENDED: u8 = 1;
+/// Pool status: closed for good.
+const CLOSED: u8 = 2;
+
+/// Entries in a thread's cache of recently returned seats.
+const LOCAL_SEATS: usize = 4;
+/// An empty entry in the thread cache.
+const NO_SEAT: u32 = u32::MAX;
+
+/// Why a connection was closed; shown in the debug log line that says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// Idle for longer than `idle_timeout`, above `min_idle`.
+    IdleTimeout,
+    /// Reached its (randomly shortened) `max_lifetime`.
+    MaxLifetime,
+    /// Reported broken by `has_broken`, marked broken by its borrower, or
+    /// returned while its borrower was panicking.
+    Broken,
+    /// Failed `is_valid` on borrow or keepalive.
+    FailedValidation,
+    /// `reset` failed or panicked when it came back.
+    ResetFailed,
+    /// Evicted by `soft_evict_all` or surplus after `resize`.
+    Evicted,
+    /// The pool was closed.
+    PoolClosed,
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CloseReason::IdleTimeout => "idle timeout",
+            CloseReason::MaxLifetime => "max lifetime",
+            CloseReason::Broken => "broken",
+            CloseReason::FailedValidation => "failed validation",
+            CloseReason::ResetFailed => "reset failed",
+            CloseReason::Evicted => "evicted",
+            CloseReason::PoolClosed => "pool closed",
+        })
+    }
+}
+
+/// A snapshot of the pool's connections and waiters.
+///
+/// ```
+/// # use pool_core::{ManageConnection, Pool};
+/// # use std::time::Duration;
+/// # struct M;
+/// # impl ManageConnection for M {
+/// #     type Connection = ();
+/// #     type Error = std::io::Error;
+/// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+/// #     fn is_valid(&self, _: &mut (), _: Duration) -> Result<(), std::io::Error> { Ok(()) }
+/// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+/// # }
+/// let pool = Pool::builder().max_size(2).build(M)?;
+/// let conn = pool.get()?;
+/// let state = pool.state();
+/// assert_eq!((state.total, state.active, state.idle), (2, 1, 1));
+/// assert_eq!(state.to_string(), "total=2, active=1, idle=1, waiting=0");
+/// # drop(conn);
+/// # Ok::<(), pool_core::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct State {
+    /// Open connections, idle and lent.
+    pub total: u32,
+    /// Connections waiting in the pool (including any being checked by the
+    /// housekeeper).
+    pub idle: u32,
+    /// Connections lent to borrowers.
+    pub active: u32,
+    /// Borrowers waiting for a connection.
+    pub waiting: u32,
+    /// The current `max_size`.
+    pub max_size: u32,
+    /// The current `min_idle`.
+    pub min_idle: u32,
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "total={}, active={}, idle={}, waiting={}",
+            self.total, self.active, self.idle, self.waiting
+        )
+    }
+}
+
+/// A thread's most recently returned seats, newest first.
+struct LocalSeats {
+    seats: [Cell<u32>; LOCAL_SEATS],
+    /// Where this thread starts scanning the shared seats, so that threads
+    /// do not all contend for seat 0.
+    scan_from: Cell<u32>,
+}
+
+/// Spreads threads' scan starting points.
+static SCAN_SEQ: AtomicUsize = AtomicUsize::new(0);
+
+impl LocalSeats {
+    fn new() -> Self {
+        LocalSeats {
+            seats: std::array::from_fn(|_| Cell::new(NO_SEAT)),
+            scan_from: Cell::new(SCAN_SEQ.fetch_add(7, Ordering::Relaxed) as u32),
+        }
+    }
+
+    /// Records `index` as the newest entry.
+    #[inline]
+    fn push(&self, index: u32) {
+        if self.seats[0].get() == index {
+            return;
+        }
+        let mut carry = index;
+        for seat in &self.seats {
+            carry = seat.replace(carry);
+            if carry == index || carry == NO_SEAT {
+                break;
+            }
+        }
+    }
+}
+
+/// The most recent connect failure and the failure streak.
+#[derive(Default)]
+pub(crate) struct ConnectFailures {
+    pub(crate) last: Option<SharedError>,
+    /// Consecutive failed attempts; 0 after a success.
+    pub(crate) streak: u64,
+}
+
+/// Everything the pool shares between handles, lent connections and its
+/// background threads.
+pub(crate) struct Inner<M: ManageConnection> {
+    pub(crate) name: Arc<str>,
+    pub(crate) manager: M,
+    pub(crate) config: Config,
+    pub(crate) bag: Bag<M::Connection>,
+    /// `RUNNING`, `SUSPENDED` or `CLOSED`.
+    status: AtomicU8,
+    /// Current max size (changed by `resize`).
+    pub(crate) max_size: AtomicUsize,
+    /// Current min idle (clamped to max size).
+    pub(crate) min_idle: AtomicUsize,
+    /// Open connections (seats with a connection). Changed only when one is
+    /// opened or closed.
+    pub(crate) total: AtomicUsize,
+    /// Connections `build` wants open before it returns (0 afterwards).
+    pub(crate) init_target: AtomicUsize,
+    pub(crate) next_id: AtomicU64,
+    local: ThreadLocal<LocalSeats>,
+    pub(crate) failures: Mutex<ConnectFailures>,
+    /// Connect attempts so far (for `build`'s wait).
+    pub(crate) attempts: AtomicU64,
+    /// Guards status changes that sleepers wait for (suspend, build).
+    pub(crate) events: Mutex<()>,
+    pub(crate) events_cv: Condvar,
+    /// Doorbells of the background threads (bounded(1): a pending ring
+    /// coalesces further rings).
+    pub(crate) creator_bell: Sender<()>,
+    pub(crate) housekeeper_bell: Sender<()>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// A connection pool.
+///
+/// Cheap to clone (all clones share one pool) and `Send + Sync`. When the last
+/// clone is dropped the pool closes: idle connections are closed at once, lent
+/// ones when they come back, and its two background threads (a creator and a
+/// housekeeper) are joined.
+///
+/// ```
+/// use pool_core::{ManageConnection, Pool};
+/// use std::time::Duration;
+///
+/// struct Numbers;
+/// impl ManageConnection for Numbers {
+///     type Connection = Vec<u64>;
+///     type Error = std::io::Error;
+///     fn connect(&self) -> Result<Vec<u64>, std::io::Error> { Ok(Vec::new()) }
+///     fn is_valid(&self, _: &mut Vec<u64>, _: Duration) -> Result<(), std::io::Error> { Ok(()) }
+///     fn has_broken(&self, _: &mut Vec<u64>) -> bool { false }
+/// }
+///
+/// let pool = Pool::builder().max_size(4).build(Numbers)?;
+/// std::thread::scope(|s| {
+///     for i in 0..8 {
+///         let pool = pool.clone();
+///         s.spawn(move || pool.get().unwrap().push(i));
+///     }
+/// });
+/// assert!(pool.state().total <= 4);
+/// # Ok::<(), pool_core::Error>(())
+/// ```
+pub struct Pool<M: ManageConnection> {
+    handle: Arc<Handle<M>>,
+}
+
+/// The user-facing handle; dropping the last one closes the pool even while
+/// connections are still lent (they keep `Inner` alive until they return).
+struct Handle<M: ManageConnection> {
+    inner: Arc<Inner<M>>,
+}
+
+impl<M: ManageConnection> Drop for Handle<M> {
+    fn drop(&mut self) {
+        self.inner.close();
+    }
+}
+
+impl<M: ManageConnection> Clone for Pool<M> {
+    fn clone(&self) -> Self {
+        Pool {
+            handle: self.handle.clone(),
+        }
+    }
+}
+
+impl<M: ManageConnection> fmt::Debug for Pool<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("name", &self.name())
+            .field("state", &self.state())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pool<NoManager> {
+    /// A builder with every setting at its default; see [`Builder`](crate::Builder).
+    pub fn builder() -> crate::Builder {
+        crate::Builder::new()
+    }
+}
+
+/// Only there so that `Pool::builder()` needs no type annotation.
+#[doc(hidden)]
+pub enum NoManager {}
+
+impl ManageConnection for NoManager {
+    type Connection = ();
+    type Error = std::convert::Infallible;
+    fn connect(&self) -> Result<(), Self::Error> {
+        match *self {}
+    }
+    fn is_valid(&self, _: &mut (), _: Duration) -> Result<(), Self::Error> {
+        match *self {}
+    }
+    fn has_broken(&self, _: &mut ()) -> bool {
+        match *self {}
+    }
+}
+
+impl<M: ManageConnection> Pool<M> {
+    pub(crate) fn start(
+        config: Config,
+        name: Arc<str>,
+        manager: M,
+        wait: bool,
+    ) -> Result<Pool<M>, Error> {
+        let max = config.max_size as usize;
+        let min_idle = config.effective_min_idle() as usize;
+        let (creator_bell, creator_rx) = crossbeam_channel::bounded(1);
+        let (housekeeper_bell, housekeeper_rx) = crossbeam_channel::bounded(1);
+        let inner = Arc::new(Inner {
+            name,
+            manager,
+            bag: Bag::new(max),
+            status: AtomicU8::new(RUNNING),
+            max_size: AtomicUsize::new(max),
+            min_idle: AtomicUsize::new(min_idle),
+            total: AtomicUsize::new(0),
+            init_target: AtomicUsize::new(if wait { min_idle.max(1) } else { 0 }),
+            next_id: AtomicU64::new(1),
+            local: ThreadLocal::new(),
+            failures: Mutex::new(ConnectFailures::default()),
+            attempts: AtomicU64::new(0),
+            events: Mutex::new(()),
+            events_cv: Condvar::new(),
+            creator_bell,
+            housekeeper_bell,
+            threads: Mutex::new(Vec::new()),
+            config,
+        });
+        let pool = Pool {
+            handle: Arc::new(Handle {
+                inner: inner.clone(),
+            }),
+        };
+        let spawned = spawn_workers(&inner, creator_rx, housekeeper_rx);
+        if let Err(e) = spawned {
+            return Err(Error::Connect {
+                pool: inner.name.clone(),
+                state: inner.state(),
+                source: Arc::new(e),
+            });
+        }
+        log::debug!(
+            "pool \"{}\": started (max_size={}, min_idle={})",
+            inner.name,
+            max,
+            min_idle
+        );
+        inner.ring_creator();
+        if wait {
+            inner.wait_for_initial_connections()?;
+        }
+        Ok(pool)
+    }
+
+    #[inline]
+    fn inner(&self) -> &Arc<Inner<M>> {
+        &self.handle.inner
+    }
+
+    /// Borrows a connection, waiting up to `connection_timeout` for one.
+    ///
+    /// Fails with [`Error::Timeout`] (naming the pool's state and the last
+    /// connect error), [`Error::Closed`], [`Error::Suspended`], or, in
+    /// fail-fast mode while the database is down, [`Error::Connect`].
+    #[track_caller]
+    #[inline]
+    pub fn get(&self) -> Result<PooledConnection<M>, Error> {
+        let inner = self.inner();
+        inner.acquire(inner.config.connection_timeout)
+    }
+
+    /// Borrows a connection, waiting up to `timeout` for one.
+    ///
+    /// ```
+    /// # use pool_core::{ManageConnection, Pool};
+    /// # use std::time::Duration;
+    /// # struct M;
+    /// # impl ManageConnection for M {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut (), _: Duration) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = Pool::builder().name("orders").max_size(1).build(M)?;
+    /// let held = pool.get()?;
+    /// let err = pool.get_timeout(Duration::from_millis(20)).unwrap_err();
+    /// assert!(err.is_timeout());
+    /// assert!(err.to_string().starts_with("pool \"orders\": timed out after"));
+    /// # drop(held);
+    /// # Ok::<(), pool_core::Error>(())
+    /// ```
+    #[track_caller]
+    #[inline]
+    pub fn get_timeout(&self, timeout: Duration) -> Result<PooledConnection<M>, Error> {
+        self.inner().acquire(timeout)
+    }
+
+    /// Borrows an idle connection if there is one, without waiting.
+    ///
+    /// When none is idle, fails with [`Error::Timeout`] (after asking for a
+    /// new connection if the pool is below `max_size`).
+    #[track_caller]
+    #[inline]
+    pub fn try_get(&self) -> Result<PooledConnection<M>, Error> {
+        self.inner().acquire(Duration::ZERO)
+    }
+
+    /// The pool's current counts.
+    pub fn state(&self) -> State {
+        self.inner().state()
+    }
+
+    /// The pool's name.
+    pub fn name(&self) -> &str {
+        &self.inner().name
+    }
+
+    /// The settings the pool was built with (`max_size` and `min_idle` may
+    /// since have been changed by [`resize`](Pool::resize): see [`state`](Pool::state)).
+    pub fn config(&self) -> &Config {
+        &self.inner().config
+    }
+
+    /// The connection manager.
+    pub fn manager(&self) -> &M {
+        &self.inner().manager
+    }
+
+    /// Closes the pool: lends nothing more, closes idle connections now and
+    /// lent ones when they come back, wakes every waiter with
+    /// [`Error::Closed`], and joins the background threads. Idempotent.
+    ///
+    /// ```
+    /// # use pool_core::{Error, ManageConnection, Pool};
+    /// # use std::time::Duration;
+    /// # struct M;
+    /// # impl ManageConnection for M {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut (), _: Duration) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = Pool::builder().max_size(2).build(M)?;
+    /// pool.close();
+    /// assert_eq!(pool.state().total, 0);
+    /// assert!(matches!(pool.get(), Err(Error::Closed { .. })));
+    /// # Ok::<(), pool_core::Error>(())
+    /// ```
+    pub fn close(&self) {
+        self.inner().close();
+    }
+
+    /// Whether [`close`](Pool::close) was called (or the pool is being dropped).
+    pub fn is_closed(&self) -> bool {
+        self.inner().status.load(Ordering::Acquire) == CLOSED
+    }
+
+    /// Changes `max_size` at run time.
+    ///
+    /// Growing takes effect at once. Shrinking closes surplus idle
+    /// connections now and surplus lent ones when they come back. `min_idle`
+    /// is lowered to the new size if it was above it. Fails with
+    /// [`Error::Config`] for 0 or a size above the limit.
+    ///
+    /// ```
+    /// # use pool_core::{ManageConnection, Pool};
+    /// # use std::time::Duration;
+    /// # struct M;
+    /// # impl ManageConnection for M {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut (), _: Duration) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = Pool::builder().max_size(8).build(M)?;
+    /// pool.resize(2)?;
+    /// assert_eq!(pool.state().total, 2);
+    /// assert!(pool.resize(0).is_err());
+    /// # Ok::<(), pool_core::Error>(())
+    /// ```
+    pub fn resize(&self, max_size: u32) -> Result<(), Error> {
+        self.inner().resize(max_size)
+    }
+
+    /// Stops lending: `get` waits (up to its timeout) until
+    /// [`resume`](Pool::resume), or fails at once with [`Error::Suspended`] if
+    /// [`fail_when_suspended`](crate::Builder::fail_when_suspended) is set.
+    /// Connections already lent are unaffected.
+    pub fn suspend(&self) {
+        self.inner().set_status(SUSPENDED);
+    }
+
+    /// Resumes lending after [`suspend`](Pool::suspend).
+    pub fn resume(&self) {
+        self.inner().set_status(RUNNING);
+    }
+
+    /// Retires every current connection, softly: idle ones are closed now,
+    /// lent ones when they come back; new connections replace them. Use it
+    /// after a database failover or a credential change.
+    pub fn soft_evict_all(&self) {
+        self.inner().soft_evict_all();
+    }
+}
+
+fn spawn_workers<M: ManageConnection>(
+    inner: &Arc<Inner<M>>,
+    creator_rx: Receiver<()>,
+    housekeeper_rx: Receiver<()>,
+) -> std::io::Result<()> {
+    let weak: Weak<Inner<M>> = Arc::downgrade(inner);
+    let creator = std::thread::Builder::new()
+        .name(format!("{}-creator", inner.name))
+        .spawn({
+            let weak = weak.clone();
+            move || workers::creator(weak, creator_rx)
+        })?;
+    inner.threads.lock().push(creator);
+    let housekeeper = std::thread::Builder::new()
+        .name(format!("{}-housekeeper", inner.name))
+        .spawn(move || workers::housekeeper(weak, housekeeper_rx))?;
+    inner.threads.lock().push(housekeeper);
+    Ok(())
+}
+
+impl<M: ManageConnection> Inner<M> {
+    #[inline]
+    fn local(&self) -> &LocalSeats {
+        self.local.get_or(LocalSeats::new)
+    }
+
+    /// The borrow path: thread cache, then a scan, then the waiter queue.
+    #[track_caller]
+    #[inline]
+    fn acquire(self: &Arc<Self>, timeout: Duration) -> Result<PooledConnection<M>, Error> {
+        if self.status.load(Ordering::Acquire) == RUNNING {
+            let now = clock::now();
+            let local = self.local();
+            for entry in &local.seats {
+                let index = entry.get();
+                if index == NO_SEAT || index as usize >= self.bag.capacity() {
+                    continue;
+                }
+                let slot = self.bag.slot(index as usize);
+                if slot.try_claim(IN_USE) {
+                    if let Some(conn) = self.check_out(slot, now) {
+                        return Ok(conn);
+                    }
+                    break;
+                }
+            }
+        }
+        self.acquire_slow(timeout)
+    }
+
+    #[cold]
+    #[track_caller]
+    fn acquire_slow(self: &Arc<Self>, timeout: Duration) -> Result<PooledConnection<M>, Error> {
+        let start = Instant::now();
+        let deadline = start.checked_add(timeout);
+        let remaining = || match deadline {
+            Some(d) => d.checked_duration_since(Instant::now()).filter(|r| !r.is_zero()),
+            None => Some(Duration::from_secs(3600)),
+        };
+        loop {
+            match self.status.load(Ordering::Acquire) {
+                RUNNING => {}
+                CLOSED => return Err(self.closed_error()),
+                _ => {
+                    self.wait_while_suspended(deadline)?;
+                    continue;
+                }
+            }
+            let scan_from = self.local().scan_from.get() as usize;
+            let max = self.max_size.load(Ordering::Acquire);
+            if let Some(index) = self.bag.scan(scan_from, max) {
+                if let Some(conn) = self.check_out(self.bag.slot(index), clock::now()) {
+                    return Ok(conn);
+                }
+                continue;
+            }
+            if self.config.fail_fast {
+                if let Some(err) = self.down_error() {
+                    self.ring_creator();
+                    return Err(err);
+                }
+            }
+            if remaining().is_none() {
+                self.ring_creator_if_short(1);
+                return Err(self.timeout_error(start));
+            }
+            let outcome = self.bag.wait(
+                || self.bag.scan(scan_from, self.max_size.load(Ordering::Acquire)),
+                |waiting| self.ring_creator_if_short(waiting),
+                remaining,
+            );
+            match outcome {
+                WaitOutcome::Got(index) => {
+                    if let Some(conn) = self.check_out(self.bag.slot(index), clock::now()) {
+                        return Ok(conn);
+                    }
+                }
+                WaitOutcome::TimedOut => return Err(self.timeout_error(start)),
+                WaitOutcome::Closed => return Err(self.closed_error()),
+                WaitOutcome::Failed => {
+                    if let Some(err) = self.down_error() {
+                        return Err(err);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Vets a seat the caller just claimed (`IN_USE`) and wraps it, or closes
+    /// the connection and returns `None` if it must not be lent.
+    #[track_caller]
+    #[inline]
+    fn check_out(self: &Arc<Self>, slot: &Slot<M::Connection>, now: Millis) -> Option<PooledConnection<M>> {
+        let status = self.status.load(Ordering::SeqCst);
+        if status != RUNNING {
+            // Closed or suspended after we claimed it: put it back (release
+            // closes it if the pool is closed).
+            self.check_in(slot);
+            return None;
+        }
+        let reason = if slot.flags.load(Ordering::Relaxed) & FLAG_EVICT != 0
+            || slot.index as usize >= self.max_size.load(Ordering::Relaxed)
+        {
+            Some(CloseReason::Evicted)
+        } else if now >= slot.retire_at.load(Ordering::Relaxed) {
+            Some(CloseReason::MaxLifetime)
+        } else {
+            // SAFETY: we claimed the seat (IN_USE) and have not released it.
+            unsafe {
+                slot.with_conn(|conn| {
+                    let conn = conn?;
+                    if guarded(|| self.manager.has_broken(conn)).unwrap_or(true) {
+                        return Some(CloseReason::Broken);
+                    }
+                    if self.config.test_on_check_out
+                        && now.saturating_sub(slot.last_used.load(Ordering::Relaxed))
+                            > clock::millis(self.config.alive_bypass_window)
+                    {
+                        let ok = guarded(|| {
+                            self.manager
+                                .is_valid(conn, self.config.validation_timeout)
+                                .is_ok()
+                        });
+                        if ok != Some(true) {
+                            return Some(CloseReason::FailedValidation);
+                        }
+                    }
+                    None
+                })
+            }
+        };
+        if let Some(reason) = reason {
+            self.close_slot(slot, reason);
+            return None;
+        }
+        if self.config.leak_detection_threshold.is_some() {
+            slot.lent_at.store(now, Ordering::Relaxed);
+        }
+        Some(PooledConnection {
+            inner: self.clone(),
+            slot: NonNull::from(slot),
+            fate: Fate::Return,
+        })
+    }
+
+    /// The return path: reset, checks, then back to a waiter or idle.
+    #[inline]
+    fn check_in(&self, slot: &Slot<M::Connection>) {
+        let reason = if self.status.load(Ordering::Acquire) == CLOSED {
+            Some(CloseReason::PoolClosed)
+        } else {
+            // SAFETY: the caller owns the seat (IN_USE) until release below.
+            unsafe {
+                slot.with_conn(|conn| {
+                    let conn = conn?;
+                    if guarded(|| self.manager.has_broken(conn)).unwrap_or(true) {
+                        return Some(CloseReason::Broken);
+                    }
+                    match guarded(|| self.manager.reset(conn).is_ok()) {
+                        Some(true) => None,
+                        _ => Some(CloseReason::ResetFailed),
+                    }
+                })
+            }
+        };
+        if let Some(reason) = reason {
+            return self.close_slot(slot, reason);
+        }
+        let now = clock::now();
+        if slot.flags.load(Ordering::Relaxed) & FLAG_EVICT != 0
+            || slot.index as usize >= self.max_size.load(Ordering::Relaxed)
+        {
+            return self.close_slot(slot, CloseReason::Evicted);
+        }
+        if now >= slot.retire_at.load(Ordering::Relaxed) {
+            return self.close_slot(slot, CloseReason::MaxLifetime);
+        }
+        slot.last_used.store(now, Ordering::Relaxed);
+        self.make_available(slot);
+        self.local().push(slot.index);
+    }
+
+    /// Releases an owned seat to a waiter or as idle, then closes it again if
+    /// the pool was closed or shrunk meanwhile (the other half of the Dekker
+    /// pair with `close` and `resize`, which store first and then sweep).
+    pub(crate) fn make_available(&self, slot: &Slot<M::Connection>) {
+        if self.bag.release(slot) {
+            return;
+        }
+        if (self.status.load(Ordering::SeqCst) == CLOSED
+            || slot.index as usize >= self.max_size.load(Ordering::SeqCst)
+            || slot.flags.load(Ordering::SeqCst) & FLAG_EVICT != 0)
+            && slot.try_claim(RESERVED)
+        {
+            let reason = if self.status.load(Ordering::SeqCst) == CLOSED {
+                CloseReason::PoolClosed
+            } else {
+                CloseReason::Evicted
+            };
+            self.close_slot(slot, reason);
+        }
+    }
+
+    /// Closes the connection in a seat the caller owns and frees the seat.
+    pub(crate) fn close_slot(&self, slot: &Slot<M::Connection>, reason: CloseReason) {
+        // SAFETY: the caller owns the seat (IN_USE or RESERVED).
+        let conn = unsafe { slot.take() };
+        let id = slot.id.load(Ordering::Relaxed);
+        // Close before the seat is vacant, so that the replacement is never
+        // open at the same time as the connection it replaces.
+        if let Some(conn) = conn {
+            if guarded(move || drop(conn)).is_none() {
+                log::warn!(
+                    "pool \"{}\": closing connection {id} panicked",
+                    self.name
+                );
+            }
+            log::debug!(
+                "pool \"{}\": closed connection {id} ({reason})",
+                self.name
+            );
+            self.total.fetch_sub(1, Ordering::SeqCst);
+        }
+        slot.id.store(0, Ordering::Relaxed);
+        slot.state.store(VACANT, Ordering::Release);
+        if self.status.load(Ordering::Acquire) != CLOSED {
+            self.ring_creator_if_short(self.bag.waiting());
+        }
+    }
+
+    /// Asks the creator for a connection if the pool is below `min_idle` or
+    /// has waiters, and has room.
+    pub(crate) fn ring_creator_if_short(&self, waiting: usize) {
+        let total = self.total.load(Ordering::Relaxed);
+        if total < self.max_size.load(Ordering::Relaxed)
+            && (waiting > 0 || total < self.min_idle.load(Ordering::Relaxed))
+        {
+            self.ring_creator();
+        }
+    }
+
+    pub(crate) fn ring_creator(&self) {
+        let _ = self.creator_bell.try_send(());
+    }
+
+    pub(crate) fn ring_housekeeper(&self) {
+        let _ = self.housekeeper_bell.try_send(());
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.status.load(Ordering::Acquire) == CLOSED
+    }
+
+    /// The error to return while the database is known to be down, if it is.
+    fn down_error(&self) -> Option<Error> {
+        if self.total.load(Ordering::SeqCst) != 0 {
+            return None;
+        }
+        let failures = self.failures.lock();
+        if failures.streak == 0 {
+            return None;
+        }
+        let source = failures.last.clone()?;
+        drop(failures);
+        Some(Error::Connect {
+            pool: self.name.clone(),
+            state: self.state(),
+            source,
+        })
+    }
+
+    fn timeout_error(&self, start: Instant) -> Error {
+        Error::Timeout {
+            pool: self.name.clone(),
+            waited: start.elapsed(),
+            state: self.state(),
+            last_error: self.failures.lock().last.clone(),
+        }
+    }
+
+    fn closed_error(&self) -> Error {
+        Error::Closed {
+            pool: self.name.clone(),
+        }
+    }
+
+    /// Counts seats.
+    pub(crate) fn state(&self) -> State {
+        let cap = self.bag.capacity();
+        let active = (0..cap)
+            .filter(|&i| self.bag.slot(i).state.load(Ordering::Relaxed) == IN_USE)
+            .count() as u32;
+        let total = self.total.load(Ordering::Relaxed) as u32;
+        State {
+            total,
+            active: active.min(total),
+            idle: total.saturating_sub(active),
+            waiting: self.bag.waiting() as u32,
+            max_size: self.max_size.load(Ordering::Relaxed) as u32,
+            min_idle: self.min_idle.load(Ordering::Relaxed) as u32,
+        }
+    }
+
+    /// Idle connections (seats `IDLE`).
+    pub(crate) fn idle_count(&self) -> usize {
+        (0..self.bag.capacity())
+            .filter(|&i| self.bag.slot(i).state.load(Ordering::Relaxed) == IDLE)
+            .count()
+    }
+
+    fn set_status(&self, status: u8) {
+        let _guard = self.events.lock();
+        let _ = self.status.compare_exchange(
+            if status == RUNNING { SUSPENDED } else { RUNNING },
+            status,
+            Ordering::SeqCst,
+            Ordering::Relaxed,
+        );
+        self.events_cv.notify_all();
+    }
+
+    fn wait_while_suspended(&self, deadline: Option<Instant>) -> Result<(), Error> {
+        let suspended = || Error::Suspended {
+            pool: self.name.clone(),
+        };
+        if self.config.fail_when_suspended {
+            return Err(suspended());
+        }
+        let mut guard = self.events.lock();
+        while self.status.load(Ordering::SeqCst) == SUSPENDED {
+            match deadline {
+                Some(d) => {
+                    if self.events_cv.wait_until(&mut guard, d).timed_out()
+                        && self.status.load(Ordering::SeqCst) == SUSPENDED
+                    {
+                        return Err(suspended());
+                    }
+                }
+                None => self.events_cv.wait(&mut guard),
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes every idle connection for which `pick` says so.
+    pub(crate) fn sweep_idle(&self, from: usize, reason: CloseReason) {
+        for i in from..self.bag.capacity() {
+            let slot = self.bag.slot(i);
+            if slot.try_claim(RESERVED) {
+                self.close_slot(slot, reason);
+            }
+        }
+    }
+
+    fn resize(&self, max_size: u32) -> Result<(), Error> {
+        if max_size == 0 || max_size > MAX_SIZE_LIMIT {
+            return Err(Error::Config {
+                pool: self.name.clone(),
+                setting: "max_size".into(),
+                reason: format!("{max_size} is not between 1 and {MAX_SIZE_LIMIT}"),
+            });
+        }
+        let new = max_size as usize;
+        self.bag.ensure_capacity(new);
+        let min_idle = (self.config.effective_min_idle() as usize).min(new);
+        self.min_idle.store(min_idle, Ordering::SeqCst);
+        let old = self.max_size.swap(new, Ordering::SeqCst);
+        log::info!(
+            "pool \"{}\": resized from {old} to {new} (min_idle {min_idle})",
+            self.name
+        );
+        if new < old {
+            self.sweep_idle(new, CloseReason::Evicted);
+        }
+        self.ring_creator();
+        self.ring_housekeeper();
+        Ok(())
+    }
+
+    fn soft_evict_all(&self) {
+        for i in 0..self.bag.capacity() {
+            let slot = self.bag.slot(i);
+            if slot.state.load(Ordering::Relaxed) != VACANT {
+                slot.flags.fetch_or(FLAG_EVICT, Ordering::SeqCst);
+            }
+        }
+        self.sweep_idle(0, CloseReason::Evicted);
+        log::info!("pool \"{}\": soft eviction of all connections", self.name);
+        self.ring_creator();
+    }
+
+    pub(crate) fn close(&self) {
+        {
+            let _guard = self.events.lock();
+            if self.status.swap(CLOSED, Ordering::SeqCst) == CLOSED {
+                return;
+            }
+            self.events_cv.notify_all();
+        }
+        self.bag.wake_all(true);
+        self.sweep_idle(0, CloseReason::PoolClosed);
+        self.ring_creator();
+        self.ring_housekeeper();
+        let threads = std::mem::take(&mut *self.threads.lock());
+        let me = std::thread::current().id();
+        for t in threads {
+            if t.thread().id() != me {
+                let _ = t.join();
+            }
+        }
+        // Anything the threads released while stopping.
+        self.sweep_idle(0, CloseReason::PoolClosed);
+        log::debug!(
+            "pool \"{}\": closed ({} connection(s) still lent will close on return)",
+            self.name,
+            self.total.load(Ordering::SeqCst)
+        );
+    }
+
+    /// `build`'s wait for the first connections.
+    fn wait_for_initial_connections(&self) -> Result<(), Error> {
+        let target = self.init_target.load(Ordering::Relaxed);
+        let deadline = Instant::now() + self.config.initialization_fail_timeout;
+        let mut guard = self.events.lock();
+        loop {
+            let total = self.total.load(Ordering::SeqCst);
+            let attempts = self.attempts.load(Ordering::SeqCst);
+            if total >= target {
+                break;
+            }
+            if Instant::now() >= deadline && attempts > 0 {
+                if total > 0 {
+                    break;
+                }
+                let source = self.failures.lock().last.clone();
+                if let Some(source) = source {
+                    drop(guard);
+                    let state = self.state();
+                    self.close();
+                    return Err(Error::Connect {
+                        pool: self.name.clone(),
+                        state,
+                        source,
+                    });
+                }
+            }
+            let until = deadline.max(Instant::now()) + Duration::from_millis(1);
+            self.events_cv
+                .wait_until(&mut guard, until.min(Instant::now() + Duration::from_millis(50)));
+        }
+        drop(guard);
+        self.init_target.store(0, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// Runs a manager callback, turning a panic into `None`.
+#[inline]
+pub(crate) fn guarded<R>(f: impl FnOnce() -> R) -> Option<R> {
+    catch_unwind(AssertUnwindSafe(f)).ok()
+}
+
+/// A connection borrowed from a [`Pool`]; returned to it when dropped.
+///
+/// Derefs to the connection. On return the pool checks
+/// [`has_broken`](ManageConnection::has_broken) and runs
+/// [`reset`](ManageConnection::reset). A connection dropped while its thread
+/// is panicking is closed, never lent again: its state is unknown.
+pub struct PooledConnection<M: ManageConnection> {
+    inner: Arc<Inner<M>>,
+    /// The seat, owned (`IN_USE`) for as long as this value lives. Valid
+    /// because seats are freed only with the bag, which `inner` keeps alive.
+    slot: NonNull<Slot<M::Connection>>,
+    /// What to do with the seat when dropped.
+    fate: Fate,
+}
+
+/// What a `PooledConnection`'s drop does.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// Return the connection to the pool.
+    Return,
+    /// Close it (`mark_broken`).
+    Close,
+    /// Nothing: `detach` already freed the seat.
+    Detached,
+}
+
+// SAFETY: a PooledConnection owns its seat exclusively (IN_USE) and gives
+// access only to the connection inside, which is `Send`; moving it to another
+// thread moves that exclusive ownership.
+unsafe impl<M: ManageConnection> Send for PooledConnection<M> {}
+// SAFETY: `&PooledConnection` only gives `&M::Connection` (Deref), which is
+// shareable when the connection is `Sync`.
+unsafe impl<M: ManageConnection> Sync for PooledConnection<M> where M::Connection: Sync {}
+
+impl<M: ManageConnection> PooledConnection<M> {
+    #[inline]
+    fn slot(&self) -> &Slot<M::Connection> {
+        // SAFETY: see the field's note: the bag (inside `inner`, which we hold)
+        // never frees a seat while it lives.
+        unsafe { self.slot.as_ref() }
+    }
+
+    /// Marks the connection broken: when dropped it is closed instead of
+    /// returned, and the pool opens a replacement. Call it when a query fails
+    /// in a way that leaves the connection unusable.
+    ///
+    /// ```
+    /// # use pool_core::{ManageConnection, Pool};
+    /// # use std::time::Duration;
+    /// # struct M;
+    /// # impl ManageConnection for M {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut (), _: Duration) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = Pool::builder().max_size(1).build(M)?;
+    /// let mut conn = pool.get()?;
+    /// conn.mark_broken();
+    /// drop(conn);
+    /// assert_eq!(pool.state().total, 0); // closed; a replacement comes shortly
+    /// # Ok::<(), pool_core::Error>(())
+    /// ```
+    pub fn mark_broken(&mut self) {
+        self.fate = Fate::Close;
+    }
+
+    /// Takes the connection out of the pool for good; its place in the pool
+    /// is freed (a replacement is opened if the pool needs one).
+    ///
+    /// ```
+    /// # use pool_core::{ManageConnection, Pool};
+    /// # use std::time::Duration;
+    /// # struct M;
+    /// # impl ManageConnection for M {
+    /// #     type Connection = String;
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<String, std::io::Error> { Ok("conn".into()) }
+    /// #     fn is_valid(&self, _: &mut String, _: Duration) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut String) -> bool { false }
+    /// # }
+    /// let pool = Pool::builder().max_size(1).build(M)?;
+    /// let conn: String = pool.get()?.detach();
+    /// assert_eq!(conn, "conn");
+    /// # Ok::<(), pool_core::Error>(())
+    /// ```
+    pub fn detach(mut self) -> M::Connection {
+        let slot = self.slot();
+        // SAFETY: we own the seat (IN_USE) until the VACANT store below.
+        let conn = unsafe { slot.take() }.expect("a lent seat holds a connection");
+        let inner = &self.inner;
+        log::debug!(
+            "pool \"{}\": connection {} detached",
+            inner.name,
+            slot.id.load(Ordering::Relaxed)
+        );
+        inner.total.fetch_sub(1, Ordering::SeqCst);
+        slot.id.store(0, Ordering::Relaxed);
+        slot.state.store(VACANT, Ordering::Release);
+        inner.ring_creator_if_short(inner.bag.waiting());
+        self.fate = Fate::Detached;
+        conn
+    }
+
+    /// The connection's id, unique within its pool (as in the pool's logs).
+    pub fn id(&self) -> u64 {
+        self.slot().id.load(Ordering::Relaxed)
+    }
+}
+
+impl<M: ManageConnection> Deref for PooledConnection<M> {
+    type Target = M::Connection;
+
+    #[inline]
+    fn deref(&self) -> &M::Connection {
+        // SAFETY: we own the seat (IN_USE) for our whole life, so nobody else
+        // touches the cell; it holds `Some` in every owned state.
+        match unsafe { &*self.slot().conn_ptr() } {
+            Some(c) => c,
+            None => unreachable!("a lent seat holds a connection"),
+        }
+    }
+}
+
+impl<M: ManageConnection> DerefMut for PooledConnection<M> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut M::Connection {
+        // SAFETY: as in `deref`, and `&mut self` makes this the only
+        // reference handed out.
+        match unsafe { &mut *self.slot().conn_ptr() } {
+            Some(c) => c,
+            None => unreachable!("a lent seat holds a connection"),
+        }
+    }
+}
+
+impl<M: ManageConnection> Drop for PooledConnection<M> {
+    #[inline]
+    fn drop(&mut self) {
+        let slot = self.slot();
+        match self.fate {
+            Fate::Return if !std::thread::panicking() => self.inner.check_in(slot),
+            Fate::Detached => {}
+            _ => self.inner.close_slot(slot, CloseReason::Broken),
+        }
+    }
+}
+
+impl<M: ManageConnection> fmt::Debug for PooledConnection<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PooledConnection")
+            .field("pool", &self.inner.name)
+            .field("id", &self.id())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,314 @@
+//! The pool's two background threads.
+//!
+//! * The **creator** opens every connection, one at a time, so that borrowers
+//!   never connect on their own thread and a burst of borrowers does not
+//!   become a burst of connects: before each connect it asks again whether the
+//!   connection is still needed (waiters, `min_idle`, `build`'s target), so
+//!   requests already covered by returns are skipped. Failed connects are
+//!   retried with capped exponential backoff and jitter, and logged
+//!   rate-limited.
+//! * The **housekeeper** retires idle connections (idle timeout above
+//!   `min_idle`, max lifetime, eviction), runs keepalives, and tops the pool up
+//!   to `min_idle`. It sleeps until the earliest deadline among the idle
+//!   connections, never busy.
+//!
+//! Both hold only a `Weak` to the pool between rounds, and both stop when the
+//! pool closes (its `close` rings them and joins them) or is dropped (their
+//! doorbell channel disconnects).
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
+use crate::bag::{FLAG_EVICT, IDLE, RESERVED};
+use crate::clock::{self, Millis};
+use crate::pool::{guarded, CloseReason, Inner};
+use crate::ManageConnection;
+
+/// First retry delay after a failed connect.
+const BACKOFF_BASE: Duration = Duration::from_millis(50);
+/// Longest retry delay: a recovered database is noticed within about this.
+const BACKOFF_CAP: Duration = Duration::from_secs(1);
+/// Repeated connect failures are logged at most this often.
+const FAILURE_LOG_EVERY: Duration = Duration::from_secs(30);
+/// The housekeeper wakes at least this often (and logs the pool's stats).
+const HOUSEKEEPING_PERIOD: Millis = 30_000;
+/// Nor more often than this, whatever the deadlines say.
+const HOUSEKEEPING_MIN_SLEEP: Millis = 5;
+/// Max lifetime is shortened by up to this fraction, at random.
+const LIFETIME_VARIANCE: f64 = 0.025;
+
+/// A small xorshift generator for jitter: no need for cryptographic quality,
+/// nor for a dependency.
+pub(crate) struct Jitter(u64);
+
+impl Jitter {
+    pub(crate) fn new() -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(clock::now());
+        Jitter(h.finish() | 1)
+    }
+
+    /// A number in `[0, 1)`.
+    pub(crate) fn next_f64(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// The creator thread's main loop.
+pub(crate) fn creator<M: ManageConnection>(weak: Weak<Inner<M>>, bell: Receiver<()>) {
+    let mut jitter = Jitter::new();
+    let mut retry_at: Option<Instant> = None;
+    let mut last_failure_log: Option<Instant> = None;
+    loop {
+        let sleep = {
+            let Some(inner) = weak.upgrade() else { return };
+            if inner.is_closed() {
+                return;
+            }
+            if !should_create(&inner) {
+                None
+            } else {
+                match retry_at.and_then(|t| t.checked_duration_since(Instant::now())) {
+                    Some(wait) if !wait.is_zero() => Some(wait),
+                    _ => {
+                        let failed = create_one(&inner, &mut jitter, &mut last_failure_log);
+                        retry_at = failed.map(|delay| Instant::now() + delay);
+                        continue;
+                    }
+                }
+            }
+        };
+        let woke = match sleep {
+            Some(d) => bell.recv_timeout(d),
+            None => bell.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        if woke == Err(RecvTimeoutError::Disconnected) {
+            return;
+        }
+    }
+}
+
+/// Whether the pool wants one more connection right now.
+fn should_create<M: ManageConnection>(inner: &Inner<M>) -> bool {
+    let total = inner.total.load(Ordering::SeqCst);
+    total < inner.max_size.load(Ordering::SeqCst)
+        && (inner.bag.waiting() > 0
+            || total < inner.init_target.load(Ordering::Relaxed)
+            || inner.idle_count() < inner.min_idle.load(Ordering::Relaxed))
+}
+
+/// Opens one connection into a vacant seat. Returns the delay before the next
+/// attempt if it failed.
+fn create_one<M: ManageConnection>(
+    inner: &Arc<Inner<M>>,
+    jitter: &mut Jitter,
+    last_failure_log: &mut Option<Instant>,
+) -> Option<Duration> {
+    let max = inner.max_size.load(Ordering::SeqCst);
+    let seat = (0..max.min(inner.bag.capacity())).find(|&i| inner.bag.slot(i).try_claim_vacant());
+    let Some(seat) = seat else {
+        // Every seat below max is taken (surplus seats are still draining).
+        return None;
+    };
+    let slot = inner.bag.slot(seat);
+    let started = Instant::now();
+    let result = guarded(|| inner.manager.connect());
+    inner.attempts.fetch_add(1, Ordering::SeqCst);
+    let outcome = match result {
+        Some(Ok(conn)) => {
+            let now = clock::now();
+            let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
+            let retire_at = match inner.config.max_lifetime {
+                Some(life) => {
+                    let life = clock::millis(life);
+                    let early = (life as f64 * LIFETIME_VARIANCE * jitter.next_f64()) as Millis;
+                    clock::after(now, life - early)
+                }
+                None => clock::NEVER,
+            };
+            // SAFETY: we claimed the seat (VACANT → RESERVED) above.
+            unsafe { slot.put(conn) };
+            slot.id.store(id, Ordering::Relaxed);
+            slot.created.store(now, Ordering::Relaxed);
+            slot.retire_at.store(retire_at, Ordering::Relaxed);
+            slot.last_used.store(now, Ordering::Relaxed);
+            slot.checked.store(now, Ordering::Relaxed);
+            slot.flags.store(0, Ordering::Relaxed);
+            inner.total.fetch_add(1, Ordering::SeqCst);
+            let streak = std::mem::take(&mut inner.failures.lock().streak);
+            if streak > 0 {
+                log::info!(
+                    "pool \"{}\": connected again after {streak} failed attempt(s)",
+                    inner.name
+                );
+            }
+            log::debug!(
+                "pool \"{}\": opened connection {id} in {:?}",
+                inner.name,
+                started.elapsed()
+            );
+            if inner.is_closed() {
+                inner.close_slot(slot, CloseReason::PoolClosed);
+            } else {
+                inner.make_available(slot);
+            }
+            inner.ring_housekeeper();
+            None
+        }
+        failed => {
+            slot.state.store(crate::bag::VACANT, Ordering::Release);
+            let error: crate::SharedError = match failed {
+                Some(Err(e)) => Arc::new(e),
+                _ => Arc::new(ConnectPanicked),
+            };
+            let streak = {
+                let mut failures = inner.failures.lock();
+                failures.streak += 1;
+                failures.last = Some(error.clone());
+                failures.streak
+            };
+            let now = Instant::now();
+            if streak == 1 {
+                log::warn!(
+                    "pool \"{}\": cannot connect: {error}; retrying in the background",
+                    inner.name
+                );
+                *last_failure_log = Some(now);
+            } else if last_failure_log.is_none_or(|t| now - t >= FAILURE_LOG_EVERY) {
+                log::warn!(
+                    "pool \"{}\": still cannot connect after {streak} attempts: {error}",
+                    inner.name
+                );
+                *last_failure_log = Some(now);
+            }
+            if inner.config.fail_fast && inner.total.load(Ordering::SeqCst) == 0 {
+                inner.bag.wake_all(false);
+            }
+            let exp = BACKOFF_BASE.saturating_mul(1 << (streak - 1).min(16) as u32);
+            let delay = exp.min(BACKOFF_CAP);
+            Some(delay.mul_f64(0.75 + 0.5 * jitter.next_f64()))
+        }
+    };
+    {
+        let _guard = inner.events.lock();
+        inner.events_cv.notify_all();
+    }
+    outcome
+}
+
+/// The error recorded when a manager's `connect` panics.
+#[derive(Debug)]
+struct ConnectPanicked;
+
+impl std::fmt::Display for ConnectPanicked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the connection manager panicked in connect()")
+    }
+}
+
+impl std::error::Error for ConnectPanicked {}
+
+/// The housekeeper thread's main loop.
+pub(crate) fn housekeeper<M: ManageConnection>(weak: Weak<Inner<M>>, bell: Receiver<()>) {
+    let mut last_stats: Millis = clock::now();
+    loop {
+        let sleep = {
+            let Some(inner) = weak.upgrade() else { return };
+            if inner.is_closed() {
+                return;
+            }
+            let next = housekeep(&inner);
+            let now = clock::now();
+            if now.saturating_sub(last_stats) >= HOUSEKEEPING_PERIOD {
+                last_stats = now;
+                log::debug!("pool \"{}\": pool stats ({})", inner.name, inner.state());
+            }
+            next.saturating_sub(now).max(HOUSEKEEPING_MIN_SLEEP)
+        };
+        if bell.recv_timeout(Duration::from_millis(sleep)) == Err(RecvTimeoutError::Disconnected) {
+            return;
+        }
+    }
+}
+
+/// One housekeeping round; returns when the next one is due.
+fn housekeep<M: ManageConnection>(inner: &Inner<M>) -> Millis {
+    let now = clock::now();
+    let max = inner.max_size.load(Ordering::SeqCst);
+    let min_idle = inner.min_idle.load(Ordering::Relaxed);
+    let idle_timeout = inner.config.idle_timeout.map(clock::millis);
+    let keepalive = inner.config.keepalive_time.map(clock::millis);
+    let mut next = clock::after(now, HOUSEKEEPING_PERIOD);
+    for i in 0..inner.bag.capacity() {
+        let slot = inner.bag.slot(i);
+        if slot.state.load(Ordering::Relaxed) != IDLE {
+            continue;
+        }
+        let retire_at = slot.retire_at.load(Ordering::Relaxed);
+        let last_used = slot.last_used.load(Ordering::Relaxed);
+        let checked = slot.checked.load(Ordering::Relaxed).max(last_used);
+        let evict = slot.flags.load(Ordering::Relaxed) & FLAG_EVICT != 0 || i >= max;
+        let surplus = inner.total.load(Ordering::SeqCst) > min_idle;
+        let idle_due = idle_timeout.map(|t| clock::after(last_used, t));
+        let keep_due = keepalive.map(|k| clock::after(checked, k));
+        let reason = if evict {
+            Some(CloseReason::Evicted)
+        } else if now >= retire_at {
+            Some(CloseReason::MaxLifetime)
+        } else if surplus && idle_due.is_some_and(|d| now >= d) {
+            Some(CloseReason::IdleTimeout)
+        } else {
+            None
+        };
+        let keep = reason.is_none() && keep_due.is_some_and(|d| now >= d);
+        if reason.is_some() || keep {
+            if !slot.try_claim(RESERVED) {
+                continue; // borrowed meanwhile: nothing to do
+            }
+            match reason {
+                Some(reason) => inner.close_slot(slot, reason),
+                None => {
+                    // SAFETY: we claimed the seat (RESERVED) just above.
+                    let valid = unsafe {
+                        slot.with_conn(|conn| {
+                            conn.and_then(|c| {
+                                guarded(|| {
+                                    inner
+                                        .manager
+                                        .is_valid(c, inner.config.validation_timeout)
+                                        .is_ok()
+                                })
+                            })
+                        })
+                    };
+                    if valid == Some(true) {
+                        slot.checked.store(clock::now(), Ordering::Relaxed);
+                        next = next.min(clock::after(now, keepalive.unwrap_or(0)));
+                        inner.make_available(slot);
+                    } else {
+                        inner.close_slot(slot, CloseReason::FailedValidation);
+                    }
+                }
+            }
+            continue;
+        }
+        next = next.min(retire_at);
+        if surplus {
+            if let Some(d) = idle_due {
+                next = next.min(d);
+            }
+        }
+        if let Some(d) = keep_due {
+            next = next.min(d);
+        }
+    }
+    inner.ring_creator_if_short(inner.bag.waiting());
+    next
+}
