@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
-use crate::bag::{FLAG_EVICT, IDLE, RESERVED};
+use crate::bag::{FLAG_EVICT, IDLE, IN_USE, RESERVED};
 use crate::clock::{self, Millis};
 use crate::pool::{guarded, CloseReason, Inner};
 use crate::ManageConnection;
@@ -248,8 +248,17 @@ fn housekeep<M: ManageConnection>(inner: &Inner<M>) -> Millis {
     let mut next = clock::after(now, HOUSEKEEPING_PERIOD);
     for i in 0..inner.bag.capacity() {
         let slot = inner.bag.slot(i);
-        if slot.state.load(Ordering::Relaxed) != IDLE {
-            continue;
+        match slot.state.load(Ordering::Relaxed) {
+            IDLE => {}
+            IN_USE => {
+                // Lent: due no earlier than one idle timeout (or keepalive)
+                // from now, so look again then.
+                for d in [idle_timeout, keepalive].into_iter().flatten() {
+                    next = next.min(clock::after(now, d));
+                }
+                continue;
+            }
+            _ => continue,
         }
         let retire_at = slot.retire_at.load(Ordering::Relaxed);
         let last_used = slot.last_used.load(Ordering::Relaxed);

@@ -1,0 +1,218 @@
+//! Building, housekeeping and closing: what happens to connections over time.
+
+mod common;
+
+use common::{eventually, threads_named, TestManager};
+use pool_core::{Error, Pool};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+#[test]
+fn build_fails_with_the_real_connect_error() {
+    let m = TestManager::new();
+    m.db.refuse.store(true, Ordering::SeqCst);
+    let started = Instant::now();
+    let err = Pool::builder()
+        .name("orders")
+        .initialization_fail_timeout(Duration::from_millis(100))
+        .build(m.clone())
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    match &err {
+        Error::Connect { source, .. } => {
+            assert!(source.to_string().contains("connection refused"))
+        }
+        other => panic!("expected a connect error, got {other:?}"),
+    }
+    let text = err.to_string();
+    assert!(text.starts_with("pool \"orders\": cannot connect"), "{text}");
+    assert!(std::error::Error::source(&err).is_some());
+    assert!(eventually(Duration::from_secs(2), || threads_named("orders-") == 0));
+}
+
+#[test]
+fn build_succeeds_once_the_database_answers() {
+    let m = TestManager::new();
+    m.db.refuse.store(true, Ordering::SeqCst);
+    let db = m.db.clone();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(120));
+        db.refuse.store(false, Ordering::SeqCst);
+    });
+    let pool = Pool::builder()
+        .max_size(2)
+        .initialization_fail_timeout(Duration::from_secs(5))
+        .build(m.clone())
+        .unwrap();
+    t.join().unwrap();
+    assert!(pool.state().total >= 1);
+}
+
+#[test]
+fn build_unchecked_is_lazy_about_errors() {
+    let m = TestManager::new();
+    m.db.refuse.store(true, Ordering::SeqCst);
+    let pool = Pool::builder()
+        .max_size(2)
+        .connection_timeout(Duration::from_millis(300))
+        .fail_fast(false)
+        .build_unchecked(m.clone())
+        .unwrap();
+    let err = pool.get().unwrap_err();
+    assert!(err.is_timeout());
+    assert!(
+        err.to_string()
+            .contains("last connection error: connection refused"),
+        "{err}"
+    );
+    m.db.refuse.store(false, Ordering::SeqCst);
+    assert!(pool.get_timeout(Duration::from_secs(3)).is_ok());
+}
+
+#[test]
+fn bad_settings_are_errors_naming_the_setting() {
+    let cases: Vec<(pool_core::Builder, &str)> = vec![
+        (Pool::builder().max_size(0), "max_size"),
+        (Pool::builder().max_size(2).min_idle(Some(3)), "min_idle"),
+        (Pool::builder().connection_timeout(Duration::ZERO), "connection_timeout"),
+        (Pool::builder().validation_timeout(Duration::ZERO), "validation_timeout"),
+        (
+            Pool::builder()
+                .idle_timeout(Some(Duration::from_secs(60)))
+                .max_lifetime(Some(Duration::from_secs(60))),
+            "idle_timeout",
+        ),
+        (Pool::builder().max_lifetime(Some(Duration::ZERO)), "max_lifetime"),
+        (Pool::builder().name(""), "name"),
+    ];
+    for (builder, setting) in cases {
+        match builder.build(TestManager::new()) {
+            Err(Error::Config { setting: s, .. }) => assert_eq!(s, setting),
+            other => panic!("{setting}: expected a config error, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn idle_timeout_closes_connections_above_min_idle() {
+    let m = TestManager::new();
+    let pool = Pool::builder()
+        .max_size(4)
+        .min_idle(Some(1))
+        .idle_timeout(Some(Duration::from_millis(80)))
+        .build(m.clone())
+        .unwrap();
+    let held: Vec<_> = (0..4).map(|_| pool.get().unwrap()).collect();
+    drop(held);
+    assert_eq!(pool.state().total, 4);
+    assert!(eventually(Duration::from_secs(3), || pool.state().total == 1));
+    assert_eq!(m.db.open_now(), 1);
+}
+
+#[test]
+fn max_lifetime_retires_idle_now_and_lent_on_return() {
+    let m = TestManager::new();
+    let pool = Pool::builder()
+        .max_size(2)
+        .idle_timeout(None)
+        .max_lifetime(Some(Duration::from_millis(150)))
+        .build(m.clone())
+        .unwrap();
+    let lent = pool.get().unwrap();
+    let lent_id = lent.id;
+    // The idle one is retired and replaced while the lent one stays open.
+    assert!(eventually(Duration::from_secs(3), || {
+        m.db.closed.load(Ordering::SeqCst) >= 1
+    }));
+    assert!(m.db.open_ids.lock().unwrap().contains(&lent_id));
+    drop(lent);
+    assert!(!m.db.open_ids.lock().unwrap().contains(&lent_id));
+    assert!(eventually(Duration::from_secs(3), || pool.state().total == 2));
+}
+
+#[test]
+fn min_idle_is_restored_after_losses() {
+    let m = TestManager::new();
+    let pool = Pool::builder()
+        .max_size(3)
+        .min_idle(Some(2))
+        .build(m.clone())
+        .unwrap();
+    assert!(eventually(Duration::from_secs(2), || pool.state().idle >= 2));
+    let mut c = pool.get().unwrap();
+    c.mark_broken();
+    drop(c);
+    assert!(eventually(Duration::from_secs(2), || pool.state().idle >= 2));
+}
+
+#[test]
+fn keepalive_closes_dead_idle_connections() {
+    let m = TestManager::new();
+    let pool = Pool::builder()
+        .max_size(2)
+        .keepalive_time(Some(Duration::from_millis(50)))
+        .build(m.clone())
+        .unwrap();
+    let before = m.db.validations.load(Ordering::SeqCst);
+    assert!(eventually(Duration::from_secs(3), || {
+        m.db.validations.load(Ordering::SeqCst) >= before + 2
+    }));
+    m.db.invalid.store(true, Ordering::SeqCst);
+    assert!(eventually(Duration::from_secs(3), || {
+        m.db.closed.load(Ordering::SeqCst) >= 2
+    }));
+    drop(pool);
+}
+
+#[test]
+fn dropping_the_pool_closes_connections_and_joins_threads() {
+    let m = TestManager::new();
+    let pool = Pool::builder()
+        .name("dropme")
+        .max_size(3)
+        .build(m.clone())
+        .unwrap();
+    // A thread names itself as it starts: allow it a moment.
+    assert!(eventually(Duration::from_secs(2), || threads_named("dropme-") == 2));
+    let lent = pool.get().unwrap();
+    let clone = pool.clone();
+    drop(pool);
+    assert_eq!(threads_named("dropme-"), 2, "a clone keeps the pool open");
+    drop(clone);
+    assert_eq!(threads_named("dropme-"), 0, "background threads outlived the pool");
+    assert_eq!(m.db.open_now(), 1);
+    drop(lent);
+    assert_eq!(m.db.open_now(), 0);
+    assert_eq!(m.db.closed_twice.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn close_wakes_waiters_with_closed() {
+    let m = TestManager::new();
+    let pool = Pool::builder().max_size(1).build(m).unwrap();
+    let held = pool.get().unwrap();
+    let p2 = pool.clone();
+    let waiter = std::thread::spawn(move || p2.get_timeout(Duration::from_secs(10)));
+    assert!(eventually(Duration::from_secs(2), || pool.state().waiting == 1));
+    pool.close();
+    assert!(matches!(waiter.join().unwrap(), Err(Error::Closed { .. })));
+    drop(held);
+}
+
+#[test]
+fn a_panicking_manager_does_not_kill_the_pool() {
+    let m = TestManager::new();
+    m.db.panic_connect.store(true, Ordering::SeqCst);
+    let pool = Pool::builder()
+        .name("panicky")
+        .max_size(1)
+        .connection_timeout(Duration::from_millis(200))
+        .fail_fast(false)
+        .build_unchecked(m.clone())
+        .unwrap();
+    let err = pool.get().unwrap_err();
+    assert!(err.to_string().contains("panicked in connect"), "{err}");
+    m.db.panic_connect.store(false, Ordering::SeqCst);
+    assert!(pool.get_timeout(Duration::from_secs(3)).is_ok());
+    assert!(eventually(Duration::from_secs(2), || threads_named("panicky-") == 2));
+}
