@@ -37,12 +37,12 @@
 //! of a waiter: the queue is strictly fair.
 //!
 //! The race between "a waiter registers" and "an owner makes its seat idle" is
-//! a Dekker pattern, closed with `SeqCst` on both sides: the waiter increments
-//! the waiter count and then loads seat states; the owner stores `IDLE` and
-//! then loads the count. In the single total order of `SeqCst` operations, one
-//! of them comes second and sees the other's write, so either the waiter's
-//! re-scan finds the idle seat or the owner takes the seat back and hands it
-//! over.
+//! a Dekker pattern, closed with a `SeqCst` fence on both sides: the waiter
+//! increments the waiter count, fences, then loads seat states; the owner
+//! stores `IDLE`, fences, then loads the count. The two fences are ordered one
+//! before the other, and the side whose fence comes second sees the other's
+//! store, so either the waiter's re-scan finds the idle seat or the owner takes
+//! the seat back and hands it over.
 //!
 //! A waiter that times out cancels with a CAS `WAITING → CANCELLED`; a hand-off
 //! does `WAITING → seat`. Exactly one of the two wins, so a connection handed
@@ -59,7 +59,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use crate::sync::{lock, thread, Arc, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Mutex};
-use crate::sync::{Ordering, Thread, UnsafeCell};
+use crate::sync::{dekker_fence, Ordering, Thread, UnsafeCell};
 
 /// No connection in the seat.
 pub(crate) const VACANT: u8 = 0;
@@ -125,9 +125,9 @@ impl<C> Slot<C> {
     pub(crate) fn try_claim(&self, to: u8) -> bool {
         // A plain load first: a seat that is visibly taken costs a shared read
         // instead of a failed CAS, which would take the cache line exclusively.
-        // SeqCst, not Relaxed: a waiter's re-scan is one side of the Dekker
-        // pattern described in the module docs (on x86 it is a plain load).
-        self.state.load(Ordering::SeqCst) == IDLE
+        // (A waiter's re-scan is one side of the Dekker pattern described in
+        // the module docs: the waiter issues the fence before scanning.)
+        self.state.load(Ordering::Relaxed) == IDLE
             && self
                 .state
                 .compare_exchange(IDLE, to, Ordering::SeqCst, Ordering::Relaxed)
@@ -247,6 +247,9 @@ pub(crate) struct Bag<C> {
     /// The queue's length, readable without the lock: the returner's fast
     /// check. Changed only under the queue lock, read with `SeqCst`.
     waiting: AtomicUsize,
+    /// Set (once, for good) by `wake_all(true)` before it drains the queue, so
+    /// that a borrower registering just after the drain still sees the close.
+    closed: AtomicU8,
 }
 
 // SAFETY: the bag owns its `Slot<C>`s; a connection is only ever accessed by
@@ -265,6 +268,7 @@ impl<C> Bag<C> {
             grow: Mutex::new(()),
             queue: Mutex::new(VecDeque::new()),
             waiting: AtomicUsize::new(0),
+            closed: AtomicU8::new(0),
         };
         bag.ensure_capacity(capacity);
         bag
@@ -341,10 +345,11 @@ impl<C> Bag<C> {
             if self.waiting.load(Ordering::SeqCst) > 0 && self.hand_off(slot) {
                 return true;
             }
-            // Publish the connection (Release) and take part in the waiter
-            // Dekker (SeqCst): see the module docs.
-            slot.state.store(IDLE, Ordering::SeqCst);
-            if self.waiting.load(Ordering::SeqCst) == 0 {
+            // Publish the connection (Release), then the returner's half of
+            // the waiter Dekker: fence, then look for waiters (module docs).
+            slot.state.store(IDLE, Ordering::Release);
+            dekker_fence();
+            if self.waiting.load(Ordering::Relaxed) == 0 {
                 return false;
             }
             // A waiter registered while we were making the seat idle. Its
@@ -412,9 +417,15 @@ impl<C> Bag<C> {
         registered(waiting);
         let mut snoozes = 0;
         loop {
+            // The waiter's half of the Dekker: registered (above), fence,
+            // then scan the seats.
+            dekker_fence();
             let state = me.state.load(Ordering::Acquire);
             if state != W_WAITING {
                 return Self::outcome(state);
+            }
+            if self.closed.load(Ordering::SeqCst) != 0 && self.cancel(&me) {
+                return WaitOutcome::Closed;
             }
             if let Some(index) = scan() {
                 if self.cancel(&me) {
@@ -482,6 +493,9 @@ impl<C> Bag<C> {
     /// Ends every current wait with `Closed` (`closed = true`) or `Failed`.
     pub(crate) fn wake_all(&self, closed: bool) {
         let end = if closed { W_CLOSED } else { W_FAILED };
+        if closed {
+            self.closed.store(1, Ordering::SeqCst);
+        }
         let woken: Vec<Arc<Waiter>> = {
             let mut queue = lock(&self.queue);
             let all: Vec<_> = queue.drain(..).collect();

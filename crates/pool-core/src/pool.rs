@@ -696,8 +696,10 @@ impl<M: ManageConnection> Inner<M> {
     }
 
     /// Releases an owned seat to a waiter or as idle, then closes it again if
-    /// the pool was closed or shrunk meanwhile (the other half of the Dekker
-    /// pair with `close` and `resize`, which store first and then sweep).
+    /// the pool was closed or shrunk meanwhile. This is one half of a Dekker
+    /// pair: `release` stores `IDLE` and fences before we load the status;
+    /// `close`, `resize` and `soft_evict_all` store, fence, then sweep idle
+    /// seats. One of the two sides sees the other.
     pub(crate) fn make_available(&self, slot: &Slot<M::Connection>) {
         if self.bag.release(slot) {
             return;
@@ -880,6 +882,8 @@ impl<M: ManageConnection> Inner<M> {
         let min_idle = (self.config.effective_min_idle() as usize).min(new);
         self.min_idle.store(min_idle, Ordering::SeqCst);
         let old = self.max_size.swap(new, Ordering::SeqCst);
+        crate::sync::dekker_fence(); // before the sweep: see make_available
+
         log::info!(
             "pool \"{}\": resized from {old} to {new} (min_idle {min_idle})",
             self.name
@@ -899,6 +903,7 @@ impl<M: ManageConnection> Inner<M> {
                 slot.flags.fetch_or(FLAG_EVICT, Ordering::SeqCst);
             }
         }
+        crate::sync::dekker_fence(); // before the sweep: see make_available
         self.sweep_idle(0, CloseReason::Evicted);
         log::info!("pool \"{}\": soft eviction of all connections", self.name);
         self.ring_creator();
@@ -910,6 +915,8 @@ impl<M: ManageConnection> Inner<M> {
             if self.status.swap(CLOSED, Ordering::SeqCst) == CLOSED {
                 return;
             }
+            // Store, fence, then sweep: the other half of `make_available`.
+            crate::sync::dekker_fence();
             self.events_cv.notify_all();
         }
         self.bag.wake_all(true);

@@ -71,10 +71,31 @@ pub(crate) fn park_timeout(timeout: std::time::Duration) {
     std::thread::park_timeout(timeout);
     #[cfg(pool_loom)]
     {
-        let _ = timeout;
-        loom::thread::yield_now();
+        if timeout >= LOOM_FOREVER {
+            // A wait without deadline: block for real, so that a lost
+            // wake-up shows up as a deadlock in the model.
+            loom::thread::park();
+        } else {
+            loom::thread::yield_now();
+        }
     }
 }
+
+/// A full `SeqCst` fence: the two halves of every "store, then load what the
+/// other side stored" (Dekker) pattern in the pool put one between their store
+/// and their load. A fence rather than `SeqCst` accesses because loom models
+/// `SeqCst` fences exactly but treats `SeqCst` accesses as acquire/release.
+#[inline]
+pub(crate) fn dekker_fence() {
+    #[cfg(not(pool_loom))]
+    std::sync::atomic::fence(Ordering::SeqCst);
+    #[cfg(pool_loom)]
+    loom::sync::atomic::fence(Ordering::SeqCst);
+}
+
+/// Under loom, a park at least this long counts as "no deadline".
+#[cfg(pool_loom)]
+pub(crate) const LOOM_FOREVER: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Locks a mutex, ignoring poisoning: nothing the pool does under its locks can
 /// panic half-way through an update (they only push and pop), so a poisoned

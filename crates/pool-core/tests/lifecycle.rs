@@ -206,7 +206,8 @@ fn a_panicking_manager_does_not_kill_the_pool() {
     let pool = Pool::builder()
         .name("panicky")
         .max_size(1)
-        .connection_timeout(Duration::from_millis(200))
+        // Long enough for the panic hook to print a backtrace in a debug build.
+        .connection_timeout(Duration::from_secs(2))
         .fail_fast(false)
         .build_unchecked(m.clone())
         .unwrap();

@@ -1,0 +1,168 @@
+//! Loom models of the bag's protocols (`cargo xtask loom`).
+//!
+//! Each model runs two or three threads over one or two seats and lets loom
+//! try every interleaving (up to its preemption bound). Loom's `UnsafeCell`
+//! tracking fails a model if two threads could touch a connection at once, and
+//! its deadlock detection fails it if a waiter without a deadline could park
+//! with nobody left to wake it (a lost wake-up).
+
+use std::time::Duration;
+
+use crate::bag::{Bag, Slot, WaitOutcome, IDLE, IN_USE, RESERVED, VACANT};
+use crate::sync::{thread, Arc, Ordering, LOOM_FOREVER};
+
+/// A bag whose seat 0 holds connection `1`, owned by the caller (`IN_USE`).
+fn bag_with_owned_seat() -> Arc<Bag<u64>> {
+    let bag = Arc::new(Bag::new(1));
+    let slot = bag.slot(0);
+    assert!(slot.try_claim_vacant());
+    // SAFETY: we own the seat (claimed just above).
+    unsafe { slot.put(1) };
+    slot.state.store(IN_USE, Ordering::Relaxed);
+    bag
+}
+
+/// Uses the connection in a seat the caller owns: loom checks exclusivity.
+fn touch(slot: &Slot<u64>) {
+    // SAFETY: every caller owns the seat (that is what the model checks).
+    unsafe { slot.with_conn(|c| *c.expect("an owned seat holds a connection") += 1) };
+}
+
+fn scan(bag: &Bag<u64>) -> Option<usize> {
+    bag.scan(0, 2)
+}
+
+#[test]
+fn loom_return_never_loses_a_waiter() {
+    loom::model(|| {
+        let bag = bag_with_owned_seat();
+        let waiter = {
+            let bag = bag.clone();
+            thread::spawn(move || {
+                let out = bag.wait(|| scan(&bag), |_| {}, || Some(LOOM_FOREVER));
+                let WaitOutcome::Got(i) = out else {
+                    panic!("{out:?}")
+                };
+                touch(bag.slot(i));
+            })
+        };
+        touch(bag.slot(0));
+        bag.release(bag.slot(0));
+        waiter.join().unwrap();
+        assert_eq!(bag.waiting(), 0);
+    });
+}
+
+#[test]
+fn loom_waiter_timing_out_as_a_seat_is_handed_over() {
+    loom::model(|| {
+        let bag = bag_with_owned_seat();
+        let waiter = {
+            let bag = bag.clone();
+            thread::spawn(move || {
+                let mut tries = 1;
+                let out = bag.wait(
+                    || scan(&bag),
+                    |_| {},
+                    move || {
+                        let left = (tries > 0).then_some(Duration::from_millis(1));
+                        tries -= 1;
+                        left
+                    },
+                );
+                if let WaitOutcome::Got(i) = out {
+                    touch(bag.slot(i));
+                    return true;
+                }
+                assert_eq!(out, WaitOutcome::TimedOut);
+                false
+            })
+        };
+        bag.release(bag.slot(0));
+        let got = waiter.join().unwrap();
+        // Either the waiter took the seat, or it is idle again: never lost.
+        let state = bag.slot(0).state.load(Ordering::SeqCst);
+        if got {
+            assert_eq!(state, IN_USE);
+        } else {
+            assert_eq!(state, IDLE);
+        }
+        assert_eq!(bag.waiting(), 0);
+    });
+}
+
+#[test]
+fn loom_return_racing_housekeeper_reserve() {
+    loom::model(|| {
+        let bag = bag_with_owned_seat();
+        let housekeeper = {
+            let bag = bag.clone();
+            thread::spawn(move || {
+                let slot = bag.slot(0);
+                if slot.try_claim(RESERVED) {
+                    touch(slot); // a keepalive check
+                    bag.release(slot);
+                }
+            })
+        };
+        let waiter = {
+            let bag = bag.clone();
+            thread::spawn(move || {
+                let out = bag.wait(|| scan(&bag), |_| {}, || Some(LOOM_FOREVER));
+                let WaitOutcome::Got(i) = out else {
+                    panic!("{out:?}")
+                };
+                touch(bag.slot(i));
+                bag.release(bag.slot(i));
+            })
+        };
+        touch(bag.slot(0));
+        bag.release(bag.slot(0));
+        housekeeper.join().unwrap();
+        waiter.join().unwrap();
+        assert_eq!(bag.slot(0).state.load(Ordering::SeqCst), IDLE);
+        assert_eq!(bag.waiting(), 0);
+    });
+}
+
+#[test]
+fn loom_close_wakes_a_waiter_or_it_gets_the_seat() {
+    loom::model(|| {
+        let bag = bag_with_owned_seat();
+        let waiter = {
+            let bag = bag.clone();
+            thread::spawn(move || bag.wait(|| scan(&bag), |_| {}, || Some(LOOM_FOREVER)))
+        };
+        bag.wake_all(true);
+        let out = waiter.join().unwrap();
+        assert_eq!(out, WaitOutcome::Closed);
+        assert_eq!(bag.slot(0).state.load(Ordering::SeqCst), IN_USE);
+    });
+}
+
+#[test]
+fn loom_creator_fill_and_borrow() {
+    loom::model(|| {
+        let bag: Arc<Bag<u64>> = Arc::new(Bag::new(1));
+        let creator = {
+            let bag = bag.clone();
+            thread::spawn(move || {
+                let slot = bag.slot(0);
+                assert!(slot.try_claim_vacant());
+                // SAFETY: claimed just above.
+                unsafe { slot.put(7) };
+                bag.release(slot);
+            })
+        };
+        let out = bag.wait(|| scan(&bag), |_| {}, || Some(LOOM_FOREVER));
+        let WaitOutcome::Got(i) = out else {
+            panic!("{out:?}")
+        };
+        touch(bag.slot(i));
+        // Close it: the seat becomes vacant, the connection is gone.
+        // SAFETY: we own the seat.
+        assert_eq!(unsafe { bag.slot(i).take() }, Some(8));
+        bag.slot(i).state.store(VACANT, Ordering::Release);
+        creator.join().unwrap();
+    });
+}
