@@ -682,9 +682,7 @@ impl<M: ManageConnection> Inner<M> {
             return self.close_slot(slot, reason);
         }
         let now = clock::now();
-        if slot.flags.load(Ordering::Relaxed) & FLAG_EVICT != 0
-            || slot.index as usize >= self.max_size.load(Ordering::Relaxed)
-        {
+        if slot.flags.load(Ordering::Relaxed) & FLAG_EVICT != 0 || self.over_size(slot) {
             return self.close_slot(slot, CloseReason::Evicted);
         }
         if now >= slot.retire_at.load(Ordering::Relaxed) {
@@ -693,6 +691,15 @@ impl<M: ManageConnection> Inner<M> {
         slot.last_used.store(now, Ordering::Relaxed);
         self.make_available(slot);
         self.local().push(slot.index);
+    }
+
+    /// Whether the pool holds more connections than it may (after `resize`
+    /// shrank it) and this seat's connection should go: seats at or above the
+    /// new size always, any seat while the total is still above it.
+    #[inline]
+    pub(crate) fn over_size(&self, slot: &Slot<M::Connection>) -> bool {
+        let max = self.max_size.load(Ordering::Relaxed);
+        slot.index as usize >= max || self.total.load(Ordering::Relaxed) > max
     }
 
     /// Releases an owned seat to a waiter or as idle, then closes it again if
@@ -890,6 +897,17 @@ impl<M: ManageConnection> Inner<M> {
         );
         if new < old {
             self.sweep_idle(new, CloseReason::Evicted);
+            // Lent surplus connections close on return; until then, idle ones
+            // below the new size give way so the total drops to it at once.
+            for i in 0..new.min(self.bag.capacity()) {
+                if self.total.load(Ordering::SeqCst) <= new {
+                    break;
+                }
+                let slot = self.bag.slot(i);
+                if slot.try_claim(RESERVED) {
+                    self.close_slot(slot, CloseReason::Evicted);
+                }
+            }
         }
         self.ring_creator();
         self.ring_housekeeper();

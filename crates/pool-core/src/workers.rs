@@ -263,7 +263,9 @@ fn housekeep<M: ManageConnection>(inner: &Inner<M>) -> Millis {
         let retire_at = slot.retire_at.load(Ordering::Relaxed);
         let last_used = slot.last_used.load(Ordering::Relaxed);
         let checked = slot.checked.load(Ordering::Relaxed).max(last_used);
-        let evict = slot.flags.load(Ordering::Relaxed) & FLAG_EVICT != 0 || i >= max;
+        let evict = slot.flags.load(Ordering::Relaxed) & FLAG_EVICT != 0
+            || i >= max
+            || inner.total.load(Ordering::SeqCst) > max;
         let surplus = inner.total.load(Ordering::SeqCst) > min_idle;
         let idle_due = idle_timeout.map(|t| clock::after(last_used, t));
         let keep_due = keepalive.map(|k| clock::after(checked, k));
