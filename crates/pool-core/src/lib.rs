@@ -64,3 +64,8 @@ pub use pool::{CloseReason, Pool, PooledConnection, State};
 
 #[cfg(pool_loom)]
 mod loom_models;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
