@@ -58,8 +58,8 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use crate::sync::{lock, thread, Arc, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Mutex};
 use crate::sync::{dekker_fence, Ordering, Thread, UnsafeCell};
+use crate::sync::{lock, thread, Arc, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Mutex};
 
 /// No connection in the seat.
 pub(crate) const VACANT: u8 = 0;
@@ -72,6 +72,8 @@ pub(crate) const RESERVED: u8 = 3;
 
 /// Seat flag: close this connection instead of lending it again.
 pub(crate) const FLAG_EVICT: u8 = 1;
+/// Seat flag: the current loan was reported as a possible leak.
+pub(crate) const FLAG_LEAK_REPORTED: u8 = 2;
 
 /// One seat of the bag.
 ///
@@ -100,6 +102,10 @@ pub(crate) struct Slot<C> {
     pub(crate) checked: AtomicU64,
     /// Coarse-clock time the connection was lent (leak detection).
     pub(crate) lent_at: AtomicU64,
+    /// Where it was borrowed: a `&'static Location` (leak detection).
+    pub(crate) site: AtomicPtr<std::panic::Location<'static>>,
+    /// Which thread borrowed it: the pool's number for that thread.
+    pub(crate) borrower: AtomicU64,
     /// The connection itself; `Some` in every state but `VACANT`.
     conn: UnsafeCell<Option<C>>,
 }
@@ -116,6 +122,8 @@ impl<C> Slot<C> {
             last_used: AtomicU64::new(0),
             checked: AtomicU64::new(0),
             lent_at: AtomicU64::new(0),
+            site: AtomicPtr::new(std::ptr::null_mut()),
+            borrower: AtomicU64::new(0),
             conn: UnsafeCell::new(None),
         }
     }

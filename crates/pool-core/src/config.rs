@@ -116,7 +116,10 @@ impl Config {
         if self.validation_timeout < MIN_TIMEOUT {
             return bad(
                 "validation_timeout",
-                format!("{:?} is too short: use at least 1ms", self.validation_timeout),
+                format!(
+                    "{:?} is too short: use at least 1ms",
+                    self.validation_timeout
+                ),
             );
         }
         for (name, value) in [

@@ -47,9 +47,13 @@ mod config;
 #[cfg(not(pool_loom))]
 mod error;
 #[cfg(not(pool_loom))]
+mod leak;
+#[cfg(not(pool_loom))]
 mod manager;
 #[cfg(not(pool_loom))]
 mod pool;
+#[cfg(not(pool_loom))]
+pub mod url_params;
 #[cfg(not(pool_loom))]
 mod workers;
 
@@ -57,6 +61,8 @@ mod workers;
 pub use config::{Builder, Config, MAX_SIZE_LIMIT};
 #[cfg(not(pool_loom))]
 pub use error::{Error, SharedError};
+#[cfg(not(pool_loom))]
+pub use leak::LeakReport;
 #[cfg(not(pool_loom))]
 pub use manager::ManageConnection;
 #[cfg(not(pool_loom))]

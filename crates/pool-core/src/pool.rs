@@ -4,6 +4,7 @@
 use std::cell::Cell;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
+use std::panic::Location;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -19,6 +20,7 @@ use crate::bag::{Bag, Slot, WaitOutcome, FLAG_EVICT, IDLE, IN_USE, RESERVED, VAC
 use crate::clock::{self, Millis};
 use crate::config::{Config, MAX_SIZE_LIMIT};
 use crate::error::{Error, SharedError};
+use crate::leak::{LeakReport, LeakTracker};
 use crate::workers;
 use crate::ManageConnection;
 
@@ -124,6 +126,8 @@ struct LocalSeats {
     /// Where this thread starts scanning the shared seats, so that threads
     /// do not all contend for seat 0.
     scan_from: Cell<u32>,
+    /// This thread's number, for leak reports.
+    thread_no: u64,
 }
 
 /// Spreads threads' scan starting points.
@@ -134,6 +138,7 @@ impl LocalSeats {
         LocalSeats {
             seats: std::array::from_fn(|_| Cell::new(NO_SEAT)),
             scan_from: Cell::new(SCAN_SEQ.fetch_add(7, Ordering::Relaxed) as u32),
+            thread_no: SCAN_SEQ.fetch_add(1, Ordering::Relaxed) as u64,
         }
     }
 
@@ -192,6 +197,8 @@ pub(crate) struct Inner<M: ManageConnection> {
     pub(crate) creator_bell: Sender<()>,
     pub(crate) housekeeper_bell: Sender<()>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Leak detection, when `leak_detection_threshold` is set.
+    pub(crate) leaks: Option<LeakTracker>,
 }
 
 /// A connection pool.
@@ -311,6 +318,7 @@ impl<M: ManageConnection> Pool<M> {
             creator_bell,
             housekeeper_bell,
             threads: Mutex::new(Vec::new()),
+            leaks: config.leak_detection_threshold.map(LeakTracker::new),
             config,
         });
         let pool = Pool {
@@ -396,6 +404,41 @@ impl<M: ManageConnection> Pool<M> {
     /// The pool's current counts.
     pub fn state(&self) -> State {
         self.inner().state()
+    }
+
+    /// Connections lent for longer than
+    /// [`leak_detection_threshold`](crate::Builder::leak_detection_threshold)
+    /// (empty when leak detection is off).
+    ///
+    /// ```
+    /// # use pool_core::{ManageConnection, Pool};
+    /// # use std::time::Duration;
+    /// # struct M;
+    /// # impl ManageConnection for M {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut (), _: Duration) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = Pool::builder()
+    ///     .max_size(1)
+    ///     .leak_detection_threshold(Some(Duration::from_millis(10)))
+    ///     .build(M)?;
+    /// let conn = pool.get()?;
+    /// std::thread::sleep(Duration::from_millis(30));
+    /// let leaks = pool.leaks();
+    /// assert_eq!(leaks.len(), 1);
+    /// assert_eq!(leaks[0].location.file(), file!());
+    /// # drop(conn);
+    /// # Ok::<(), pool_core::Error>(())
+    /// ```
+    pub fn leaks(&self) -> Vec<LeakReport> {
+        let inner = self.inner();
+        match &inner.leaks {
+            Some(leaks) => leaks.suspects((0..inner.bag.capacity()).map(|i| inner.bag.slot(i))),
+            None => Vec::new(),
+        }
     }
 
     /// The pool's name.
@@ -516,7 +559,13 @@ fn spawn_workers<M: ManageConnection>(
 impl<M: ManageConnection> Inner<M> {
     #[inline]
     fn local(&self) -> &LocalSeats {
-        self.local.get_or(LocalSeats::new)
+        self.local.get_or(|| {
+            let local = LocalSeats::new();
+            if let Some(leaks) = &self.leaks {
+                leaks.register_thread(local.thread_no);
+            }
+            local
+        })
     }
 
     /// The borrow path: thread cache, then a scan, then the waiter queue.
@@ -549,7 +598,9 @@ impl<M: ManageConnection> Inner<M> {
         let start = Instant::now();
         let deadline = start.checked_add(timeout);
         let remaining = || match deadline {
-            Some(d) => d.checked_duration_since(Instant::now()).filter(|r| !r.is_zero()),
+            Some(d) => d
+                .checked_duration_since(Instant::now())
+                .filter(|r| !r.is_zero()),
             None => Some(Duration::from_secs(3600)),
         };
         loop {
@@ -580,7 +631,10 @@ impl<M: ManageConnection> Inner<M> {
                 return Err(self.timeout_error(start));
             }
             let outcome = self.bag.wait(
-                || self.bag.scan(scan_from, self.max_size.load(Ordering::Acquire)),
+                || {
+                    self.bag
+                        .scan(scan_from, self.max_size.load(Ordering::Acquire))
+                },
                 |waiting| self.ring_creator_if_short(waiting),
                 remaining,
             );
@@ -605,7 +659,11 @@ impl<M: ManageConnection> Inner<M> {
     /// the connection and returns `None` if it must not be lent.
     #[track_caller]
     #[inline]
-    fn check_out(self: &Arc<Self>, slot: &Slot<M::Connection>, now: Millis) -> Option<PooledConnection<M>> {
+    fn check_out(
+        self: &Arc<Self>,
+        slot: &Slot<M::Connection>,
+        now: Millis,
+    ) -> Option<PooledConnection<M>> {
         let status = self.status.load(Ordering::SeqCst);
         if status != RUNNING {
             // Closed or suspended after we claimed it: put it back (release
@@ -648,8 +706,8 @@ impl<M: ManageConnection> Inner<M> {
             self.close_slot(slot, reason);
             return None;
         }
-        if self.config.leak_detection_threshold.is_some() {
-            slot.lent_at.store(now, Ordering::Relaxed);
+        if let Some(leaks) = &self.leaks {
+            leaks.lend(slot, now, self.local().thread_no, Location::caller());
         }
         Some(PooledConnection {
             inner: self.clone(),
@@ -734,15 +792,9 @@ impl<M: ManageConnection> Inner<M> {
         // open at the same time as the connection it replaces.
         if let Some(conn) = conn {
             if guarded(move || drop(conn)).is_none() {
-                log::warn!(
-                    "pool \"{}\": closing connection {id} panicked",
-                    self.name
-                );
+                log::warn!("pool \"{}\": closing connection {id} panicked", self.name);
             }
-            log::debug!(
-                "pool \"{}\": closed connection {id} ({reason})",
-                self.name
-            );
+            log::debug!("pool \"{}\": closed connection {id} ({reason})", self.name);
             self.total.fetch_sub(1, Ordering::SeqCst);
         }
         slot.id.store(0, Ordering::Relaxed);
@@ -835,7 +887,11 @@ impl<M: ManageConnection> Inner<M> {
     fn set_status(&self, status: u8) {
         let _guard = self.events.lock();
         let _ = self.status.compare_exchange(
-            if status == RUNNING { SUSPENDED } else { RUNNING },
+            if status == RUNNING {
+                SUSPENDED
+            } else {
+                RUNNING
+            },
             status,
             Ordering::SeqCst,
             Ordering::Relaxed,
@@ -985,8 +1041,10 @@ impl<M: ManageConnection> Inner<M> {
                 }
             }
             let until = deadline.max(Instant::now()) + Duration::from_millis(1);
-            self.events_cv
-                .wait_until(&mut guard, until.min(Instant::now() + Duration::from_millis(50)));
+            self.events_cv.wait_until(
+                &mut guard,
+                until.min(Instant::now() + Duration::from_millis(50)),
+            );
         }
         drop(guard);
         self.init_target.store(0, Ordering::Relaxed);
@@ -1092,6 +1150,9 @@ impl<M: ManageConnection> PooledConnection<M> {
         // SAFETY: we own the seat (IN_USE) until the VACANT store below.
         let conn = unsafe { slot.take() }.expect("a lent seat holds a connection");
         let inner = &self.inner;
+        if let Some(leaks) = &inner.leaks {
+            leaks.returned(&inner.name, slot);
+        }
         log::debug!(
             "pool \"{}\": connection {} detached",
             inner.name,
@@ -1141,6 +1202,9 @@ impl<M: ManageConnection> Drop for PooledConnection<M> {
     #[inline]
     fn drop(&mut self) {
         let slot = self.slot();
+        if let Some(leaks) = &self.inner.leaks {
+            leaks.returned(&self.inner.name, slot);
+        }
         match self.fate {
             Fate::Return if !std::thread::panicking() => self.inner.check_in(slot),
             Fate::Detached => {}

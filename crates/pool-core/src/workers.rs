@@ -256,6 +256,11 @@ fn housekeep<M: ManageConnection>(inner: &Inner<M>) -> Millis {
                 for d in [idle_timeout, keepalive].into_iter().flatten() {
                     next = next.min(clock::after(now, d));
                 }
+                if let Some(leaks) = &inner.leaks {
+                    if let Some(due) = leaks.check(&inner.name, slot, now) {
+                        next = next.min(due);
+                    }
+                }
                 continue;
             }
             _ => continue,

@@ -32,7 +32,10 @@ fn never_more_than_max_size() {
     assert_ne!(a.id, b.id);
     let err = p.get_timeout(Duration::from_millis(30)).unwrap_err();
     assert!(err.is_timeout(), "{err}");
-    assert!(err.to_string().contains("total=2, active=2, idle=0"), "{err}");
+    assert!(
+        err.to_string().contains("total=2, active=2, idle=0"),
+        "{err}"
+    );
     assert_eq!(m.db.peak_open.load(Ordering::SeqCst), 2);
 }
 
@@ -112,7 +115,11 @@ fn reset_runs_on_return_and_a_failed_reset_closes() {
     m.db.reset_fails.store(true, Ordering::SeqCst);
     let id = p.get().unwrap().id;
     m.db.reset_fails.store(false, Ordering::SeqCst);
-    assert_ne!(p.get().unwrap().id, id, "a connection whose reset failed was reused");
+    assert_ne!(
+        p.get().unwrap().id,
+        id,
+        "a connection whose reset failed was reused"
+    );
 }
 
 #[test]
@@ -183,7 +190,11 @@ fn closed_pool_refuses_and_closes_everything() {
     let lent = p.get().unwrap();
     p.close();
     assert!(matches!(p.get(), Err(Error::Closed { .. })));
-    assert_eq!(m.db.open_now(), 1, "the lent connection stays open until returned");
+    assert_eq!(
+        m.db.open_now(),
+        1,
+        "the lent connection stays open until returned"
+    );
     drop(lent);
     assert_eq!(m.db.open_now(), 0);
     assert_eq!(m.db.closed_twice.load(Ordering::SeqCst), 0);

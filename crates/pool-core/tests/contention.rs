@@ -11,7 +11,10 @@ use std::time::Duration;
 
 #[test]
 fn waiters_are_served_first_come_first_served() {
-    let pool = Pool::builder().max_size(1).build(TestManager::new()).unwrap();
+    let pool = Pool::builder()
+        .max_size(1)
+        .build(TestManager::new())
+        .unwrap();
     let held = pool.get().unwrap();
     let order = Arc::new(Mutex::new(Vec::new()));
     let mut threads = Vec::new();
@@ -39,7 +42,10 @@ fn waiters_are_served_first_come_first_served() {
 fn a_returning_thread_does_not_barge_ahead_of_waiters() {
     // One connection, a waiter queued; the holder returns and immediately
     // asks again: the waiter must get it first.
-    let pool = Pool::builder().max_size(1).build(TestManager::new()).unwrap();
+    let pool = Pool::builder()
+        .max_size(1)
+        .build(TestManager::new())
+        .unwrap();
     let held = pool.get().unwrap();
     let p2 = pool.clone();
     let waiter = std::thread::spawn(move || {

@@ -25,9 +25,14 @@ fn build_fails_with_the_real_connect_error() {
         other => panic!("expected a connect error, got {other:?}"),
     }
     let text = err.to_string();
-    assert!(text.starts_with("pool \"orders\": cannot connect"), "{text}");
+    assert!(
+        text.starts_with("pool \"orders\": cannot connect"),
+        "{text}"
+    );
     assert!(std::error::Error::source(&err).is_some());
-    assert!(eventually(Duration::from_secs(2), || threads_named("orders-") == 0));
+    assert!(eventually(Duration::from_secs(2), || threads_named(
+        "orders-"
+    ) == 0));
 }
 
 #[test]
@@ -74,15 +79,24 @@ fn bad_settings_are_errors_naming_the_setting() {
     let cases: Vec<(pool_core::Builder, &str)> = vec![
         (Pool::builder().max_size(0), "max_size"),
         (Pool::builder().max_size(2).min_idle(Some(3)), "min_idle"),
-        (Pool::builder().connection_timeout(Duration::ZERO), "connection_timeout"),
-        (Pool::builder().validation_timeout(Duration::ZERO), "validation_timeout"),
+        (
+            Pool::builder().connection_timeout(Duration::ZERO),
+            "connection_timeout",
+        ),
+        (
+            Pool::builder().validation_timeout(Duration::ZERO),
+            "validation_timeout",
+        ),
         (
             Pool::builder()
                 .idle_timeout(Some(Duration::from_secs(60)))
                 .max_lifetime(Some(Duration::from_secs(60))),
             "idle_timeout",
         ),
-        (Pool::builder().max_lifetime(Some(Duration::ZERO)), "max_lifetime"),
+        (
+            Pool::builder().max_lifetime(Some(Duration::ZERO)),
+            "max_lifetime",
+        ),
         (Pool::builder().name(""), "name"),
     ];
     for (builder, setting) in cases {
@@ -175,13 +189,19 @@ fn dropping_the_pool_closes_connections_and_joins_threads() {
         .build(m.clone())
         .unwrap();
     // A thread names itself as it starts: allow it a moment.
-    assert!(eventually(Duration::from_secs(2), || threads_named("dropme-") == 2));
+    assert!(eventually(Duration::from_secs(2), || threads_named(
+        "dropme-"
+    ) == 2));
     let lent = pool.get().unwrap();
     let clone = pool.clone();
     drop(pool);
     assert_eq!(threads_named("dropme-"), 2, "a clone keeps the pool open");
     drop(clone);
-    assert_eq!(threads_named("dropme-"), 0, "background threads outlived the pool");
+    assert_eq!(
+        threads_named("dropme-"),
+        0,
+        "background threads outlived the pool"
+    );
     assert_eq!(m.db.open_now(), 1);
     drop(lent);
     assert_eq!(m.db.open_now(), 0);
@@ -217,5 +237,7 @@ fn a_panicking_manager_does_not_kill_the_pool() {
     assert!(err.to_string().contains("panicked in connect"), "{err}");
     m.db.panic_connect.store(false, Ordering::SeqCst);
     assert!(pool.get_timeout(Duration::from_secs(3)).is_ok());
-    assert!(eventually(Duration::from_secs(2), || threads_named("panicky-") == 2));
+    assert!(eventually(Duration::from_secs(2), || threads_named(
+        "panicky-"
+    ) == 2));
 }

@@ -60,7 +60,11 @@ fn check(
         assert!(open.contains(&c.id), "lent connection {} is closed", c.id);
     }
     for c in detached {
-        assert!(open.contains(&c.id), "detached connection {} is closed", c.id);
+        assert!(
+            open.contains(&c.id),
+            "detached connection {} is closed",
+            c.id
+        );
     }
     // Connections the pool accounts for = open at the database minus those
     // detached; the creator may be mid-connect, so allow it a moment.

@@ -38,12 +38,16 @@ fn resize_down_retires_surplus_as_it_comes_back() {
 
 #[test]
 fn suspend_makes_getters_wait_until_resume() {
-    let pool = Pool::builder().max_size(1).build(TestManager::new()).unwrap();
+    let pool = Pool::builder()
+        .max_size(1)
+        .build(TestManager::new())
+        .unwrap();
     pool.suspend();
     let p2 = pool.clone();
     let t = std::thread::spawn(move || {
         let started = Instant::now();
-        p2.get_timeout(Duration::from_secs(5)).map(|_| started.elapsed())
+        p2.get_timeout(Duration::from_secs(5))
+            .map(|_| started.elapsed())
     });
     std::thread::sleep(Duration::from_millis(50));
     pool.resume();
