@@ -37,9 +37,11 @@
 //! of a waiter: the queue is strictly fair.
 //!
 //! The race between "a waiter registers" and "an owner makes its seat idle" is
-//! a Dekker pattern, closed with a `SeqCst` fence on both sides: the waiter
-//! increments the waiter count, fences, then loads seat states; the owner
-//! stores `IDLE`, fences, then loads the count. The two fences are ordered one
+//! a Dekker pattern, closed with a fence on both sides: the waiter increments
+//! the waiter count, fences, then loads seat states; the owner stores `IDLE`,
+//! fences, then loads the count. The fence is asymmetric where the kernel
+//! allows (`sync::light_fence` on the owner's hot path, a process-wide
+//! `membarrier` on the waiter's cold path), `SeqCst` fences otherwise. The two fences are ordered one
 //! before the other, and the side whose fence comes second sees the other's
 //! store, so either the waiter's re-scan finds the idle seat or the owner takes
 //! the seat back and hands it over.
@@ -58,7 +60,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use crate::sync::{dekker_fence, Ordering, Thread, UnsafeCell};
+use crate::sync::{heavy_fence, light_fence, Ordering, Thread, UnsafeCell};
 use crate::sync::{lock, thread, Arc, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Mutex};
 
 /// No connection in the seat.
@@ -270,6 +272,7 @@ unsafe impl<C: Send> Sync for Bag<C> {}
 impl<C> Bag<C> {
     /// An empty bag with at least `capacity` seats.
     pub(crate) fn new(capacity: usize) -> Self {
+        crate::sync::init_fences();
         let bag = Bag {
             buckets: std::array::from_fn(|_| AtomicPtr::new(std::ptr::null_mut())),
             capacity: AtomicUsize::new(0),
@@ -356,7 +359,7 @@ impl<C> Bag<C> {
             // Publish the connection (Release), then the returner's half of
             // the waiter Dekker: fence, then look for waiters (module docs).
             slot.state.store(IDLE, Ordering::Release);
-            dekker_fence();
+            light_fence();
             if self.waiting.load(Ordering::Relaxed) == 0 {
                 return false;
             }
@@ -427,7 +430,7 @@ impl<C> Bag<C> {
         loop {
             // The waiter's half of the Dekker: registered (above), fence,
             // then scan the seats.
-            dekker_fence();
+            heavy_fence();
             let state = me.state.load(Ordering::Acquire);
             if state != W_WAITING {
                 return Self::outcome(state);

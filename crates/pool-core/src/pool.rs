@@ -199,6 +199,9 @@ pub(crate) struct Inner<M: ManageConnection> {
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// Leak detection, when `leak_detection_threshold` is set.
     pub(crate) leaks: Option<LeakTracker>,
+    /// When the housekeeper plans to wake next (coarse clock): a loan that
+    /// falls due earlier rings it.
+    pub(crate) housekeeper_next: AtomicU64,
 }
 
 /// A connection pool.
@@ -319,6 +322,7 @@ impl<M: ManageConnection> Pool<M> {
             housekeeper_bell,
             threads: Mutex::new(Vec::new()),
             leaks: config.leak_detection_threshold.map(LeakTracker::new),
+            housekeeper_next: AtomicU64::new(0),
             config,
         });
         let pool = Pool {
@@ -708,6 +712,11 @@ impl<M: ManageConnection> Inner<M> {
         }
         if let Some(leaks) = &self.leaks {
             leaks.lend(slot, now, self.local().thread_no, Location::caller());
+            let due = clock::after(now, leaks.threshold);
+            if due < self.housekeeper_next.load(Ordering::Relaxed) {
+                self.housekeeper_next.fetch_min(due, Ordering::Relaxed);
+                self.ring_housekeeper();
+            }
         }
         Some(PooledConnection {
             inner: self.clone(),
@@ -945,7 +954,7 @@ impl<M: ManageConnection> Inner<M> {
         let min_idle = (self.config.effective_min_idle() as usize).min(new);
         self.min_idle.store(min_idle, Ordering::SeqCst);
         let old = self.max_size.swap(new, Ordering::SeqCst);
-        crate::sync::dekker_fence(); // before the sweep: see make_available
+        crate::sync::heavy_fence(); // before the sweep: see make_available
 
         log::info!(
             "pool \"{}\": resized from {old} to {new} (min_idle {min_idle})",
@@ -977,7 +986,7 @@ impl<M: ManageConnection> Inner<M> {
                 slot.flags.fetch_or(FLAG_EVICT, Ordering::SeqCst);
             }
         }
-        crate::sync::dekker_fence(); // before the sweep: see make_available
+        crate::sync::heavy_fence(); // before the sweep: see make_available
         self.sweep_idle(0, CloseReason::Evicted);
         log::info!("pool \"{}\": soft eviction of all connections", self.name);
         self.ring_creator();
@@ -990,7 +999,7 @@ impl<M: ManageConnection> Inner<M> {
                 return;
             }
             // Store, fence, then sweep: the other half of `make_available`.
-            crate::sync::dekker_fence();
+            crate::sync::heavy_fence();
             self.events_cv.notify_all();
         }
         self.bag.wake_all(true);

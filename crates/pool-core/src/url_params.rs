@@ -97,13 +97,7 @@ pub const POOL_PARAMS: &[&str] = &[
 ];
 
 /// Query parameter names whose values are secrets: [`redact_url`] hides them.
-const SECRET_PARAMS: &[&str] = &[
-    "password",
-    "pass",
-    "passwd",
-    "sslpassword",
-    "pkcs12_pass",
-];
+const SECRET_PARAMS: &[&str] = &["password", "pass", "passwd", "sslpassword", "pkcs12_pass"];
 
 /// Pool settings read from a database URL; `None` means "not in the URL, keep
 /// the builder's value".
@@ -211,7 +205,10 @@ impl PoolParams {
                 None => (pair, ""),
             };
             let key = decode(raw_key).map_err(|reason| {
-                Error::config(shown_name(raw_key), format!("malformed parameter name: {reason}"))
+                Error::config(
+                    shown_name(raw_key),
+                    format!("malformed parameter name: {reason}"),
+                )
             })?;
             if let Some(&name) = POOL_PARAMS.iter().find(|&&p| p == key) {
                 if seen.contains(&name) {
@@ -513,15 +510,18 @@ fn shown_name(name: &str) -> String {
 }
 
 fn unknown_param(key: &str, driver_params: &[&str]) -> Error {
-    let mut reason = String::from(
-        "unknown parameter in the database URL: it is neither a pool parameter (",
-    );
+    let mut reason =
+        String::from("unknown parameter in the database URL: it is neither a pool parameter (");
     reason.push_str(&POOL_PARAMS.join(", "));
     reason.push(')');
     if driver_params.is_empty() {
         reason.push_str(" nor a parameter of the database driver");
     } else {
-        let _ = write!(reason, " nor one the driver understands ({})", driver_params.join(", "));
+        let _ = write!(
+            reason,
+            " nor one the driver understands ({})",
+            driver_params.join(", ")
+        );
     }
     if let Some(close) = POOL_PARAMS
         .iter()
@@ -601,9 +601,8 @@ fn parse_secs(name: &str, value: &str) -> Result<Duration, Error> {
         return Err(bad());
     }
     let secs: f64 = value.parse().map_err(|_| bad())?;
-    Duration::try_from_secs_f64(secs).map_err(|_| {
-        Error::config(name, format!("`{value}` seconds is too long"))
-    })
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| Error::config(name, format!("`{value}` seconds is too long")))
 }
 
 /// Seconds where `0` means "off" (`None`).
@@ -692,24 +691,22 @@ mod tests {
         );
         // Every name in POOL_PARAMS was exercised above.
         for name in POOL_PARAMS {
-            assert!(
-                [
-                    "connection_limit",
-                    "pool_timeout",
-                    "connect_timeout",
-                    "idle_timeout",
-                    "max_lifetime",
-                    "min_idle",
-                    "pool_name",
-                    "validation_timeout",
-                    "keepalive_time",
-                    "leak_detection_threshold",
-                    "initialization_fail_timeout",
-                    "test_on_check_out",
-                    "fail_fast"
-                ]
-                .contains(name)
-            );
+            assert!([
+                "connection_limit",
+                "pool_timeout",
+                "connect_timeout",
+                "idle_timeout",
+                "max_lifetime",
+                "min_idle",
+                "pool_name",
+                "validation_timeout",
+                "keepalive_time",
+                "leak_detection_threshold",
+                "initialization_fail_timeout",
+                "test_on_check_out",
+                "fail_fast"
+            ]
+            .contains(name));
         }
     }
 
@@ -737,8 +734,8 @@ mod tests {
 
     #[test]
     fn unknown_parameter_is_named_with_a_hint() {
-        let err = PoolParams::extract("postgres://h/db?conection_limit=5", &["sslmode"])
-            .unwrap_err();
+        let err =
+            PoolParams::extract("postgres://h/db?conection_limit=5", &["sslmode"]).unwrap_err();
         assert_eq!(setting(&err), "conection_limit");
         let msg = err.to_string();
         assert!(msg.contains("did you mean `connection_limit`"), "{msg}");
@@ -751,7 +748,11 @@ mod tests {
             ("connection_limit=ten", "connection_limit", "ten"),
             ("connection_limit=-1", "connection_limit", "-1"),
             ("connection_limit=0", "connection_limit", "0"),
-            ("connection_limit=99999999999", "connection_limit", "99999999999"),
+            (
+                "connection_limit=99999999999",
+                "connection_limit",
+                "99999999999",
+            ),
             ("min_idle=1.5", "min_idle", "1.5"),
             ("pool_timeout=", "pool_timeout", "``"),
             ("pool_timeout=0", "pool_timeout", "0"),
@@ -776,17 +777,15 @@ mod tests {
 
     #[test]
     fn huge_durations_are_rejected() {
-        let err =
-            PoolParams::extract(&format!("mysql://h/?pool_timeout=1{}", "0".repeat(30)), &[])
-                .unwrap_err();
+        let err = PoolParams::extract(&format!("mysql://h/?pool_timeout=1{}", "0".repeat(30)), &[])
+            .unwrap_err();
         assert_eq!(setting(&err), "pool_timeout");
         assert!(err.to_string().contains("too long"));
     }
 
     #[test]
     fn twice_is_an_error() {
-        let err =
-            PoolParams::extract("mysql://h/?min_idle=1&min_idle=2", &[]).unwrap_err();
+        let err = PoolParams::extract("mysql://h/?min_idle=1&min_idle=2", &[]).unwrap_err();
         assert_eq!(setting(&err), "min_idle");
         assert!(err.to_string().contains("more than once"));
     }
@@ -836,7 +835,10 @@ mod tests {
     fn redaction() {
         for (input, expected) in [
             ("postgres://u:pw@h/db", "postgres://u:***@h/db"),
-            ("postgres://u:p%40w@h:5/db?x=1", "postgres://u:***@h:5/db?x=1"),
+            (
+                "postgres://u:p%40w@h:5/db?x=1",
+                "postgres://u:***@h:5/db?x=1",
+            ),
             ("postgres://u@h/db", "postgres://u@h/db"),
             ("postgres://h", "postgres://h"),
             ("mysql://u:a@b@h/db", "mysql://u:***@h/db"),
@@ -844,8 +846,14 @@ mod tests {
                 "postgres://h/db?user=u&password=pw&sslpassword=x#f",
                 "postgres://h/db?user=u&password=***&sslpassword=***#f",
             ),
-            ("user=u password='a b\\' c' host=h", "user=u password=*** host=h"),
-            ("user=u password = pw host=h", "user=u password = *** host=h"),
+            (
+                "user=u password='a b\\' c' host=h",
+                "user=u password=*** host=h",
+            ),
+            (
+                "user=u password = pw host=h",
+                "user=u password = *** host=h",
+            ),
         ] {
             assert_eq!(redact_url(input), expected, "{input}");
         }

@@ -225,6 +225,7 @@ pub(crate) fn housekeeper<M: ManageConnection>(weak: Weak<Inner<M>>, bell: Recei
                 return;
             }
             let next = housekeep(&inner);
+            inner.housekeeper_next.store(next, Ordering::Relaxed);
             let now = clock::now();
             if now.saturating_sub(last_stats) >= HOUSEKEEPING_PERIOD {
                 last_stats = now;
