@@ -261,6 +261,10 @@ impl Builder {
 
     /// The time limit given to [`ManageConnection::is_valid`].
     ///
+    /// On borrow the check is also bounded by what the borrower has left of
+    /// its wait (but given at least 100 ms), so `get` returns within about
+    /// `connection_timeout` even when validation hangs.
+    ///
     /// Default: 5 s. At least 1 ms.
     pub fn validation_timeout(mut self, timeout: Duration) -> Self {
         self.config.validation_timeout = timeout;

@@ -31,6 +31,10 @@ const SUSPENDED: u8 = 1;
 /// Pool status: closed for good.
 const CLOSED: u8 = 2;
 
+/// The least time a borrow-time validation is given, even when the
+/// borrower's wait is (nearly) over.
+const MIN_VALIDATION_BUDGET: Duration = Duration::from_millis(100);
+
 /// Entries in a thread's cache of recently returned seats.
 const LOCAL_SEATS: usize = 4;
 /// An empty entry in the thread cache.
@@ -586,7 +590,7 @@ impl<M: ManageConnection> Inner<M> {
                 }
                 let slot = self.bag.slot(index as usize);
                 if slot.try_claim(IN_USE) {
-                    if let Some(conn) = self.check_out(slot, now) {
+                    if let Some(conn) = self.check_out(slot, now, timeout) {
                         return Ok(conn);
                     }
                     break;
@@ -619,7 +623,8 @@ impl<M: ManageConnection> Inner<M> {
             let scan_from = self.local().scan_from.get() as usize;
             let max = self.max_size.load(Ordering::Acquire);
             if let Some(index) = self.bag.scan(scan_from, max) {
-                if let Some(conn) = self.check_out(self.bag.slot(index), clock::now()) {
+                let budget = remaining().unwrap_or(Duration::ZERO);
+                if let Some(conn) = self.check_out(self.bag.slot(index), clock::now(), budget) {
                     return Ok(conn);
                 }
                 continue;
@@ -644,7 +649,8 @@ impl<M: ManageConnection> Inner<M> {
             );
             match outcome {
                 WaitOutcome::Got(index) => {
-                    if let Some(conn) = self.check_out(self.bag.slot(index), clock::now()) {
+                    let budget = remaining().unwrap_or(Duration::ZERO);
+                    if let Some(conn) = self.check_out(self.bag.slot(index), clock::now(), budget) {
                         return Ok(conn);
                     }
                 }
@@ -659,6 +665,17 @@ impl<M: ManageConnection> Inner<M> {
         }
     }
 
+    /// The time a borrow-time validation may take: `validation_timeout`,
+    /// but no more than what the borrower has left of its wait, given at
+    /// least `MIN_VALIDATION_BUDGET` (a healthy connection must not be closed
+    /// for lack of time).
+    #[inline]
+    fn validation_limit(&self, budget: Duration) -> Duration {
+        self.config
+            .validation_timeout
+            .min(budget.max(MIN_VALIDATION_BUDGET))
+    }
+
     /// Vets a seat the caller just claimed (`IN_USE`) and wraps it, or closes
     /// the connection and returns `None` if it must not be lent.
     #[track_caller]
@@ -667,6 +684,7 @@ impl<M: ManageConnection> Inner<M> {
         self: &Arc<Self>,
         slot: &Slot<M::Connection>,
         now: Millis,
+        budget: Duration,
     ) -> Option<PooledConnection<M>> {
         let status = self.status.load(Ordering::SeqCst);
         if status != RUNNING {
@@ -695,7 +713,7 @@ impl<M: ManageConnection> Inner<M> {
                     {
                         let ok = guarded(|| {
                             self.manager
-                                .is_valid(conn, self.config.validation_timeout)
+                                .is_valid(conn, self.validation_limit(budget))
                                 .is_ok()
                         });
                         if ok != Some(true) {
