@@ -162,6 +162,13 @@ impl LeakTracker {
         }
     }
 
+    /// Where the current loan of a seat was taken, if recorded.
+    pub(crate) fn site_of<C>(&self, slot: &Slot<C>) -> Option<&'static Location<'static>> {
+        let site = slot.site.load(Ordering::Relaxed);
+        // SAFETY: null, or stored by `lend` from a `&'static Location`.
+        unsafe { site.as_ref() }
+    }
+
     /// Every current loan past the threshold.
     pub(crate) fn suspects<'a, C: 'a>(
         &self,

@@ -1033,11 +1033,29 @@ impl<M: ManageConnection> Inner<M> {
         }
         // Anything the threads released while stopping.
         self.sweep_idle(0, CloseReason::PoolClosed);
-        log::debug!(
-            "pool \"{}\": closed ({} connection(s) still lent will close on return)",
-            self.name,
-            self.total.load(Ordering::SeqCst)
-        );
+        // close() does not wait for lent connections: name them, so that one
+        // that never comes back (a leak) can be traced.
+        let lent: Vec<String> = (0..self.bag.capacity())
+            .map(|i| self.bag.slot(i))
+            .filter(|s| s.state.load(Ordering::Acquire) == IN_USE)
+            .map(|s| {
+                let id = s.id.load(Ordering::Relaxed);
+                match self.leaks.as_ref().map(|l| l.site_of(s)) {
+                    Some(Some(site)) => format!("{id} (taken at {site})"),
+                    _ => id.to_string(),
+                }
+            })
+            .collect();
+        if lent.is_empty() {
+            log::debug!("pool \"{}\": closed", self.name);
+        } else {
+            log::info!(
+                "pool \"{}\": closed; connection(s) {} still lent could not be reclaimed now \
+                 and will be closed when returned",
+                self.name,
+                lent.join(", ")
+            );
+        }
     }
 
     /// `build`'s wait for the first connections.
