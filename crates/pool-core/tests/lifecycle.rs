@@ -197,9 +197,10 @@ fn dropping_the_pool_closes_connections_and_joins_threads() {
     drop(pool);
     assert_eq!(threads_named("dropme-"), 2, "a clone keeps the pool open");
     drop(clone);
-    assert_eq!(
-        threads_named("dropme-"),
-        0,
+    // The threads are joined by now; the kernel may list an exited thread in
+    // /proc for a moment longer.
+    assert!(
+        eventually(Duration::from_millis(500), || threads_named("dropme-") == 0),
         "background threads outlived the pool"
     );
     assert_eq!(m.db.open_now(), 1);
