@@ -49,8 +49,9 @@ enum Task {
     /// Many threads against a small pool, with phases and optional chaos;
     /// checks the pool's invariants and reports throughput and wait times.
     Stress(stress::StressArgs),
-    /// Builds, uses and drops pools in a loop; checks that connections,
-    /// threads and memory are all given back.
+    /// The leak suite: long loans reported once, forgotten connections,
+    /// panicking and exiting holders, thousands of build/use/close cycles
+    /// (threads, fds, memory), and with --valgrind a memcheck run.
     Leaks(leaks::LeaksArgs),
 }
 
