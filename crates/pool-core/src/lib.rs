@@ -52,6 +52,8 @@ mod leak;
 mod manager;
 #[cfg(not(pool_loom))]
 mod pool;
+#[cfg(all(feature = "r2d2", not(pool_loom)))]
+pub mod r2d2;
 #[cfg(not(pool_loom))]
 pub mod url_params;
 #[cfg(not(pool_loom))]
