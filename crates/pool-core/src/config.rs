@@ -55,6 +55,8 @@ pub struct Config {
     pub fail_fast: bool,
     /// See [`Builder::fail_when_suspended`].
     pub fail_when_suspended: bool,
+    /// See [`Builder::metrics`].
+    pub metrics: bool,
 }
 
 impl Default for Config {
@@ -74,6 +76,7 @@ impl Default for Config {
             initialization_fail_timeout: Duration::from_secs(1),
             fail_fast: true,
             fail_when_suspended: false,
+            metrics: true,
         }
     }
 }
@@ -366,6 +369,17 @@ impl Builder {
     /// Default: `false`.
     pub fn fail_when_suspended(mut self, fail: bool) -> Self {
         self.config.fail_when_suspended = fail;
+        self
+    }
+
+    /// Whether borrows and returns record metrics (counts, acquire wait and
+    /// time lent; see [`Pool::metrics`]). Recording costs a few nanoseconds
+    /// per borrow and about 10 KiB per thread that uses the pool; connection
+    /// counters and errors are always counted.
+    ///
+    /// Default: `true`.
+    pub fn metrics(mut self, on: bool) -> Self {
+        self.config.metrics = on;
         self
     }
 

@@ -34,6 +34,16 @@ pub struct LeakReport {
     pub location: &'static Location<'static>,
 }
 
+/// What the housekeeper's check of one loan found.
+pub(crate) enum LeakCheck {
+    /// Not overdue yet: due at this coarse-clock time.
+    Due(Millis),
+    /// Overdue, and reported now.
+    Reported,
+    /// Overdue and reported before, or no longer the same loan.
+    Done,
+}
+
 /// The pool's leak-detection state.
 pub(crate) struct LeakTracker {
     pub(crate) threshold: Millis,
@@ -110,20 +120,20 @@ impl LeakTracker {
 
     /// The housekeeper's check of one lent seat: reports it if it is overdue
     /// and not yet reported; returns when it will be due otherwise.
-    pub(crate) fn check<C>(&self, pool: &str, slot: &Slot<C>, now: Millis) -> Option<Millis> {
+    pub(crate) fn check<C>(&self, pool: &str, slot: &Slot<C>, now: Millis) -> LeakCheck {
         let due = clock::after(slot.lent_at.load(Ordering::Relaxed), self.threshold);
         if now < due {
-            return Some(due);
+            return LeakCheck::Due(due);
         }
         if slot.flags.load(Ordering::Relaxed) & FLAG_LEAK_REPORTED != 0 {
-            return None;
+            return LeakCheck::Done;
         }
         let report = self.report_of(slot, now);
         // Still lent, and still the same loan?
         if slot.state.load(Ordering::Acquire) != IN_USE
             || clock::after(slot.lent_at.load(Ordering::Relaxed), self.threshold) != due
         {
-            return None;
+            return LeakCheck::Done;
         }
         slot.flags.fetch_or(FLAG_LEAK_REPORTED, Ordering::Relaxed);
         let backtrace = self
@@ -141,7 +151,7 @@ impl LeakTracker {
             report.thread,
             report.location,
         );
-        None
+        LeakCheck::Reported
     }
 
     /// Called when a seat comes back (returned, closed or detached).

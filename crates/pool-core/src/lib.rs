@@ -51,6 +51,8 @@ mod leak;
 #[cfg(not(pool_loom))]
 mod manager;
 #[cfg(not(pool_loom))]
+mod metrics;
+#[cfg(not(pool_loom))]
 mod pool;
 #[cfg(all(feature = "r2d2", not(pool_loom)))]
 pub mod r2d2;
@@ -67,6 +69,8 @@ pub use error::{Error, SharedError};
 pub use leak::LeakReport;
 #[cfg(not(pool_loom))]
 pub use manager::ManageConnection;
+#[cfg(not(pool_loom))]
+pub use metrics::{ClosedCounts, Distribution, Metrics};
 #[cfg(not(pool_loom))]
 pub use pool::{CloseReason, Pool, PooledConnection, State};
 

@@ -1,13 +1,12 @@
 //! The pool: borrowing, returning, closing and run-time changes, on top of the
 //! [bag](crate::bag).
 
-use std::cell::Cell;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::panic::Location;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -21,6 +20,7 @@ use crate::clock::{self, Millis};
 use crate::config::{Config, MAX_SIZE_LIMIT};
 use crate::error::{Error, SharedError};
 use crate::leak::{LeakReport, LeakTracker};
+use crate::metrics::{self as m, Counts, Metrics, Shard, Shared};
 use crate::workers;
 use crate::ManageConnection;
 
@@ -30,6 +30,12 @@ const RUNNING: u8 = 0;
 const SUSPENDED: u8 = 1;
 /// Pool status: closed for good.
 const CLOSED: u8 = 2;
+
+/// A duration in whole microseconds, saturating.
+#[inline]
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
 
 /// The least time a borrow-time validation is given, even when the
 /// borrower's wait is (nearly) over.
@@ -125,36 +131,45 @@ impl fmt::Display for State {
 }
 
 /// A thread's most recently returned seats, newest first.
+///
+/// Only its own thread writes it (relaxed loads and stores, no locked
+/// instruction); atomics rather than `Cell`s so that a metrics snapshot can
+/// read every thread's shard.
 struct LocalSeats {
-    seats: [Cell<u32>; LOCAL_SEATS],
+    seats: [AtomicU32; LOCAL_SEATS],
     /// Where this thread starts scanning the shared seats, so that threads
     /// do not all contend for seat 0.
-    scan_from: Cell<u32>,
+    scan_from: u32,
     /// This thread's number, for leak reports.
     thread_no: u64,
+    /// This thread's metrics (when metrics are on).
+    shard: Option<Box<Shard>>,
 }
 
 /// Spreads threads' scan starting points.
 static SCAN_SEQ: AtomicUsize = AtomicUsize::new(0);
 
 impl LocalSeats {
-    fn new() -> Self {
+    fn new(metrics: bool) -> Self {
         LocalSeats {
-            seats: std::array::from_fn(|_| Cell::new(NO_SEAT)),
-            scan_from: Cell::new(SCAN_SEQ.fetch_add(7, Ordering::Relaxed) as u32),
+            seats: std::array::from_fn(|_| AtomicU32::new(NO_SEAT)),
+            scan_from: SCAN_SEQ.fetch_add(7, Ordering::Relaxed) as u32,
             thread_no: SCAN_SEQ.fetch_add(1, Ordering::Relaxed) as u64,
+            shard: metrics.then(|| Box::new(Shard::new())),
         }
     }
 
     /// Records `index` as the newest entry.
     #[inline]
     fn push(&self, index: u32) {
-        if self.seats[0].get() == index {
+        if self.seats[0].load(Ordering::Relaxed) == index {
             return;
         }
         let mut carry = index;
         for seat in &self.seats {
-            carry = seat.replace(carry);
+            let old = seat.load(Ordering::Relaxed);
+            seat.store(carry, Ordering::Relaxed);
+            carry = old;
             if carry == index || carry == NO_SEAT {
                 break;
             }
@@ -206,6 +221,8 @@ pub(crate) struct Inner<M: ManageConnection> {
     /// When the housekeeper plans to wake next (coarse clock): a loan that
     /// falls due earlier rings it.
     pub(crate) housekeeper_next: AtomicU64,
+    /// Counters of rare events.
+    pub(crate) stats: Shared,
 }
 
 /// A connection pool.
@@ -327,6 +344,7 @@ impl<M: ManageConnection> Pool<M> {
             threads: Mutex::new(Vec::new()),
             leaks: config.leak_detection_threshold.map(LeakTracker::new),
             housekeeper_next: AtomicU64::new(0),
+            stats: Shared::new(),
             config,
         });
         let pool = Pool {
@@ -449,6 +467,36 @@ impl<M: ManageConnection> Pool<M> {
         }
     }
 
+    /// A snapshot of the pool's metrics: counters since the pool was built,
+    /// gauges now, and distributions of acquire wait, time lent, connection
+    /// creation time and connection lifetime. Borrow counters and the wait and
+    /// usage distributions stay empty when [`metrics`](crate::Builder::metrics)
+    /// is off.
+    ///
+    /// ```
+    /// # use pool_core::{ManageConnection, Pool};
+    /// # use std::time::Duration;
+    /// # struct M;
+    /// # impl ManageConnection for M {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut (), _: Duration) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = Pool::builder().max_size(2).build(M)?;
+    /// for _ in 0..3 {
+    ///     drop(pool.get()?);
+    /// }
+    /// let m = pool.metrics();
+    /// assert_eq!((m.created, m.acquired, m.released), (2, 3, 3));
+    /// assert_eq!(m.acquire_wait.count, 3);
+    /// # Ok::<(), pool_core::Error>(())
+    /// ```
+    pub fn metrics(&self) -> Metrics {
+        self.inner().metrics()
+    }
+
     /// The pool's name.
     pub fn name(&self) -> &str {
         &self.inner().name
@@ -568,7 +616,7 @@ impl<M: ManageConnection> Inner<M> {
     #[inline]
     fn local(&self) -> &LocalSeats {
         self.local.get_or(|| {
-            let local = LocalSeats::new();
+            let local = LocalSeats::new(self.config.metrics);
             if let Some(leaks) = &self.leaks {
                 leaks.register_thread(local.thread_no);
             }
@@ -584,13 +632,13 @@ impl<M: ManageConnection> Inner<M> {
             let now = clock::now();
             let local = self.local();
             for entry in &local.seats {
-                let index = entry.get();
+                let index = entry.load(Ordering::Relaxed);
                 if index == NO_SEAT || index as usize >= self.bag.capacity() {
                     continue;
                 }
                 let slot = self.bag.slot(index as usize);
                 if slot.try_claim(IN_USE) {
-                    if let Some(conn) = self.check_out(slot, now, timeout) {
+                    if let Some(conn) = self.check_out(slot, now, timeout, 0) {
                         return Ok(conn);
                     }
                     break;
@@ -620,11 +668,14 @@ impl<M: ManageConnection> Inner<M> {
                     continue;
                 }
             }
-            let scan_from = self.local().scan_from.get() as usize;
+            let scan_from = self.local().scan_from as usize;
             let max = self.max_size.load(Ordering::Acquire);
             if let Some(index) = self.bag.scan(scan_from, max) {
                 let budget = remaining().unwrap_or(Duration::ZERO);
-                if let Some(conn) = self.check_out(self.bag.slot(index), clock::now(), budget) {
+                let waited = micros(start.elapsed());
+                if let Some(conn) =
+                    self.check_out(self.bag.slot(index), clock::now(), budget, waited)
+                {
                     return Ok(conn);
                 }
                 continue;
@@ -650,7 +701,10 @@ impl<M: ManageConnection> Inner<M> {
             match outcome {
                 WaitOutcome::Got(index) => {
                     let budget = remaining().unwrap_or(Duration::ZERO);
-                    if let Some(conn) = self.check_out(self.bag.slot(index), clock::now(), budget) {
+                    let waited = micros(start.elapsed());
+                    if let Some(conn) =
+                        self.check_out(self.bag.slot(index), clock::now(), budget, waited)
+                    {
                         return Ok(conn);
                     }
                 }
@@ -685,12 +739,13 @@ impl<M: ManageConnection> Inner<M> {
         slot: &Slot<M::Connection>,
         now: Millis,
         budget: Duration,
+        waited_us: u64,
     ) -> Option<PooledConnection<M>> {
         let status = self.status.load(Ordering::SeqCst);
         if status != RUNNING {
             // Closed or suspended after we claimed it: put it back (release
             // closes it if the pool is closed).
-            self.check_in(slot);
+            self.check_in(slot, now);
             return None;
         }
         let reason = if slot.flags.load(Ordering::Relaxed) & FLAG_EVICT != 0
@@ -728,6 +783,10 @@ impl<M: ManageConnection> Inner<M> {
             self.close_slot(slot, reason);
             return None;
         }
+        if let Some(shard) = &self.local().shard {
+            shard.wait.record_owned(waited_us);
+            slot.lent_at.store(now, Ordering::Relaxed);
+        }
         if let Some(leaks) = &self.leaks {
             leaks.lend(slot, now, self.local().thread_no, Location::caller());
             let due = clock::after(now, leaks.threshold);
@@ -745,7 +804,7 @@ impl<M: ManageConnection> Inner<M> {
 
     /// The return path: reset, checks, then back to a waiter or idle.
     #[inline]
-    fn check_in(&self, slot: &Slot<M::Connection>) {
+    fn check_in(&self, slot: &Slot<M::Connection>, now: Millis) {
         let reason = if self.status.load(Ordering::Acquire) == CLOSED {
             Some(CloseReason::PoolClosed)
         } else {
@@ -766,7 +825,6 @@ impl<M: ManageConnection> Inner<M> {
         if let Some(reason) = reason {
             return self.close_slot(slot, reason);
         }
-        let now = clock::now();
         if slot.flags.load(Ordering::Relaxed) & FLAG_EVICT != 0 || self.over_size(slot) {
             return self.close_slot(slot, CloseReason::Evicted);
         }
@@ -818,6 +876,16 @@ impl<M: ManageConnection> Inner<M> {
         // Close before the seat is vacant, so that the replacement is never
         // open at the same time as the connection it replaces.
         if let Some(conn) = conn {
+            self.stats.closed[m::reason_index(reason)].fetch_add(1, Ordering::Relaxed);
+            if reason == CloseReason::FailedValidation {
+                Shared::bump(&self.stats.validation_failures);
+            }
+            if self.config.metrics {
+                let born = slot.created.load(Ordering::Relaxed);
+                self.stats
+                    .lifetime
+                    .record_shared(clock::now().saturating_sub(born));
+            }
             if guarded(move || drop(conn)).is_none() {
                 log::warn!("pool \"{}\": closing connection {id} panicked", self.name);
             }
@@ -854,6 +922,64 @@ impl<M: ManageConnection> Inner<M> {
         self.status.load(Ordering::Acquire) == CLOSED
     }
 
+    /// Bookkeeping when a loan ends (returned, closed by its borrower, or
+    /// detached): time lent, and leak detection's "returned" report.
+    #[inline]
+    fn released(&self, slot: &Slot<M::Connection>, now: Millis) {
+        if let Some(shard) = &self.local().shard {
+            shard
+                .usage
+                .record_owned(now.saturating_sub(slot.lent_at.load(Ordering::Relaxed)));
+        }
+        if let Some(leaks) = &self.leaks {
+            leaks.returned(&self.name, slot);
+        }
+    }
+
+    /// A metrics snapshot.
+    pub(crate) fn metrics(&self) -> Metrics {
+        let (mut wait, mut usage) = (Counts::default(), Counts::default());
+        for local in self.local.iter() {
+            if let Some(shard) = &local.shard {
+                shard.wait.add_to(&mut wait);
+                shard.usage.add_to(&mut usage);
+            }
+        }
+        let (mut creation, mut lifetime) = (Counts::default(), Counts::default());
+        self.stats.creation.add_to(&mut creation);
+        self.stats.lifetime.add_to(&mut lifetime);
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let closed = |r: CloseReason| get(&self.stats.closed[m::reason_index(r)]);
+        let state = self.state();
+        Metrics {
+            pool: self.name.to_string(),
+            created: get(&self.stats.created),
+            closed: m::ClosedCounts {
+                idle_timeout: closed(CloseReason::IdleTimeout),
+                max_lifetime: closed(CloseReason::MaxLifetime),
+                broken: closed(CloseReason::Broken),
+                failed_validation: closed(CloseReason::FailedValidation),
+                evicted: closed(CloseReason::Evicted),
+                reset_failed: closed(CloseReason::ResetFailed),
+                pool_closed: closed(CloseReason::PoolClosed),
+                detached: get(&self.stats.detached),
+            },
+            acquired: wait.count,
+            released: usage.count,
+            acquire_timeouts: get(&self.stats.acquire_timeouts),
+            acquire_failures: get(&self.stats.acquire_failures),
+            validation_failures: get(&self.stats.validation_failures),
+            connection_errors: get(&self.stats.connection_errors),
+            leaks_detected: get(&self.stats.leaks_detected),
+            utilization: f64::from(state.active) / f64::from(state.max_size.max(1)),
+            state,
+            acquire_wait: wait.distribution(Duration::from_micros(1)),
+            usage: usage.distribution(Duration::from_millis(1)),
+            creation: creation.distribution(Duration::from_micros(1)),
+            lifetime: lifetime.distribution(Duration::from_millis(1)),
+        }
+    }
+
     /// The error to return while the database is known to be down, if it is.
     fn down_error(&self) -> Option<Error> {
         if self.total.load(Ordering::SeqCst) != 0 {
@@ -865,6 +991,7 @@ impl<M: ManageConnection> Inner<M> {
         }
         let source = failures.last.clone()?;
         drop(failures);
+        Shared::bump(&self.stats.acquire_failures);
         Some(Error::Connect {
             pool: self.name.clone(),
             state: self.state(),
@@ -873,6 +1000,7 @@ impl<M: ManageConnection> Inner<M> {
     }
 
     fn timeout_error(&self, start: Instant) -> Error {
+        Shared::bump(&self.stats.acquire_timeouts);
         Error::Timeout {
             pool: self.name.clone(),
             waited: start.elapsed(),
@@ -1195,9 +1323,8 @@ impl<M: ManageConnection> PooledConnection<M> {
         // SAFETY: we own the seat (IN_USE) until the VACANT store below.
         let conn = unsafe { slot.take() }.expect("a lent seat holds a connection");
         let inner = &self.inner;
-        if let Some(leaks) = &inner.leaks {
-            leaks.returned(&inner.name, slot);
-        }
+        inner.released(slot, clock::now());
+        Shared::bump(&inner.stats.detached);
         log::debug!(
             "pool \"{}\": connection {} detached",
             inner.name,
@@ -1247,11 +1374,13 @@ impl<M: ManageConnection> Drop for PooledConnection<M> {
     #[inline]
     fn drop(&mut self) {
         let slot = self.slot();
-        if let Some(leaks) = &self.inner.leaks {
-            leaks.returned(&self.inner.name, slot);
+        if self.fate == Fate::Detached {
+            return;
         }
+        let now = clock::now();
+        self.inner.released(slot, now);
         match self.fate {
-            Fate::Return if !std::thread::panicking() => self.inner.check_in(slot),
+            Fate::Return if !std::thread::panicking() => self.inner.check_in(slot, now),
             Fate::Detached => {}
             _ => self.inner.close_slot(slot, CloseReason::Broken),
         }

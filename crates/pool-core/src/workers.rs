@@ -24,6 +24,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use crate::bag::{FLAG_EVICT, IDLE, IN_USE, RESERVED};
 use crate::clock::{self, Millis};
+use crate::leak::LeakCheck;
 use crate::pool::{guarded, CloseReason, Inner};
 use crate::ManageConnection;
 
@@ -142,6 +143,11 @@ fn create_one<M: ManageConnection>(
             slot.checked.store(now, Ordering::Relaxed);
             slot.flags.store(0, Ordering::Relaxed);
             inner.total.fetch_add(1, Ordering::SeqCst);
+            inner.stats.created.fetch_add(1, Ordering::Relaxed);
+            inner
+                .stats
+                .creation
+                .record_shared(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
             let streak = std::mem::take(&mut inner.failures.lock().streak);
             if streak > 0 {
                 log::info!(
@@ -168,6 +174,10 @@ fn create_one<M: ManageConnection>(
                 Some(Err(e)) => Arc::new(e),
                 _ => Arc::new(ConnectPanicked),
             };
+            inner
+                .stats
+                .connection_errors
+                .fetch_add(1, Ordering::Relaxed);
             let streak = {
                 let mut failures = inner.failures.lock();
                 failures.streak += 1;
@@ -258,8 +268,12 @@ fn housekeep<M: ManageConnection>(inner: &Inner<M>) -> Millis {
                     next = next.min(clock::after(now, d));
                 }
                 if let Some(leaks) = &inner.leaks {
-                    if let Some(due) = leaks.check(&inner.name, slot, now) {
-                        next = next.min(due);
+                    match leaks.check(&inner.name, slot, now) {
+                        LeakCheck::Due(due) => next = next.min(due),
+                        LeakCheck::Reported => {
+                            inner.stats.leaks_detected.fetch_add(1, Ordering::Relaxed);
+                        }
+                        LeakCheck::Done => {}
                     }
                 }
                 continue;

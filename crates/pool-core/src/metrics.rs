@@ -1,0 +1,564 @@
+//! Metrics: counters and distributions cheap enough to leave on, a snapshot
+//! type, and its Prometheus rendering.
+//!
+//! # Recording without slowing the hot path
+//!
+//! The hot path (borrow, return) records only into the calling thread's own
+//! [`Shard`]: counters and histograms that exactly one thread writes, with a
+//! relaxed load and a relaxed store (no locked instruction), and that a
+//! snapshot reads from every thread and sums. The uncontended borrow records
+//! an acquire wait of zero without reading any clock; a borrow that had to
+//! scan or wait records the wait it measured anyway. Time lent is measured
+//! with the coarse clock the pool reads anyway (millisecond resolution).
+//! Rare events (connections opened and closed, timeouts, errors) go to shared
+//! atomics and shared histograms.
+//!
+//! # Histograms
+//!
+//! [`Histogram`] is log-linear: exact below 16, then 16 buckets per power of
+//! two. A quantile is reported as the middle of its bucket, which is within
+//! 1/32 (3.2 %) of the true value.
+
+use std::fmt::{self, Write as _};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::pool::CloseReason;
+use crate::State;
+
+/// Sub-buckets per power of two.
+const SUB: usize = 16;
+/// Powers of two covered: values up to 2^43 (µs: about 100 days).
+const POWERS: usize = 40;
+/// Buckets in a histogram.
+const BUCKETS: usize = SUB * POWERS;
+
+/// The bucket holding `v`.
+#[inline]
+fn bucket_of(v: u64) -> usize {
+    if v < SUB as u64 {
+        return v as usize;
+    }
+    let p = 63 - v.leading_zeros() as usize; // ≥ 4
+    let sub = ((v >> (p - 4)) as usize) & (SUB - 1);
+    ((p - 3) * SUB + sub).min(BUCKETS - 1)
+}
+
+/// The middle of bucket `b`.
+fn bucket_mid(b: usize) -> u64 {
+    if b < SUB {
+        return b as u64;
+    }
+    let p = b / SUB + 3;
+    let low = ((SUB + b % SUB) as u64) << (p - 4);
+    let width = 1u64 << (p - 4);
+    low + width / 2
+}
+
+/// A log-linear histogram of `u64` values.
+pub(crate) struct Histogram {
+    buckets: Box<[AtomicU64]>,
+    count: AtomicU64,
+    sum: AtomicU64,
+    max: AtomicU64,
+}
+
+impl Histogram {
+    pub(crate) fn new() -> Self {
+        Histogram {
+            buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum: AtomicU64::new(0),
+            max: AtomicU64::new(0),
+        }
+    }
+
+    /// Records `v`; only ever called by the one thread that owns this
+    /// histogram, so plain load-and-store suffices (no locked instruction).
+    #[inline]
+    pub(crate) fn record_owned(&self, v: u64) {
+        let bump =
+            |a: &AtomicU64, by: u64| a.store(a.load(Ordering::Relaxed) + by, Ordering::Relaxed);
+        bump(&self.buckets[bucket_of(v)], 1);
+        bump(&self.count, 1);
+        bump(&self.sum, v);
+        if v > self.max.load(Ordering::Relaxed) {
+            self.max.store(v, Ordering::Relaxed);
+        }
+    }
+
+    /// Records `v` from any thread.
+    pub(crate) fn record_shared(&self, v: u64) {
+        self.buckets[bucket_of(v)].fetch_add(1, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum.fetch_add(v, Ordering::Relaxed);
+        self.max.fetch_max(v, Ordering::Relaxed);
+    }
+
+    /// Adds this histogram's counts into `into`.
+    pub(crate) fn add_to(&self, into: &mut Counts) {
+        if into.buckets.is_empty() {
+            into.buckets = vec![0; BUCKETS];
+        }
+        for (acc, b) in into.buckets.iter_mut().zip(self.buckets.iter()) {
+            *acc += b.load(Ordering::Relaxed);
+        }
+        into.count += self.count.load(Ordering::Relaxed);
+        into.sum += self.sum.load(Ordering::Relaxed);
+        into.max = into.max.max(self.max.load(Ordering::Relaxed));
+    }
+}
+
+/// Plain counts of one or more histograms, for computing quantiles.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Counts {
+    buckets: Vec<u64>,
+    pub(crate) count: u64,
+    pub(crate) sum: u64,
+    max: u64,
+}
+
+impl Counts {
+    /// The value below which a fraction `q` of the recorded values lie.
+    fn quantile(&self, q: f64) -> u64 {
+        if self.count == 0 {
+            return 0;
+        }
+        let rank = ((q * self.count as f64).ceil() as u64).clamp(1, self.count);
+        if rank == self.count {
+            return self.max;
+        }
+        let mut seen = 0;
+        for (b, &n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return bucket_mid(b).min(self.max);
+            }
+        }
+        self.max
+    }
+
+    /// Summarises, with values in units of `unit`.
+    pub(crate) fn distribution(&self, unit: Duration) -> Distribution {
+        let d = |v: u64| unit.saturating_mul(u32::try_from(v).unwrap_or(u32::MAX));
+        Distribution {
+            count: self.count,
+            mean: if self.count == 0 {
+                Duration::ZERO
+            } else {
+                unit.mul_f64(self.sum as f64 / self.count as f64)
+            },
+            p50: d(self.quantile(0.50)),
+            p95: d(self.quantile(0.95)),
+            p99: d(self.quantile(0.99)),
+            max: d(self.max),
+        }
+    }
+}
+
+/// What one thread records on the hot path (see the module docs).
+pub(crate) struct Shard {
+    /// Acquire waits, in microseconds.
+    pub(crate) wait: Histogram,
+    /// Time lent, in milliseconds.
+    pub(crate) usage: Histogram,
+}
+
+impl Shard {
+    pub(crate) fn new() -> Self {
+        Shard {
+            wait: Histogram::new(),
+            usage: Histogram::new(),
+        }
+    }
+}
+
+/// Counters of rare events, shared by all threads.
+pub(crate) struct Shared {
+    pub(crate) created: AtomicU64,
+    pub(crate) closed: [AtomicU64; CLOSE_REASONS],
+    pub(crate) detached: AtomicU64,
+    pub(crate) acquire_timeouts: AtomicU64,
+    /// Borrowers that got `Error::Connect` (fail fast).
+    pub(crate) acquire_failures: AtomicU64,
+    pub(crate) validation_failures: AtomicU64,
+    pub(crate) connection_errors: AtomicU64,
+    pub(crate) leaks_detected: AtomicU64,
+    /// Connect durations, in microseconds.
+    pub(crate) creation: Histogram,
+    /// Connection lifetimes at close, in milliseconds.
+    pub(crate) lifetime: Histogram,
+}
+
+/// Number of [`CloseReason`]s.
+pub(crate) const CLOSE_REASONS: usize = 7;
+
+/// The index of a close reason in [`Shared::closed`].
+pub(crate) fn reason_index(reason: CloseReason) -> usize {
+    match reason {
+        CloseReason::IdleTimeout => 0,
+        CloseReason::MaxLifetime => 1,
+        CloseReason::Broken => 2,
+        CloseReason::FailedValidation => 3,
+        CloseReason::ResetFailed => 4,
+        CloseReason::Evicted => 5,
+        CloseReason::PoolClosed => 6,
+    }
+}
+
+impl Shared {
+    pub(crate) fn new() -> Self {
+        Shared {
+            created: AtomicU64::new(0),
+            closed: std::array::from_fn(|_| AtomicU64::new(0)),
+            detached: AtomicU64::new(0),
+            acquire_timeouts: AtomicU64::new(0),
+            acquire_failures: AtomicU64::new(0),
+            validation_failures: AtomicU64::new(0),
+            connection_errors: AtomicU64::new(0),
+            leaks_detected: AtomicU64::new(0),
+            creation: Histogram::new(),
+            lifetime: Histogram::new(),
+        }
+    }
+
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A distribution's summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Distribution {
+    /// How many values were recorded.
+    pub count: u64,
+    /// Their mean.
+    pub mean: Duration,
+    /// The median.
+    pub p50: Duration,
+    /// The 95th percentile.
+    pub p95: Duration,
+    /// The 99th percentile.
+    pub p99: Duration,
+    /// The largest value.
+    pub max: Duration,
+}
+
+/// Connections closed, by reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct ClosedCounts {
+    /// Idle longer than `idle_timeout`.
+    pub idle_timeout: u64,
+    /// Reached `max_lifetime`.
+    pub max_lifetime: u64,
+    /// Broken (`has_broken`, `mark_broken`, or returned during a panic).
+    pub broken: u64,
+    /// Failed `is_valid`.
+    pub failed_validation: u64,
+    /// Evicted (`soft_evict_all`, shrinking).
+    pub evicted: u64,
+    /// `reset` failed.
+    pub reset_failed: u64,
+    /// Closed with the pool.
+    pub pool_closed: u64,
+    /// Taken out of the pool with `detach` (not closed by the pool).
+    pub detached: u64,
+}
+
+impl ClosedCounts {
+    /// The sum over all reasons (detached included).
+    pub fn total(&self) -> u64 {
+        self.idle_timeout
+            + self.max_lifetime
+            + self.broken
+            + self.failed_validation
+            + self.evicted
+            + self.reset_failed
+            + self.pool_closed
+            + self.detached
+    }
+
+    fn each(&self) -> [(&'static str, u64); 8] {
+        [
+            ("idle_timeout", self.idle_timeout),
+            ("max_lifetime", self.max_lifetime),
+            ("broken", self.broken),
+            ("failed_validation", self.failed_validation),
+            ("evicted", self.evicted),
+            ("reset_failed", self.reset_failed),
+            ("pool_closed", self.pool_closed),
+            ("detached", self.detached),
+        ]
+    }
+}
+
+/// A snapshot of a pool's metrics, from [`Pool::metrics`](crate::Pool::metrics).
+///
+/// Counters count since the pool was built; see [`Pool::health`](crate::Pool::health)
+/// for a verdict over a recent window.
+#[derive(Debug, Clone, PartialEq, Default)]
+#[non_exhaustive]
+pub struct Metrics {
+    /// The pool's name.
+    pub pool: String,
+    /// Connections opened.
+    pub created: u64,
+    /// Connections closed, by reason.
+    pub closed: ClosedCounts,
+    /// Successful borrows.
+    pub acquired: u64,
+    /// Connections given back (returned or closed by their borrower).
+    pub released: u64,
+    /// Borrows that timed out.
+    pub acquire_timeouts: u64,
+    /// Borrows failed fast because the database was down.
+    pub acquire_failures: u64,
+    /// Failed validations (on borrow or keepalive).
+    pub validation_failures: u64,
+    /// Failed connect attempts.
+    pub connection_errors: u64,
+    /// Loans reported as possible leaks.
+    pub leaks_detected: u64,
+    /// The pool's counts now.
+    pub state: State,
+    /// Lent connections as a share of `max_size` now, from 0 to 1.
+    pub utilization: f64,
+    /// How long borrowers waited for a connection (an immediate borrow counts
+    /// as zero).
+    pub acquire_wait: Distribution,
+    /// How long connections stayed lent (millisecond resolution).
+    pub usage: Distribution,
+    /// How long opening a connection took.
+    pub creation: Distribution,
+    /// How long closed connections had lived (millisecond resolution).
+    pub lifetime: Distribution,
+}
+
+impl Metrics {
+    /// Renders the snapshot in the Prometheus text exposition format
+    /// (version 0.0.4), every series labelled with the pool's name.
+    ///
+    /// ```
+    /// # use pool_core::{ManageConnection, Pool};
+    /// # use std::time::Duration;
+    /// # struct M;
+    /// # impl ManageConnection for M {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut (), _: Duration) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = Pool::builder().name("orders").max_size(2).build(M)?;
+    /// drop(pool.get()?);
+    /// let text = pool.metrics().to_prometheus();
+    /// assert!(text.contains("pool_connections_acquired_total{pool=\"orders\"} 1\n"));
+    /// assert!(text.contains("# TYPE pool_acquire_seconds summary\n"));
+    /// # Ok::<(), pool_core::Error>(())
+    /// ```
+    pub fn to_prometheus(&self) -> String {
+        let mut out = String::new();
+        let pool = escape(&self.pool);
+        let w = &mut out;
+        let one = |v: u64| [(String::new(), v as f64)];
+        family(
+            w,
+            &pool,
+            "pool_connections_created_total",
+            "counter",
+            "Connections opened.",
+            &one(self.created),
+        );
+        let closed: Vec<(String, f64)> = self
+            .closed
+            .each()
+            .iter()
+            .map(|(reason, n)| (format!(",reason=\"{reason}\""), *n as f64))
+            .collect();
+        family(
+            w,
+            &pool,
+            "pool_connections_closed_total",
+            "counter",
+            "Connections closed, by reason.",
+            &closed,
+        );
+        for (name, help, v) in [
+            (
+                "pool_connections_acquired_total",
+                "Successful borrows.",
+                self.acquired,
+            ),
+            (
+                "pool_connections_released_total",
+                "Connections given back.",
+                self.released,
+            ),
+            (
+                "pool_acquire_timeouts_total",
+                "Borrows that timed out.",
+                self.acquire_timeouts,
+            ),
+            (
+                "pool_acquire_failures_total",
+                "Borrows failed fast while the database was down.",
+                self.acquire_failures,
+            ),
+            (
+                "pool_validation_failures_total",
+                "Failed connection validations.",
+                self.validation_failures,
+            ),
+            (
+                "pool_connection_errors_total",
+                "Failed connect attempts.",
+                self.connection_errors,
+            ),
+            (
+                "pool_leaks_detected_total",
+                "Loans reported as possible leaks.",
+                self.leaks_detected,
+            ),
+        ] {
+            family(w, &pool, name, "counter", help, &one(v));
+        }
+        let s = &self.state;
+        for (name, help, v) in [
+            ("pool_connections_total", "Open connections.", s.total),
+            ("pool_connections_idle", "Idle connections.", s.idle),
+            ("pool_connections_active", "Lent connections.", s.active),
+            ("pool_connections_waiting", "Borrowers waiting.", s.waiting),
+            ("pool_connections_max", "The pool's max_size.", s.max_size),
+            ("pool_connections_min", "The pool's min_idle.", s.min_idle),
+        ] {
+            family(w, &pool, name, "gauge", help, &one(u64::from(v)));
+        }
+        family(
+            w,
+            &pool,
+            "pool_utilization_ratio",
+            "gauge",
+            "Lent connections as a share of max_size.",
+            &[(String::new(), self.utilization)],
+        );
+        for (name, help, d) in [
+            (
+                "pool_acquire_seconds",
+                "Time borrowers waited for a connection.",
+                &self.acquire_wait,
+            ),
+            (
+                "pool_usage_seconds",
+                "Time connections stayed lent.",
+                &self.usage,
+            ),
+            (
+                "pool_connection_create_seconds",
+                "Time taken to open a connection.",
+                &self.creation,
+            ),
+            (
+                "pool_connection_lifetime_seconds",
+                "Age of connections when closed.",
+                &self.lifetime,
+            ),
+        ] {
+            let quantiles: Vec<(String, f64)> = [
+                ("0.5", d.p50),
+                ("0.95", d.p95),
+                ("0.99", d.p99),
+                ("1", d.max),
+            ]
+            .iter()
+            .map(|(q, v)| (format!(",quantile=\"{q}\""), v.as_secs_f64()))
+            .collect();
+            family(w, &pool, name, "summary", help, &quantiles);
+            let _ = writeln!(
+                w,
+                "{name}_sum{{pool=\"{pool}\"}} {}",
+                Num(d.mean.as_secs_f64() * d.count as f64)
+            );
+            let _ = writeln!(w, "{name}_count{{pool=\"{pool}\"}} {}", d.count);
+        }
+        out
+    }
+}
+
+/// Writes one metric family: its HELP and TYPE lines, then its samples.
+fn family(
+    out: &mut String,
+    pool: &str,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: &[(String, f64)],
+) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        let _ = writeln!(out, "{name}{{pool=\"{pool}\"{labels}}} {}", Num(*value));
+    }
+}
+
+/// A number as Prometheus writes it.
+struct Num(f64);
+
+impl fmt::Display for Num {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.fract() == 0.0 && self.0.abs() < 1e15 {
+            write!(f, "{}", self.0 as i64)
+        } else {
+            write!(f, "{}", self.0)
+        }
+    }
+}
+
+/// Escapes a label value.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_monotonic_and_mid_is_close() {
+        let mut last = 0;
+        for v in (0..100_000u64).chain([1 << 30, u64::MAX / 4]) {
+            let b = bucket_of(v);
+            assert!(b >= last, "bucket of {v} went back");
+            last = b;
+            let mid = bucket_mid(b) as f64;
+            if v >= 16 && b < BUCKETS - 1 {
+                assert!(
+                    (mid - v as f64).abs() / v as f64 <= 1.0 / 32.0 + 1e-9,
+                    "{v} -> {mid}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn quantiles_of_a_known_input_are_within_five_percent() {
+        let h = Histogram::new();
+        for v in 1..=10_000u64 {
+            h.record_owned(v);
+        }
+        let mut c = Counts::default();
+        h.add_to(&mut c);
+        for (q, want) in [(0.5, 5000.0), (0.95, 9500.0), (0.99, 9900.0)] {
+            let got = c.quantile(q) as f64;
+            assert!((got - want).abs() / want <= 0.05, "q{q}: {got} vs {want}");
+        }
+        assert_eq!(c.quantile(1.0), 10_000);
+        let d = c.distribution(Duration::from_micros(1));
+        assert_eq!(d.count, 10_000);
+        assert_eq!(d.max, Duration::from_micros(10_000));
+        assert_eq!(d.mean, Duration::from_nanos(5_000_500));
+    }
+}
