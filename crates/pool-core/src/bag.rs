@@ -426,11 +426,14 @@ impl<C> Bag<C> {
             self.waiting.fetch_add(1, Ordering::SeqCst) + 1
         };
         registered(waiting);
+        // The waiter's half of the Dekker: registered (above), fence, then
+        // scan the seats (the first iteration below). Once is enough: from
+        // here on, any seat made idle sees this registration and is handed
+        // over; later scans are only a shortcut. (The heavy fence is a system
+        // call where membarriers are used: never in the loop.)
+        heavy_fence();
         let mut snoozes = 0;
         loop {
-            // The waiter's half of the Dekker: registered (above), fence,
-            // then scan the seats.
-            heavy_fence();
             let state = me.state.load(Ordering::Acquire);
             if state != W_WAITING {
                 return Self::outcome(state);
