@@ -19,6 +19,7 @@ use crate::bag::{Bag, Slot, WaitOutcome, FLAG_EVICT, IDLE, IN_USE, RESERVED, VAC
 use crate::clock::{self, Millis};
 use crate::config::{Config, MAX_SIZE_LIMIT};
 use crate::error::{Error, SharedError};
+use crate::health::{self, Health, History, Sample};
 use crate::leak::{LeakReport, LeakTracker};
 use crate::metrics::{self as m, Counts, Metrics, Shard, Shared};
 use crate::workers;
@@ -223,6 +224,10 @@ pub(crate) struct Inner<M: ManageConnection> {
     pub(crate) housekeeper_next: AtomicU64,
     /// Counters of rare events.
     pub(crate) stats: Shared,
+    /// Recent counter samples, for health verdicts.
+    history: parking_lot::Mutex<History>,
+    /// The database's connection limit, when a driver told us (0: unknown).
+    server_capacity: AtomicU32,
 }
 
 /// A connection pool.
@@ -345,6 +350,8 @@ impl<M: ManageConnection> Pool<M> {
             leaks: config.leak_detection_threshold.map(LeakTracker::new),
             housekeeper_next: AtomicU64::new(0),
             stats: Shared::new(),
+            history: parking_lot::Mutex::new(History::default()),
+            server_capacity: AtomicU32::new(0),
             config,
         });
         let pool = Pool {
@@ -497,6 +504,42 @@ impl<M: ManageConnection> Pool<M> {
         self.inner().metrics()
     }
 
+    /// A verdict on the pool's health over the recent window
+    /// ([`HealthThresholds::window`](crate::HealthThresholds), 60 s by
+    /// default): a status, alerts, and advice with numbers (a pool size from
+    /// Little's law, slow databases, long-lived connections, leaks).
+    /// Needs [`metrics`](crate::Builder::metrics) on.
+    ///
+    /// ```
+    /// # use pool_core::{ManageConnection, Pool, HealthStatus};
+    /// # use std::time::Duration;
+    /// # struct M;
+    /// # impl ManageConnection for M {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut (), _: Duration) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = Pool::builder().max_size(4).build(M)?;
+    /// drop(pool.get()?);
+    /// let health = pool.health();
+    /// assert_eq!(health.status, HealthStatus::Healthy, "{health}");
+    /// assert!(health.alerts.is_empty());
+    /// # Ok::<(), pool_core::Error>(())
+    /// ```
+    pub fn health(&self) -> Health {
+        self.inner().health()
+    }
+
+    /// Tells the pool the database's connection limit (drivers do, when the
+    /// server reports it), so that health advice never suggests more.
+    pub fn set_server_capacity(&self, capacity: Option<u32>) {
+        self.inner()
+            .server_capacity
+            .store(capacity.unwrap_or(0), Ordering::Relaxed);
+    }
+
     /// The pool's name.
     pub fn name(&self) -> &str {
         &self.inner().name
@@ -628,7 +671,8 @@ impl<M: ManageConnection> Inner<M> {
     #[track_caller]
     #[inline]
     fn acquire(self: &Arc<Self>, timeout: Duration) -> Result<PooledConnection<M>, Error> {
-        if self.status.load(Ordering::Acquire) == RUNNING {
+        // No barging: while borrowers wait, newcomers queue behind them.
+        if self.status.load(Ordering::Acquire) == RUNNING && self.bag.waiting() == 0 {
             let now = clock::now();
             let local = self.local();
             for entry in &local.seats {
@@ -670,7 +714,8 @@ impl<M: ManageConnection> Inner<M> {
             }
             let scan_from = self.local().scan_from as usize;
             let max = self.max_size.load(Ordering::Acquire);
-            if let Some(index) = self.bag.scan(scan_from, max) {
+            let queue_empty = self.bag.waiting() == 0;
+            if let Some(index) = queue_empty.then(|| self.bag.scan(scan_from, max)).flatten() {
                 let budget = remaining().unwrap_or(Duration::ZERO);
                 let waited = micros(start.elapsed());
                 if let Some(conn) =
@@ -936,8 +981,8 @@ impl<M: ManageConnection> Inner<M> {
         }
     }
 
-    /// A metrics snapshot.
-    pub(crate) fn metrics(&self) -> Metrics {
+    /// Every thread's acquire waits and times lent, added up.
+    fn shard_totals(&self) -> (Counts, Counts) {
         let (mut wait, mut usage) = (Counts::default(), Counts::default());
         for local in self.local.iter() {
             if let Some(shard) = &local.shard {
@@ -945,6 +990,80 @@ impl<M: ManageConnection> Inner<M> {
                 shard.usage.add_to(&mut usage);
             }
         }
+        (wait, usage)
+    }
+
+    /// The cumulative counters now, for health verdicts.
+    fn sample(&self) -> Sample {
+        let (wait, usage) = self.shard_totals();
+        Sample {
+            at: clock::now(),
+            acquired: wait.count,
+            timeouts: self.stats.acquire_timeouts.load(Ordering::Relaxed),
+            failures: self.stats.acquire_failures.load(Ordering::Relaxed),
+            wait_sum_us: wait.sum,
+            usage_sum_ms: usage.sum,
+            released: usage.count,
+        }
+    }
+
+    /// Adds a sample to the history (the housekeeper does, every round).
+    pub(crate) fn record_sample(&self) -> Sample {
+        let now = self.sample();
+        let window = clock::millis(self.config.health.window);
+        self.history.lock().push(now, window)
+    }
+
+    /// A health verdict over the recent window.
+    fn health(&self) -> Health {
+        let now = self.sample();
+        let window = clock::millis(self.config.health.window);
+        let base = self.history.lock().push(now, window);
+        let (mut in_flight_ms, mut oldest) = (0, 0);
+        for i in 0..self.bag.capacity() {
+            let slot = self.bag.slot(i);
+            let state = slot.state.load(Ordering::Acquire);
+            if state == VACANT || slot.id.load(Ordering::Relaxed) == 0 {
+                continue;
+            }
+            oldest = oldest.max(now.at.saturating_sub(slot.created.load(Ordering::Relaxed)));
+            if state == IN_USE {
+                let since = slot.lent_at.load(Ordering::Relaxed).max(base.at);
+                in_flight_ms += now.at.saturating_sub(since);
+            }
+        }
+        let mut leaks: Vec<(String, usize, Duration)> = Vec::new();
+        if let Some(tracker) = &self.leaks {
+            for r in tracker.suspects((0..self.bag.capacity()).map(|i| self.bag.slot(i))) {
+                let at = r.location.to_string();
+                match leaks.iter_mut().find(|(l, ..)| *l == at) {
+                    Some(entry) => {
+                        entry.1 += 1;
+                        entry.2 = entry.2.max(r.lent_for);
+                    }
+                    None => leaks.push((at, 1, r.lent_for)),
+                }
+            }
+        }
+        let capacity = self.server_capacity.load(Ordering::Relaxed);
+        health::verdict(
+            base,
+            now,
+            health::Inputs {
+                thresholds: &self.config.health,
+                max_size: self.max_size.load(Ordering::Relaxed) as u32,
+                in_flight_ms,
+                server_capacity: (capacity > 0).then_some(capacity),
+                oldest: Duration::from_millis(oldest),
+                max_lifetime: self.config.max_lifetime,
+                leaks,
+            },
+        )
+    }
+
+    /// A metrics snapshot.
+    pub(crate) fn metrics(&self) -> Metrics {
+        let (wait, usage) = self.shard_totals();
         let (mut creation, mut lifetime) = (Counts::default(), Counts::default());
         self.stats.creation.add_to(&mut creation);
         self.stats.lifetime.add_to(&mut lifetime);
