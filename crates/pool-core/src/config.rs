@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{Error, ManageConnection, Pool};
+use crate::{Error, HealthThresholds, ManageConnection, Pool};
 
 /// Every setting of a pool, as plain data.
 ///
@@ -24,7 +24,7 @@ use crate::{Error, ManageConnection, Pool};
 /// config.min_idle = Some(8);
 /// assert!(config.validate().unwrap_err().to_string().contains("min_idle"));
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct Config {
     /// See [`Builder::name`].
@@ -57,6 +57,8 @@ pub struct Config {
     pub fail_when_suspended: bool,
     /// See [`Builder::metrics`].
     pub metrics: bool,
+    /// See [`Builder::health_thresholds`].
+    pub health: HealthThresholds,
 }
 
 impl Default for Config {
@@ -77,6 +79,7 @@ impl Default for Config {
             fail_fast: true,
             fail_when_suspended: false,
             metrics: true,
+            health: HealthThresholds::default(),
         }
     }
 }
@@ -380,6 +383,16 @@ impl Builder {
     /// Default: `true`.
     pub fn metrics(mut self, on: bool) -> Self {
         self.config.metrics = on;
+        self
+    }
+
+    /// The thresholds of [`Pool::health`]'s verdicts.
+    ///
+    /// Default: [`HealthThresholds::default()`] (a 60 s window; critical above
+    /// 10 % errors, 95 % utilization or 10 s mean wait; warning above 5 %,
+    /// 80 %, 5 s; healthy below 1 %, 70 %, 1 s).
+    pub fn health_thresholds(mut self, thresholds: HealthThresholds) -> Self {
+        self.config.health = thresholds;
         self
     }
 

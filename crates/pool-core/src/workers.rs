@@ -228,6 +228,7 @@ impl std::error::Error for ConnectPanicked {}
 /// The housekeeper thread's main loop.
 pub(crate) fn housekeeper<M: ManageConnection>(weak: Weak<Inner<M>>, bell: Receiver<()>) {
     let mut last_stats: Millis = clock::now();
+    let mut last_sample: Millis = 0;
     loop {
         let sleep = {
             let Some(inner) = weak.upgrade() else { return };
@@ -237,6 +238,12 @@ pub(crate) fn housekeeper<M: ManageConnection>(weak: Weak<Inner<M>>, bell: Recei
             let next = housekeep(&inner);
             inner.housekeeper_next.store(next, Ordering::Relaxed);
             let now = clock::now();
+            // Health history: a sample every 1/64 of the window is plenty.
+            let every = clock::millis(inner.config.health.window) / 64;
+            if inner.config.metrics && now.saturating_sub(last_sample) >= every {
+                last_sample = now;
+                inner.record_sample();
+            }
             if now.saturating_sub(last_stats) >= HOUSEKEEPING_PERIOD {
                 last_stats = now;
                 log::debug!("pool \"{}\": pool stats ({})", inner.name, inner.state());

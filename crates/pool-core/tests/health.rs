@@ -1,0 +1,201 @@
+//! Health verdicts: drive a pool into each status and check the verdict and
+//! the advice. Windows and thresholds are shortened so that each case takes
+//! a fraction of a second.
+
+mod common;
+
+use common::TestManager;
+use pool_core::{Alert, HealthStatus, HealthThresholds, Pool};
+use std::time::Duration;
+
+fn thresholds() -> HealthThresholds {
+    HealthThresholds {
+        window: Duration::from_millis(400),
+        critical_acquire_wait: Duration::from_millis(500),
+        warning_acquire_wait: Duration::from_millis(100),
+        healthy_acquire_wait: Duration::from_millis(20),
+        ..HealthThresholds::default()
+    }
+}
+
+fn pool(max: u32, manager: TestManager) -> Pool<TestManager> {
+    Pool::builder()
+        .max_size(max)
+        .connection_timeout(Duration::from_millis(30))
+        .health_thresholds(thresholds())
+        .build(manager)
+        .unwrap()
+}
+
+#[test]
+fn light_load_is_healthy() {
+    let p = pool(4, TestManager::new());
+    for _ in 0..50 {
+        drop(p.get().unwrap());
+    }
+    let h = p.health();
+    assert_eq!(h.status, HealthStatus::Healthy, "{h}");
+    assert!(h.alerts.is_empty(), "{h}");
+    assert_eq!(h.error_rate, 0.0);
+}
+
+#[test]
+fn a_saturated_pool_is_critical_and_advice_says_how_big_it_should_be() {
+    let p = pool(2, TestManager::new());
+    p.health(); // start of the window
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                let end = std::time::Instant::now() + Duration::from_millis(500);
+                while std::time::Instant::now() < end {
+                    if let Ok(c) = p.get_timeout(Duration::from_secs(2)) {
+                        std::thread::sleep(Duration::from_millis(10));
+                        drop(c);
+                    }
+                }
+            });
+        }
+    });
+    let h = p.health();
+    assert_eq!(h.status, HealthStatus::Critical, "{h}");
+    assert!(h.utilization > 0.95, "{h}");
+    assert!(
+        h.alerts
+            .iter()
+            .any(|a| matches!(a, Alert::HighUtilization { .. })),
+        "{h}"
+    );
+    let advice = h.recommendations.join("\n");
+    assert!(advice.contains("raise max_size from 2 to"), "{advice}");
+    assert!(advice.contains("Little's law"), "{advice}");
+    // Four borrowers holding ~10 ms each: about 4 in use, × 1.5.
+    let suggested: u32 = advice
+        .split("raise max_size from 2 to ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!((3..=8).contains(&suggested), "{advice}");
+
+    // The server's capacity bounds the advice.
+    p.set_server_capacity(Some(3));
+    let advice = p.health().recommendations.join("\n");
+    assert!(
+        advice.contains("bounded by the server's capacity of 3"),
+        "{advice}"
+    );
+}
+
+/// `failures` timeouts among `ok` successful borrows.
+fn with_errors(ok: usize, failures: usize) -> pool_core::Health {
+    let p = pool(1, TestManager::new());
+    // Let the window grow, so the short loans below are a small share of it.
+    std::thread::sleep(Duration::from_millis(150));
+    for _ in 0..ok {
+        drop(p.get().unwrap());
+    }
+    let held = p.get().unwrap();
+    for _ in 0..failures {
+        assert!(p.get_timeout(Duration::from_millis(1)).is_err());
+    }
+    drop(held);
+    p.health()
+}
+
+#[test]
+fn error_rates_map_to_fair_warning_and_critical() {
+    // 1 failure in 40: 2.4 % - above healthy (1 %), below warning (5 %).
+    let h = with_errors(39, 1);
+    assert_eq!(h.status, HealthStatus::Fair, "{h}");
+    assert!(
+        h.alerts
+            .iter()
+            .any(|a| matches!(a, Alert::PoolExhausted { timeouts: 1 })),
+        "{h}"
+    );
+    // 2 in 28: 7 %.
+    let h = with_errors(25, 2);
+    assert_eq!(h.status, HealthStatus::Warning, "{h}");
+    assert!(
+        h.alerts
+            .iter()
+            .any(|a| matches!(a, Alert::HighErrorRate { .. })),
+        "{h}"
+    );
+    // 5 in 20: 25 %.
+    let h = with_errors(14, 5);
+    assert_eq!(h.status, HealthStatus::Critical, "{h}");
+    assert!((h.error_rate - 0.25).abs() < 0.01, "{h}");
+}
+
+#[test]
+fn slow_connects_with_low_utilization_blame_the_database() {
+    // Every borrow waits for a 150 ms connect; connections are barely used.
+    let p = Pool::builder()
+        .max_size(4)
+        .min_idle(Some(0))
+        .health_thresholds(thresholds())
+        .build_unchecked(TestManager::with_connect_delay(150))
+        .unwrap();
+    let c = p.get().unwrap();
+    c.detach(); // the next borrow must connect again
+    drop(p.get().unwrap());
+    let h = p.health();
+    assert!(h.mean_acquire_wait >= Duration::from_millis(100), "{h}");
+    assert_eq!(h.status, HealthStatus::Warning, "{h}");
+    assert!(
+        h.alerts
+            .iter()
+            .any(|a| matches!(a, Alert::SlowAcquisition { .. })),
+        "{h}"
+    );
+    let advice = h.recommendations.join("\n");
+    assert!(
+        advice.contains("the database or the network is slow"),
+        "{advice}"
+    );
+}
+
+#[test]
+fn leaks_and_long_lived_connections_get_advice() {
+    let p = Pool::builder()
+        .max_size(2)
+        .max_lifetime(None)
+        .idle_timeout(None)
+        .leak_detection_threshold(Some(Duration::from_millis(20)))
+        .health_thresholds(HealthThresholds {
+            long_lived: Duration::from_millis(50),
+            ..thresholds()
+        })
+        .build(TestManager::new())
+        .unwrap();
+    let (held, line) = (p.get().unwrap(), line!());
+    std::thread::sleep(Duration::from_millis(80));
+    let advice = p.health().recommendations.join("\n");
+    assert!(
+        advice.contains(&format!("leaks detected at {}:{line}", file!())),
+        "{advice}"
+    );
+    assert!(advice.contains("lower max_lifetime (now off)"), "{advice}");
+    drop(held);
+}
+
+#[test]
+fn the_verdict_covers_a_recent_window_not_the_whole_life() {
+    // A bad start (timeouts), then a quiet window: healthy again.
+    let p = pool(1, TestManager::new());
+    let held = p.get().unwrap();
+    for _ in 0..5 {
+        assert!(p.get_timeout(Duration::from_millis(1)).is_err());
+    }
+    drop(held);
+    assert_eq!(p.health().status, HealthStatus::Critical);
+    std::thread::sleep(Duration::from_millis(500));
+    p.health(); // a sample after the bad period
+    std::thread::sleep(Duration::from_millis(450));
+    for _ in 0..20 {
+        drop(p.get().unwrap());
+    }
+    let h = p.health();
+    assert_eq!(h.status, HealthStatus::Healthy, "{h}");
+}
