@@ -1,7 +1,18 @@
 //! Shared pieces of the benchmarks: trivial managers for pool-core and r2d2,
-//! and a plain `Mutex<Vec>` + `Condvar` pool as the floor to compare against.
+//! a plain `Mutex<Vec>` + `Condvar` pool as the floor to compare against, a
+//! counting allocator, timed multi-threaded loops, minimal real-database
+//! managers and the summary plumbing used by `cargo xtask bench`.
+//!
+//! The benchmarks themselves are in `benches/benches/` and the zero-allocation
+//! tests in `benches/tests/`; `benches/RESULTS.md` has the results.
+#![warn(missing_docs)]
 
 use std::time::Duration;
+
+pub mod alloc;
+pub mod db;
+pub mod load;
+pub mod report;
 
 /// A no-op connection manager for pool-core: the "connection" is a `u64`.
 #[derive(Debug, Default, Clone, Copy)]

@@ -1,0 +1,290 @@
+//! `SELECT 1` (simple query protocol) against throwaway PostgreSQL and
+//! MariaDB servers started with pool-testkit (plain `main`), target 6.
+//!
+//! Every pool holds 4 connections; each is run with 1 and with 8 threads,
+//! and every thread loops "borrow, `SELECT 1`, return" for a fixed time.
+//!
+//! PostgreSQL:
+//! * `pool-core`: pool-core defaults over a minimal manager doing what
+//!   r2d2_postgres does ([`benches::db::PgManager`]);
+//! * `pool-postgres`: pool-core over pool-postgres's manager with its
+//!   defaults (it resets the session when a used connection comes back:
+//!   one more round trip, on a helper thread);
+//! * `r2d2`: r2d2 defaults over r2d2_postgres (checks every connection on
+//!   checkout: one more round trip);
+//! * `connect-per-query`: no pool, a new connection (SCRAM) per query;
+//! * `raw-held`: no pool, each thread owns one connection (so 8 connections
+//!   at 8 threads: a ceiling, not a peer).
+//!
+//! MariaDB: `pool-core` (over [`benches::db::MysqlManager`]), `r2d2`
+//! (r2d2_mysql, which also pings in `has_broken`, i.e. on every return),
+//! `mysql::Pool` (its defaults but 4 connections: it pings on checkout and
+//! resets the connection on return), `connect-per-query`, `raw-held`.
+//!
+//! Skips a database, with a message, when its server binaries are missing;
+//! `BENCH_NO_DB=1` skips both. Does nothing under `cargo test`. Writes
+//! `realdb.json` for `cargo xtask bench`.
+
+use std::time::Duration;
+
+use benches::db::{MysqlManager, PgManager};
+use benches::load::run_ops;
+use benches::report::{self, BenchArgs, NO_DB_ENV};
+use mysql::prelude::Queryable;
+use pool_testkit::{MariaDbServer, PgServer};
+use serde_json::{json, Value};
+
+const POOL_SIZE: u32 = 4;
+const THREADS: [usize; 2] = [1, 8];
+const ROUNDS: usize = 3;
+const RUN_FOR: Duration = Duration::from_millis(700);
+
+/// A named way of running `SELECT 1`: `make(thread)` returns the per-thread
+/// operation.
+type Variant<'a> = (
+    &'static str,
+    Box<dyn Fn() -> Box<dyn FnMut() + 'a> + Sync + 'a>,
+);
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Runs every variant with 1 and 8 threads, `ROUNDS` times in rotated order;
+/// returns queries/s (median over rounds) per thread count and variant.
+fn measure(db: &str, variants: &[Variant<'_>]) -> Value {
+    let mut qps: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); variants.len()]; THREADS.len()];
+    for round in 0..ROUNDS {
+        for (t, &threads) in THREADS.iter().enumerate() {
+            for k in 0..variants.len() {
+                let v = (round + k) % variants.len();
+                let (name, make) = &variants[v];
+                let r = run_ops(threads, RUN_FOR, &|_| make());
+                eprintln!(
+                    "{db} round {round}: {name:<18} {threads} thread(s): {}",
+                    report::rate(r.throughput())
+                );
+                qps[t][v].push(r.throughput());
+            }
+        }
+    }
+    let mut rows = vec![{
+        let mut h = vec!["variant".to_string()];
+        for threads in THREADS {
+            h.push(format!("{threads} thr q/s"));
+            h.push("pool-core ÷ it".into());
+        }
+        h
+    }];
+    let mut by_threads = serde_json::Map::new();
+    let medians: Vec<Vec<f64>> = qps
+        .iter()
+        .map(|per_variant| per_variant.iter().cloned().map(median).collect())
+        .collect();
+    for (v, (name, _)) in variants.iter().enumerate() {
+        let mut row = vec![name.to_string()];
+        for per_variant in &medians {
+            row.push(report::rate(per_variant[v]));
+            row.push(format!("{:.2}×", per_variant[0] / per_variant[v]));
+        }
+        rows.push(row);
+    }
+    for (t, threads) in THREADS.iter().enumerate() {
+        let per_variant: serde_json::Map<_, _> = variants
+            .iter()
+            .enumerate()
+            .map(|(v, (name, _))| (name.to_string(), json!(medians[t][v])))
+            .collect();
+        by_threads.insert(threads.to_string(), Value::Object(per_variant));
+    }
+    println!("\n{db}: SELECT 1, pool of {POOL_SIZE}, queries per second (median of {ROUNDS} rounds of {RUN_FOR:?})");
+    report::print_table(&rows);
+    json!({ "pool_size": POOL_SIZE, "qps": by_threads })
+}
+
+fn postgres_bench() -> Result<Value, String> {
+    PgServer::binaries_available()?;
+    let server = PgServer::start().map_err(|e| format!("cannot start PostgreSQL: {e}"))?;
+    let url = server.url();
+    let err = |e: &dyn std::fmt::Display| e.to_string();
+
+    let ours = pool_core::Pool::builder()
+        .max_size(POOL_SIZE)
+        .build(PgManager::new(&url).map_err(|e| err(&e))?)
+        .map_err(|e| err(&e))?;
+    let (manager, _) = pool_postgres::PostgresManager::from_url(&url).map_err(|e| err(&e))?;
+    let full = pool_core::Pool::builder()
+        .max_size(POOL_SIZE)
+        .build(manager)
+        .map_err(|e| err(&e))?;
+    let r2d2 = r2d2::Pool::builder()
+        .max_size(POOL_SIZE)
+        .build(r2d2_postgres::PostgresConnectionManager::new(
+            url.parse().map_err(|e| err(&e))?,
+            postgres::NoTls,
+        ))
+        .map_err(|e| err(&e))?;
+    let config: postgres::Config = url.parse().map_err(|e| err(&e))?;
+
+    let variants: Vec<Variant<'_>> = vec![
+        (
+            "pool-core",
+            Box::new(|| {
+                Box::new(|| {
+                    ours.get().unwrap().simple_query("SELECT 1").unwrap();
+                })
+            }),
+        ),
+        (
+            "pool-postgres",
+            Box::new(|| {
+                Box::new(|| {
+                    full.get().unwrap().simple_query("SELECT 1").unwrap();
+                })
+            }),
+        ),
+        (
+            "r2d2",
+            Box::new(|| {
+                Box::new(|| {
+                    r2d2.get().unwrap().simple_query("SELECT 1").unwrap();
+                })
+            }),
+        ),
+        (
+            "connect-per-query",
+            Box::new(|| {
+                Box::new(|| {
+                    let mut c = config.connect(postgres::NoTls).unwrap();
+                    c.simple_query("SELECT 1").unwrap();
+                })
+            }),
+        ),
+        (
+            "raw-held",
+            Box::new(|| {
+                let mut c = config.connect(postgres::NoTls).unwrap();
+                Box::new(move || {
+                    c.simple_query("SELECT 1").unwrap();
+                })
+            }),
+        ),
+    ];
+    Ok(measure("PostgreSQL", &variants))
+}
+
+fn mariadb_bench() -> Result<Value, String> {
+    MariaDbServer::binaries_available()?;
+    let server = MariaDbServer::start().map_err(|e| format!("cannot start MariaDB: {e}"))?;
+    let url = server.url();
+    let err = |e: &dyn std::fmt::Display| e.to_string();
+    let opts = mysql::Opts::from_url(&url).map_err(|e| err(&e))?;
+
+    let ours = pool_core::Pool::builder()
+        .max_size(POOL_SIZE)
+        .build(MysqlManager::new(&url).map_err(|e| err(&e))?)
+        .map_err(|e| err(&e))?;
+    let r2d2 = r2d2::Pool::builder()
+        .max_size(POOL_SIZE)
+        .build(r2d2_mysql::MySqlConnectionManager::new(
+            mysql::OptsBuilder::from_opts(opts.clone()),
+        ))
+        .map_err(|e| err(&e))?;
+    let constraints = mysql::PoolConstraints::new(POOL_SIZE as usize, POOL_SIZE as usize)
+        .ok_or("bad pool constraints")?;
+    let theirs = mysql::Pool::new(
+        mysql::OptsBuilder::from_opts(opts.clone())
+            .pool_opts(mysql::PoolOpts::default().with_constraints(constraints)),
+    )
+    .map_err(|e| err(&e))?;
+
+    let variants: Vec<Variant<'_>> = vec![
+        (
+            "pool-core",
+            Box::new(|| {
+                Box::new(|| {
+                    ours.get().unwrap().query_drop("SELECT 1").unwrap();
+                })
+            }),
+        ),
+        (
+            "r2d2",
+            Box::new(|| {
+                Box::new(|| {
+                    r2d2.get().unwrap().query_drop("SELECT 1").unwrap();
+                })
+            }),
+        ),
+        (
+            "mysql::Pool",
+            Box::new(|| {
+                Box::new(|| {
+                    theirs.get_conn().unwrap().query_drop("SELECT 1").unwrap();
+                })
+            }),
+        ),
+        (
+            "connect-per-query",
+            Box::new(|| {
+                Box::new(|| {
+                    let mut c = mysql::Conn::new(opts.clone()).unwrap();
+                    c.query_drop("SELECT 1").unwrap();
+                })
+            }),
+        ),
+        (
+            "raw-held",
+            Box::new(|| {
+                let mut c = mysql::Conn::new(opts.clone()).unwrap();
+                Box::new(move || {
+                    c.query_drop("SELECT 1").unwrap();
+                })
+            }),
+        ),
+    ];
+    Ok(measure("MariaDB", &variants))
+}
+
+fn main() {
+    let args = BenchArgs::from_env();
+    if !args.bench {
+        eprintln!(
+            "realdb: not run under `cargo test` (it starts database servers); use `cargo bench`"
+        );
+        return;
+    }
+    let no_db = std::env::var(NO_DB_ENV).is_ok_and(|v| v == "1");
+    let mut summary = serde_json::Map::new();
+    type Bench = fn() -> Result<Value, String>;
+    for (key, name, bench) in [
+        ("postgres", "PostgreSQL", postgres_bench as Bench),
+        ("mariadb", "MariaDB", mariadb_bench as Bench),
+    ] {
+        if !args.wants(key) && !args.wants("realdb") {
+            continue;
+        }
+        let result = if no_db {
+            Err(format!("{NO_DB_ENV}=1"))
+        } else {
+            bench()
+        };
+        let value = match result {
+            Ok(v) => v,
+            Err(msg) => {
+                println!("\nSKIPPED {name}: {msg}");
+                json!({ "skipped": msg })
+            }
+        };
+        summary.insert(key.to_string(), value);
+    }
+    report::write_summary("realdb", &Value::Object(summary));
+}

@@ -1,0 +1,92 @@
+//! Target 2: once warmed up, borrowing and returning a connection allocates
+//! nothing on the borrowing thread (a counting global allocator, counting per
+//! thread, so the pool's background threads and other tests do not count).
+//!
+//! With leak detection on, see `alloc_leak_detection.rs` (it needs its own
+//! process because it sets `RUST_BACKTRACE`).
+
+use std::hint::black_box;
+
+use benches::alloc::{self, CountingAlloc, Counts};
+use benches::NoopManager;
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+const WARM_UP: usize = 1_000;
+const CYCLES: usize = 100_000;
+
+/// What this thread allocated while running `cycle` `CYCLES` times, after
+/// `WARM_UP` untracked runs.
+fn allocated_by(mut cycle: impl FnMut()) -> Counts {
+    for _ in 0..WARM_UP {
+        cycle();
+    }
+    let before = alloc::this_thread();
+    for _ in 0..CYCLES {
+        cycle();
+    }
+    alloc::this_thread().since(before)
+}
+
+fn pool(builder: pool_core::Builder) -> pool_core::Pool<NoopManager> {
+    builder.build(NoopManager).expect("pool")
+}
+
+#[test]
+fn the_counter_sees_allocations() {
+    let counts = allocated_by(|| drop(black_box(Box::new(7u64))));
+    assert_eq!(counts.allocs, CYCLES as u64);
+    assert_eq!(counts.bytes_allocated, 8 * CYCLES as u64);
+    assert_eq!(counts.live_bytes(), 0);
+}
+
+#[test]
+fn get_and_return_allocate_nothing_with_default_settings() {
+    let pool = pool(pool_core::Pool::builder());
+    let counts = allocated_by(|| {
+        let conn = pool.get().unwrap();
+        black_box(*conn);
+    });
+    assert_eq!(counts, Counts::default(), "{CYCLES} get + return cycles");
+}
+
+#[test]
+fn two_loans_at_once_allocate_nothing() {
+    // The second borrow misses the thread's cache on its first try and scans.
+    let pool = pool(pool_core::Pool::builder().max_size(4));
+    let counts = allocated_by(|| {
+        let a = pool.get().unwrap();
+        let b = pool.get().unwrap();
+        black_box((*a, *b));
+    });
+    assert_eq!(
+        counts,
+        Counts::default(),
+        "{CYCLES} double get + return cycles"
+    );
+}
+
+#[test]
+fn try_get_allocates_nothing() {
+    let pool = pool(pool_core::Pool::builder().max_size(2));
+    let counts = allocated_by(|| {
+        let conn = pool.try_get().unwrap();
+        black_box(*conn);
+    });
+    assert_eq!(
+        counts,
+        Counts::default(),
+        "{CYCLES} try_get + return cycles"
+    );
+}
+
+#[test]
+fn a_large_pool_allocates_nothing_either() {
+    let pool = pool(pool_core::Pool::builder().max_size(1024));
+    let counts = allocated_by(|| {
+        let conn = pool.get().unwrap();
+        black_box(*conn);
+    });
+    assert_eq!(counts, Counts::default(), "{CYCLES} get + return cycles");
+}

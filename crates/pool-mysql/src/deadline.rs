@@ -1,0 +1,195 @@
+//! Running a blocking driver call with a time limit.
+//!
+//! The driver gives no way to put a time limit on a connect (beyond the TCP
+//! handshake) or on a statement, and without access to the socket we cannot
+//! set a read timeout on it. So a call that must be bounded is moved, with
+//! the connection it uses, to a worker thread; the caller waits for the
+//! result at most the time limit. When the limit passes, the caller gives up
+//! on the connection (it reports an error, and the pool closes the
+//! connection); the worker finishes whenever the driver call does (when the
+//! server answers at last or the TCP connection dies) and then drops the
+//! connection.
+//!
+//! Workers are kept in a small process-wide pool that grows when all are busy
+//! (a hung call keeps its worker) and shrinks when they idle, so the common
+//! case costs a hand-off to a waiting thread (a few microseconds) rather than
+//! a thread start (tens of microseconds).
+
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// How long an idle worker waits for work before it exits.
+const IDLE_EXIT: Duration = Duration::from_secs(30);
+/// Name of the worker threads.
+const THREAD_NAME: &str = "pool-mysql-io";
+
+/// A unit of work for a worker thread.
+pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
+
+struct State {
+    jobs: VecDeque<Job>,
+    /// Workers waiting for a job.
+    idle: usize,
+}
+
+struct Workers {
+    state: Mutex<State>,
+    wake: Condvar,
+}
+
+static WORKERS: Workers = Workers {
+    state: Mutex::new(State {
+        jobs: VecDeque::new(),
+        idle: 0,
+    }),
+    wake: Condvar::new(),
+};
+
+fn lock() -> MutexGuard<'static, State> {
+    // Jobs run outside the lock and catch their panics: a poisoned lock can
+    // only come from a panic in this module's few lines, which keep the state
+    // consistent at every step.
+    WORKERS.state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Why a bounded call produced no result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Missed {
+    /// The time limit passed; the call goes on on its worker thread.
+    TimedOut,
+    /// The call panicked, or no worker thread could be started.
+    Failed,
+}
+
+/// Runs `job` on a worker thread and waits at most `timeout` for its result.
+pub(crate) fn run<T, F>(timeout: Duration, job: F) -> Result<T, Missed>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    let (tx, rx) = mpsc::sync_channel(1);
+    let submitted = submit(Box::new(move || {
+        if let Ok(value) = catch_unwind(AssertUnwindSafe(job)) {
+            // The caller may have given up: then the value (and the
+            // connection in it) is dropped here, on the worker.
+            let _ = tx.send(value);
+        }
+    }));
+    if submitted.is_err() {
+        return Err(Missed::Failed);
+    }
+    match rx.recv_timeout(timeout) {
+        Ok(value) => Ok(value),
+        Err(mpsc::RecvTimeoutError::Timeout) => Err(Missed::TimedOut),
+        Err(mpsc::RecvTimeoutError::Disconnected) => Err(Missed::Failed),
+    }
+}
+
+/// Runs `job` on a worker thread without waiting for it. Gives the job back
+/// when no worker thread exists and none can be started.
+pub(crate) fn detach(job: Job) -> Result<(), Job> {
+    submit(job)
+}
+
+fn submit(job: Job) -> Result<(), Job> {
+    let mut state = lock();
+    state.jobs.push_back(job);
+    if state.idle >= state.jobs.len() {
+        drop(state);
+        WORKERS.wake.notify_one();
+        return Ok(());
+    }
+    drop(state);
+    let spawned = std::thread::Builder::new()
+        .name(THREAD_NAME.into())
+        .spawn(worker);
+    if spawned.is_err() {
+        // A busy worker may still pick the job up later (the caller's
+        // timeout covers that). If no worker is idle, take a job back so
+        // that the queue does not grow without bound.
+        let mut state = lock();
+        if state.idle == 0 {
+            if let Some(job) = state.jobs.pop_back() {
+                return Err(job);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn worker() {
+    loop {
+        let job = {
+            let mut state = lock();
+            loop {
+                if let Some(job) = state.jobs.pop_front() {
+                    break job;
+                }
+                state.idle += 1;
+                let (guard, timeout) = WORKERS
+                    .wake
+                    .wait_timeout(state, IDLE_EXIT)
+                    .unwrap_or_else(|e| e.into_inner());
+                state = guard;
+                state.idle -= 1;
+                if timeout.timed_out() && state.jobs.is_empty() {
+                    return;
+                }
+            }
+        };
+        // Jobs from `run` catch their own panics; detached ones are caught here.
+        let _ = catch_unwind(AssertUnwindSafe(job));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn returns_the_value() {
+        assert_eq!(run(Duration::from_secs(5), || 6 * 7), Ok(42));
+    }
+
+    #[test]
+    fn gives_up_after_the_timeout() {
+        let start = Instant::now();
+        let r = run(Duration::from_millis(50), || {
+            std::thread::sleep(Duration::from_millis(500));
+        });
+        assert_eq!(r, Err(Missed::TimedOut));
+        assert!(start.elapsed() < Duration::from_millis(400));
+    }
+
+    #[test]
+    fn a_panic_is_a_failure() {
+        let r: Result<(), _> = run(Duration::from_secs(5), || panic!("boom"));
+        assert_eq!(r, Err(Missed::Failed));
+        // The worker survived (or a new one starts).
+        assert_eq!(run(Duration::from_secs(5), || 1), Ok(1));
+    }
+
+    #[test]
+    fn hung_jobs_do_not_block_others() {
+        let mut slow = Vec::new();
+        for _ in 0..3 {
+            slow.push(std::thread::spawn(|| {
+                run(Duration::from_millis(20), || {
+                    std::thread::sleep(Duration::from_millis(300))
+                })
+            }));
+        }
+        let start = Instant::now();
+        for i in 0..20 {
+            assert_eq!(run(Duration::from_secs(5), move || i), Ok(i));
+        }
+        assert!(start.elapsed() < Duration::from_millis(250));
+        for t in slow {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! The manager's error type and the connection-error classifier.
+
+use std::fmt;
+use std::time::Duration;
+
+/// An error from [`MysqlManager`](crate::MysqlManager): a driver error, or a
+/// time limit the manager enforces itself.
+///
+/// The pool keeps the most recent connect error and quotes it when a
+/// borrower times out, so its message names the real cause ("Access denied",
+/// "Connection refused", "timed out after 5s connecting to ..."). It never
+/// contains a password.
+///
+/// ```
+/// use pool_mysql::Error;
+/// use std::time::Duration;
+///
+/// let err = Error::Timeout {
+///     operation: "validating the connection",
+///     after: Duration::from_secs(5),
+///     target: "db.internal:3306".into(),
+/// };
+/// assert!(err.is_connection_error());
+/// assert!(err.to_string().starts_with("timed out after 5s validating the connection to db.internal:3306"));
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// An error reported by the `mysql` driver or the server.
+    Mysql(mysql::Error),
+    /// A connect, validation or reset did not finish within its time limit.
+    Timeout {
+        /// What was being done (`"connecting"`, `"validating the connection"`).
+        operation: &'static str,
+        /// The time limit that passed.
+        after: Duration,
+        /// The server address, `host:port` or the socket path (never the password).
+        target: String,
+    },
+    /// An operation could not run: its worker thread panicked or could not
+    /// be started, or the connection had already been given up.
+    Worker {
+        /// What was being done.
+        operation: &'static str,
+    },
+}
+
+impl Error {
+    /// True when the error means the connection is unusable; see
+    /// [`is_connection_error`].
+    pub fn is_connection_error(&self) -> bool {
+        match self {
+            Error::Mysql(e) => is_connection_error(e),
+            Error::Timeout { .. } | Error::Worker { .. } => true,
+        }
+    }
+
+    /// The driver error, if this is one.
+    pub fn as_mysql(&self) -> Option<&mysql::Error> {
+        match self {
+            Error::Mysql(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<mysql::Error> for Error {
+    fn from(e: mysql::Error) -> Self {
+        Error::Mysql(e)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Mysql(e) => fmt::Display::fmt(e, f),
+            Error::Timeout {
+                operation,
+                after,
+                target,
+            } => write!(
+                f,
+                "timed out after {after:?} {operation} to {target}: no answer from the server \
+                 (is the address black-holed by a firewall, or the server hung?)"
+            ),
+            Error::Worker { operation } => write!(
+                f,
+                "{operation} failed: its worker thread panicked or could not start, \
+                 or the connection was given up"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Mysql(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Server and client error codes that end the session.
+const FATAL_CODES: &[u16] = &[
+    1040, // ER_CON_COUNT_ERROR: too many connections
+    1053, // ER_SERVER_SHUTDOWN
+    1152, // ER_ABORTING_CONNECTION
+    1153, // ER_NET_PACKET_TOO_LARGE
+    1154, // ER_NET_READ_ERROR_FROM_PIPE
+    1156, // ER_NET_PACKETS_OUT_OF_ORDER
+    1157, // ER_NET_UNCOMPRESS_ERROR
+    1158, // ER_NET_READ_ERROR
+    1159, // ER_NET_READ_INTERRUPTED
+    1160, // ER_NET_ERROR_ON_WRITE
+    1161, // ER_NET_WRITE_INTERRUPTED
+    1184, // ER_NEW_ABORTING_CONNECTION
+    1927, // ER_CONNECTION_KILLED (MariaDB)
+    2006, // CR_SERVER_GONE_ERROR
+    2013, // CR_SERVER_LOST
+    4031, // ER_CLIENT_INTERACTION_TIMEOUT (MySQL 8)
+];
+
+/// True when `err` means the connection it came from is unusable, so a
+/// borrower should call
+/// [`PooledConnection::mark_broken`](pool_core::PooledConnection::mark_broken)
+/// — or, better, record it with [`MysqlConnection::record`](crate::MysqlConnection::record),
+/// which the pool then sees without any I/O.
+///
+/// Counts as a connection error: what the driver calls a connectivity error
+/// (I/O, protocol and TLS errors, and driver errors such as a connect
+/// timeout, except mistakes in a statement's parameters), and server errors that end the session: 2006 "server has gone
+/// away", 2013 "lost connection", 1053 server shutdown, 1927 connection
+/// killed, 4031 interaction timeout, the `ER_NET_*` errors, and 1040 too many
+/// connections. Ordinary SQL errors (syntax, duplicate keys, deadlocks, lock
+/// wait timeouts, 1317 query interrupted by `KILL QUERY`) are not.
+///
+/// ```no_run
+/// use mysql::prelude::Queryable;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let (builder, manager) = pool_mysql::builder_from_url("mysql://app@localhost/app")?;
+/// # let pool = builder.build(manager)?;
+/// let mut conn = pool.get()?;
+/// if let Err(e) = conn.query_drop("UPDATE counters SET n = n + 1") {
+///     // `MysqlConnection`'s own Queryable methods record connection errors
+///     // already; this is for errors seen elsewhere.
+///     if pool_mysql::is_connection_error(&e) {
+///         conn.mark_broken();
+///     }
+///     return Err(e.into());
+/// }
+/// # Ok(()) }
+/// ```
+pub fn is_connection_error(err: &mysql::Error) -> bool {
+    use mysql::DriverError as D;
+    match err {
+        mysql::Error::MySqlError(e) => FATAL_CODES.contains(&e.code),
+        // Mistakes in a statement's parameters are reported before anything
+        // is sent: the connection is fine.
+        mysql::Error::DriverError(
+            D::MismatchedStmtParams(..)
+            | D::Params(_)
+            | D::MixedParams
+            | D::BulkExecute(_)
+            | D::ReadOnlyTransNotSupported,
+        ) => false,
+        other => other.is_connectivity_error(),
+    }
+}

@@ -1,0 +1,174 @@
+//! Connecting fails: `build()` and `get()` fail within their time limits with
+//! an error naming the real cause, and never show the password.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{capture_logs, logged, with_params};
+use mysql::prelude::Queryable;
+use pool_mysql::{builder_from_url, MysqlManager};
+use pool_testkit::{
+    FaultMode, FaultProxy, MariaDbServer, MARIADB_DATABASE, MARIADB_PASSWORD, MARIADB_USER,
+};
+
+const SECRET: &str = "Wr0ng-Secret-123";
+
+/// Builds with `url`, expecting failure within `limit`; returns the message.
+fn build_fails(url: &str, limit: Duration) -> String {
+    let (builder, manager) = builder_from_url(url).expect("url");
+    let start = Instant::now();
+    let err = builder
+        .build(manager)
+        .map(|_| ())
+        .expect_err("build must fail");
+    let took = start.elapsed();
+    assert!(took < limit, "build() took {took:?}: {err}");
+    let msg = err.to_string();
+    println!("build() failed after {took:?}: {msg}");
+    assert!(!msg.contains(SECRET), "{msg}");
+    assert!(!format!("{err:?}").contains(SECRET), "{err:?}");
+    msg
+}
+
+/// Builds without waiting, then expects `get_timeout` to fail within `limit`.
+fn get_fails(url: &str, wait: Duration, limit: Duration) -> String {
+    let (builder, manager) = builder_from_url(url).expect("url");
+    let pool = builder.build_unchecked(manager).expect("unchecked build");
+    let start = Instant::now();
+    let err = pool
+        .get_timeout(wait)
+        .map(|_| ())
+        .expect_err("get must fail");
+    let took = start.elapsed();
+    assert!(took < limit, "get() took {took:?}: {err}");
+    let msg = err.to_string();
+    println!("get() failed after {took:?}: {msg}");
+    assert!(!msg.contains(SECRET), "{msg}");
+    msg
+}
+
+fn no_secret_logged() {
+    for line in logged() {
+        assert!(
+            !line.contains(SECRET),
+            "a log line shows the password: {line}"
+        );
+    }
+}
+
+#[test]
+fn wrong_password() {
+    pool_testkit::require_or_skip!(MariaDbServer::binaries_available());
+    capture_logs();
+    let db = pool_testkit::shared_mariadb().expect("start mariadb");
+    let url = with_params(
+        &db.url_with_password(SECRET),
+        "initialization_fail_timeout=0.5",
+    );
+    let msg = build_fails(&url, Duration::from_secs(3));
+    assert!(msg.contains("Access denied"), "{msg}");
+    assert!(msg.contains("1045"), "{msg}");
+    let msg = get_fails(&url, Duration::from_secs(1), Duration::from_secs(3));
+    assert!(msg.contains("Access denied"), "{msg}");
+    let (manager, _) = MysqlManager::from_url(&url).unwrap();
+    assert!(!format!("{manager:?}").contains(SECRET));
+    no_secret_logged();
+}
+
+#[test]
+fn unknown_database() {
+    pool_testkit::require_or_skip!(MariaDbServer::binaries_available());
+    capture_logs();
+    let db = pool_testkit::shared_mariadb().expect("start mariadb");
+    // As root, who may see every database: "Unknown database".
+    let url = format!(
+        "mysql://root@127.0.0.1:{}/no_such_db?initialization_fail_timeout=0.5",
+        db.port()
+    );
+    let msg = build_fails(&url, Duration::from_secs(3));
+    assert!(msg.contains("Unknown database 'no_such_db'"), "{msg}");
+    // As the test user, who has no rights there: "Access denied ... to database".
+    let url = format!(
+        "mysql://{MARIADB_USER}:{MARIADB_PASSWORD}@127.0.0.1:{}/no_such_db?initialization_fail_timeout=0.5",
+        db.port()
+    );
+    let msg = get_fails(&url, Duration::from_secs(1), Duration::from_secs(3));
+    assert!(msg.contains("no_such_db"), "{msg}");
+}
+
+#[test]
+fn refused_port() {
+    capture_logs();
+    let port = pool_testkit::free_port().expect("free port");
+    let url = format!(
+        "mysql://{MARIADB_USER}:{SECRET}@127.0.0.1:{port}/{MARIADB_DATABASE}?initialization_fail_timeout=0.5"
+    );
+    let msg = build_fails(&url, Duration::from_secs(3));
+    assert!(msg.to_lowercase().contains("refused"), "{msg}");
+    let msg = get_fails(&url, Duration::from_secs(1), Duration::from_secs(3));
+    assert!(msg.to_lowercase().contains("refused"), "{msg}");
+    no_secret_logged();
+}
+
+#[test]
+fn black_holed_address() {
+    pool_testkit::require_or_skip!(MariaDbServer::binaries_available());
+    capture_logs();
+    let db = pool_testkit::shared_mariadb().expect("start mariadb");
+    let proxy = FaultProxy::start(db.addr()).expect("proxy");
+    proxy.set_mode(FaultMode::Blackhole);
+    // The TCP handshake succeeds (the proxy accepts), then the server's
+    // greeting never comes: only the manager's own deadline ends the connect.
+    let url = format!(
+        "mysql://{MARIADB_USER}:{SECRET}@127.0.0.1:{}/{MARIADB_DATABASE}\
+         ?connect_timeout=1&initialization_fail_timeout=0",
+        proxy.port()
+    );
+    let msg = build_fails(&url, Duration::from_millis(2500));
+    assert!(
+        msg.contains("timed out after 1s connecting to 127.0.0.1"),
+        "{msg}"
+    );
+    let msg = get_fails(
+        &url,
+        Duration::from_millis(1500),
+        Duration::from_millis(3000),
+    );
+    assert!(msg.contains("timed out"), "{msg}");
+    no_secret_logged();
+}
+
+#[test]
+fn network_black_holed_after_connecting() {
+    pool_testkit::require_or_skip!(MariaDbServer::binaries_available());
+    let db = pool_testkit::shared_mariadb().expect("start mariadb");
+    let proxy = FaultProxy::start(db.addr()).expect("proxy");
+    let url = format!(
+        "mysql://{MARIADB_USER}:{MARIADB_PASSWORD}@127.0.0.1:{}/{MARIADB_DATABASE}\
+         ?connection_limit=1&connect_timeout=1&validation_timeout=0.3",
+        proxy.port()
+    );
+    let (builder, manager) = builder_from_url(&url).unwrap();
+    let pool = builder.build(manager).expect("pool");
+    pool.get().unwrap().query_drop("SELECT 1").unwrap();
+
+    proxy.set_mode(FaultMode::Blackhole);
+    // Idle past the alive-bypass window, so the borrow validates (0.3 s,
+    // fails), then a reconnect is tried (1 s, fails).
+    std::thread::sleep(Duration::from_millis(600));
+    let start = Instant::now();
+    let err = pool
+        .get_timeout(Duration::from_secs(2))
+        .map(|_| ())
+        .expect_err("no connection can work");
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(3), "get() took {took:?}");
+    let msg = err.to_string();
+    println!("get() failed after {took:?}: {msg}");
+    assert!(msg.contains("timed out"), "{msg}");
+
+    let start = Instant::now();
+    drop(pool);
+    assert!(start.elapsed() < Duration::from_secs(2));
+}

@@ -1,0 +1,295 @@
+//! Session isolation between borrowers: with a pool of one connection,
+//! borrower B always gets the connection borrower A just returned.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{own_user, root, unique, with_params};
+use mysql::prelude::Queryable;
+use mysql::Conn;
+use pool_core::Pool;
+use pool_mysql::{Isolation, MysqlConnection, MysqlManager};
+use pool_testkit::{MariaDbServer, MARIADB_DATABASE};
+
+fn pool_of_one(url: &str, isolation: Isolation) -> Pool<MysqlManager> {
+    let (manager, params) = MysqlManager::from_url(url).unwrap();
+    params
+        .apply(
+            Pool::builder()
+                .max_size(1)
+                .connection_timeout(Duration::from_secs(5)),
+        )
+        .build(manager.isolation(isolation))
+        .expect("pool")
+}
+
+fn id(c: &mut MysqlConnection) -> u32 {
+    c.query_first("SELECT CONNECTION_ID()").unwrap().unwrap()
+}
+
+fn text(c: &mut MysqlConnection, sql: &str) -> Option<String> {
+    c.query_first::<Option<String>, _>(sql).unwrap().flatten()
+}
+
+/// A step of a leak test: runs on the pooled connection, with an admin
+/// connection at hand.
+type Step = Box<dyn Fn(&mut MysqlConnection, &mut Conn)>;
+
+/// One leak: what borrower A does, and B's check that it left no trace.
+struct Leak {
+    name: &'static str,
+    a: Step,
+    b: Step,
+}
+
+#[test]
+fn full_isolation_hides_every_leak_from_the_next_borrower() {
+    pool_testkit::require_or_skip!(MariaDbServer::binaries_available());
+    let db = pool_testkit::shared_mariadb().expect("start mariadb");
+    let mut admin = root(db);
+    let user = unique("iso_user");
+    let url = own_user(db, &mut admin, &user);
+    let (table, other_db, role) = (unique("iso_rows"), unique("iso_db"), unique("iso_role"));
+    admin
+        .query_drop(format!(
+            "CREATE TABLE {MARIADB_DATABASE}.{table} (x INT) ENGINE=InnoDB; \
+             CREATE DATABASE {other_db}; GRANT ALL ON {other_db}.* TO '{user}'@'%'; \
+             CREATE ROLE {role}; GRANT {role} TO '{user}'@'%'"
+        ))
+        .unwrap();
+    let pool = pool_of_one(&url, Isolation::Full);
+
+    let charset_before = {
+        let mut c = pool.get().unwrap();
+        text(
+            &mut c,
+            "SELECT CONCAT_WS(',', @@character_set_client, @@character_set_connection, \
+             @@character_set_results, @@collation_connection)",
+        )
+    };
+
+    let (t1, t2, t3, t4) = (table.clone(), table.clone(), table.clone(), table.clone());
+    let (r1, od1) = (role.clone(), other_db.clone());
+    let leaks: Vec<Leak> = vec![
+        Leak {
+            name: "open transaction with uncommitted writes",
+            a: Box::new(move |c, _| {
+                c.query_drop(format!("START TRANSACTION; INSERT INTO {t1} VALUES (1)"))
+                    .unwrap()
+            }),
+            b: Box::new(move |c, admin| {
+                let me = id(c);
+                let in_tx: Option<i64> = admin
+                    .exec_first(
+                        "SELECT COUNT(*) FROM information_schema.INNODB_TRX \
+                         WHERE trx_mysql_thread_id = ?",
+                        (me,),
+                    )
+                    .unwrap();
+                assert_eq!(in_tx, Some(0), "still inside A's transaction");
+                let n: Option<i64> = admin
+                    .query_first(format!("SELECT COUNT(*) FROM {MARIADB_DATABASE}.{t2}"))
+                    .unwrap();
+                assert_eq!(n, Some(0), "A's insert was committed");
+            }),
+        },
+        Leak {
+            name: "autocommit turned off",
+            a: Box::new(|c, _| c.query_drop("SET autocommit = 0").unwrap()),
+            b: Box::new(|c, _| assert_eq!(text(c, "SELECT @@autocommit"), Some("1".into()))),
+        },
+        Leak {
+            name: "session variable",
+            a: Box::new(|c, _| {
+                c.query_drop("SET SESSION sql_mode = 'ANSI_QUOTES'")
+                    .unwrap()
+            }),
+            b: Box::new(|c, _| {
+                assert_eq!(
+                    text(c, "SELECT @@SESSION.sql_mode = @@GLOBAL.sql_mode"),
+                    Some("1".into())
+                )
+            }),
+        },
+        Leak {
+            name: "user variable",
+            a: Box::new(|c, _| c.query_drop("SET @tenant_id = 42").unwrap()),
+            b: Box::new(|c, _| assert_eq!(text(c, "SELECT @tenant_id"), None)),
+        },
+        Leak {
+            name: "character set (SET NAMES)",
+            a: Box::new(|c, _| c.query_drop("SET NAMES latin1").unwrap()),
+            b: Box::new(move |c, _| {
+                let now = text(
+                    c,
+                    "SELECT CONCAT_WS(',', @@character_set_client, @@character_set_connection, \
+                     @@character_set_results, @@collation_connection)",
+                );
+                assert_eq!(now, charset_before);
+            }),
+        },
+        Leak {
+            name: "temporary table",
+            a: Box::new(|c, _| {
+                c.query_drop("CREATE TEMPORARY TABLE scratch (x INT)")
+                    .unwrap()
+            }),
+            b: Box::new(|c, _| {
+                c.query_drop("CREATE TEMPORARY TABLE scratch (x INT)")
+                    .unwrap()
+            }),
+        },
+        Leak {
+            name: "user-level lock (GET_LOCK)",
+            a: Box::new(|c, _| c.query_drop("DO GET_LOCK('pool_iso_lock', 0)").unwrap()),
+            b: Box::new(|c, admin| {
+                assert_eq!(text(c, "SELECT IS_USED_LOCK('pool_iso_lock')"), None);
+                let got: Option<i64> = admin
+                    .query_first("SELECT GET_LOCK('pool_iso_lock', 0)")
+                    .unwrap();
+                assert_eq!(got, Some(1), "another session cannot take the lock");
+                admin
+                    .query_drop("DO RELEASE_LOCK('pool_iso_lock')")
+                    .unwrap();
+            }),
+        },
+        Leak {
+            name: "LOCK TABLES",
+            a: Box::new(move |c, _| c.query_drop(format!("LOCK TABLES {t3} WRITE")).unwrap()),
+            b: Box::new(move |_, admin| {
+                // Another session can write: the table lock is gone.
+                admin
+                    .query_drop("SET SESSION lock_wait_timeout = 2")
+                    .unwrap();
+                admin
+                    .query_drop(format!("INSERT INTO {MARIADB_DATABASE}.{t4} VALUES (9)"))
+                    .unwrap();
+                admin
+                    .query_drop(format!("DELETE FROM {MARIADB_DATABASE}.{t4}"))
+                    .unwrap();
+            }),
+        },
+        Leak {
+            name: "SQL PREPARE",
+            a: Box::new(|c, _| c.query_drop("PREPARE leaked FROM 'SELECT 1'").unwrap()),
+            b: Box::new(|c, _| assert!(c.query_drop("EXECUTE leaked").is_err())),
+        },
+        Leak {
+            name: "USE of another database",
+            a: Box::new(move |c, _| c.query_drop(format!("USE {od1}")).unwrap()),
+            b: Box::new(|c, _| {
+                assert_eq!(text(c, "SELECT DATABASE()"), Some(MARIADB_DATABASE.into()))
+            }),
+        },
+        Leak {
+            name: "SET ROLE",
+            a: Box::new(move |c, _| c.query_drop(format!("SET ROLE {r1}")).unwrap()),
+            b: Box::new(|c, _| assert_eq!(text(c, "SELECT CURRENT_ROLE()"), None)),
+        },
+        Leak {
+            name: "LAST_INSERT_ID",
+            a: Box::new(|c, _| c.query_drop("SELECT LAST_INSERT_ID(77)").unwrap()),
+            b: Box::new(|c, _| assert_eq!(text(c, "SELECT LAST_INSERT_ID()"), Some("0".into()))),
+        },
+    ];
+
+    let first_id = id(&mut pool.get().unwrap());
+    for leak in &leaks {
+        {
+            let mut a = pool.get().unwrap();
+            (leak.a)(&mut a, &mut admin);
+            assert!(a.was_used());
+        }
+        let mut b = pool.get().unwrap();
+        assert!(!b.was_used(), "{}: the connection was not reset", leak.name);
+        assert_eq!(
+            id(&mut b),
+            first_id,
+            "{}: not the same connection",
+            leak.name
+        );
+        (leak.b)(&mut b, &mut admin);
+        println!("isolated: {}", leak.name);
+    }
+    assert_eq!(pool.state().total, 1);
+    drop(pool);
+    admin
+        .query_drop(format!(
+            "DROP TABLE {MARIADB_DATABASE}.{table}; DROP DATABASE {other_db}; \
+             DROP ROLE {role}; DROP USER '{user}'@'%'"
+        ))
+        .unwrap();
+}
+
+#[test]
+fn rollback_isolation_ends_transactions_only() {
+    pool_testkit::require_or_skip!(MariaDbServer::binaries_available());
+    let db = pool_testkit::shared_mariadb().expect("start mariadb");
+    let table = unique("rb_rows");
+    let pool = pool_of_one(&db.url(), Isolation::Rollback);
+    pool.get()
+        .unwrap()
+        .query_drop(format!("CREATE TABLE {table} (x INT) ENGINE=InnoDB"))
+        .unwrap();
+    {
+        let mut a = pool.get().unwrap();
+        a.query_drop("SET @kept = 'yes'").unwrap();
+        a.query_drop(format!("START TRANSACTION; INSERT INTO {table} VALUES (1)"))
+            .unwrap();
+    }
+    let mut b = pool.get().unwrap();
+    let n: Option<i64> = b
+        .query_first(format!("SELECT COUNT(*) FROM {table}"))
+        .unwrap();
+    assert_eq!(n, Some(0), "A's insert was committed");
+    assert_eq!(text(&mut b, "SELECT @kept"), Some("yes".into()));
+    b.query_drop(format!("DROP TABLE {table}")).unwrap();
+}
+
+#[test]
+fn no_isolation_leaves_the_session_alone() {
+    pool_testkit::require_or_skip!(MariaDbServer::binaries_available());
+    let db = pool_testkit::shared_mariadb().expect("start mariadb");
+    let pool = pool_of_one(&db.url(), Isolation::None);
+    pool.get().unwrap().query_drop("SET @kept = 'yes'").unwrap();
+    let mut b = pool.get().unwrap();
+    assert_eq!(text(&mut b, "SELECT @kept"), Some("yes".into()));
+}
+
+#[test]
+fn an_unused_borrow_sends_nothing() {
+    pool_testkit::require_or_skip!(MariaDbServer::binaries_available());
+    let db = pool_testkit::shared_mariadb().expect("start mariadb");
+    let mut admin = root(db);
+    let user = unique("unused");
+    let url = with_params(&own_user(db, &mut admin, &user), "test_on_check_out=false");
+    let pool = pool_of_one(&url, Isolation::Full);
+    pool.get().unwrap().query_drop("SELECT 'marker'").unwrap();
+    // TIME_MS counts the time since the connection's last command.
+    let mut idle_ms = || -> f64 {
+        admin
+            .exec_first(
+                "SELECT TIME_MS FROM information_schema.PROCESSLIST WHERE USER = ?",
+                (&user,),
+            )
+            .unwrap()
+            .unwrap()
+    };
+    let start = Instant::now();
+    let before = idle_ms();
+    for _ in 0..20 {
+        let conn = pool.get().unwrap();
+        assert!(!conn.was_used());
+        let _ = conn.connection_id(); // read-only access does not count as use
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let after = idle_ms();
+    let waited = start.elapsed().as_secs_f64() * 1000.0;
+    assert!(
+        after >= before + waited * 0.8,
+        "the connection talked to the server: idle {before} ms, then {after} ms after {waited} ms"
+    );
+    drop(pool);
+    admin.query_drop(format!("DROP USER '{user}'@'%'")).unwrap();
+}

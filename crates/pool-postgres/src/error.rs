@@ -1,0 +1,193 @@
+//! The manager's error type and the connection-error classifier.
+
+use std::fmt;
+use std::time::Duration;
+
+use postgres::error::SqlState;
+
+/// An error from [`PostgresManager`](crate::PostgresManager): a driver error,
+/// or a time limit the manager enforces itself.
+///
+/// Unlike `postgres::Error`'s, its message includes the cause (the server's
+/// message and SQLSTATE, or the I/O error): convert a driver error with
+/// `Error::from` to show it.
+///
+/// The pool keeps the most recent connect error and quotes it when a borrower
+/// times out, so its message names the real cause ("password authentication
+/// failed", "Connection refused", "timed out after 5s connecting to ...").
+/// It never contains a password.
+///
+/// ```
+/// use pool_postgres::Error;
+/// use std::time::Duration;
+///
+/// let err = Error::Timeout {
+///     operation: "connecting",
+///     after: Duration::from_secs(5),
+///     target: "db.internal:5432".into(),
+/// };
+/// assert!(err.is_connection_error());
+/// assert_eq!(
+///     err.to_string(),
+///     "timed out after 5s connecting to db.internal:5432: no answer from the server \
+///      (is the address black-holed by a firewall, or the server hung?)"
+/// );
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// An error reported by the `postgres` driver or the server.
+    Postgres(postgres::Error),
+    /// A connect, validation or reset did not finish within its time limit.
+    Timeout {
+        /// What was being done (`"connecting"`, `"resetting the session"`).
+        operation: &'static str,
+        /// The time limit that passed.
+        after: Duration,
+        /// The server address(es), `host:port` (never the password).
+        target: String,
+    },
+    /// A connect or reset could not run: its worker thread panicked or could
+    /// not be started.
+    Worker {
+        /// What was being done.
+        operation: &'static str,
+    },
+}
+
+impl Error {
+    /// True when the error means the connection is unusable; see
+    /// [`is_connection_error`].
+    pub fn is_connection_error(&self) -> bool {
+        match self {
+            Error::Postgres(e) => is_connection_error(e),
+            Error::Timeout { .. } | Error::Worker { .. } => true,
+        }
+    }
+
+    /// The driver error, if this is one.
+    pub fn as_postgres(&self) -> Option<&postgres::Error> {
+        match self {
+            Error::Postgres(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<postgres::Error> for Error {
+    fn from(e: postgres::Error) -> Self {
+        Error::Postgres(e)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Postgres(e) => {
+                // The driver's own message is only its error kind ("db
+                // error", "error connecting to server"); the cause is in the
+                // source chain.
+                fmt::Display::fmt(e, f)?;
+                let mut source = std::error::Error::source(e);
+                while let Some(cause) = source {
+                    write!(f, ": {}", cause.to_string().replace('\n', "; "))?;
+                    source = cause.source();
+                }
+                if let Some(db) = e.as_db_error() {
+                    write!(f, " (SQLSTATE {})", db.code().code())?;
+                }
+                Ok(())
+            }
+            Error::Timeout {
+                operation,
+                after,
+                target,
+            } => write!(
+                f,
+                "timed out after {after:?} {operation} to {target}: no answer from the server \
+                 (is the address black-holed by a firewall, or the server hung?)"
+            ),
+            Error::Worker { operation } => {
+                write!(
+                    f,
+                    "{operation} failed: its worker thread panicked or could not start"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Postgres(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// True when `err` means the connection it came from is unusable, so a
+/// borrower should call
+/// [`PooledConnection::mark_broken`](pool_core::PooledConnection::mark_broken)
+/// (the pool then closes it instead of lending it again).
+///
+/// Counts as a connection error: the connection is closed; an I/O error
+/// anywhere in the error's source chain; a protocol desynchronisation or a
+/// client-side timeout; SQLSTATE class 08 (connection exception);
+/// `57P01` admin shutdown, `57P02` crash shutdown, `57P03` cannot connect now;
+/// and any error of severity `FATAL` or `PANIC` (the server ends the session
+/// after sending one). Ordinary SQL errors (syntax, constraint violations,
+/// serialization failures, statement timeouts) are not.
+///
+/// ```no_run
+/// use pool_postgres::{is_connection_error, PostgresManager};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let pool = pool_core::Pool::builder().build(PostgresManager::from_url("postgres://localhost/db")?.0)?;
+/// let mut conn = pool.get()?;
+/// if let Err(e) = conn.execute("UPDATE counters SET n = n + 1", &[]) {
+///     if is_connection_error(&e) {
+///         conn.mark_broken();
+///     }
+///     return Err(e.into());
+/// }
+/// # Ok(()) }
+/// ```
+pub fn is_connection_error(err: &postgres::Error) -> bool {
+    if err.is_closed() {
+        return true;
+    }
+    if let Some(db) = err.as_db_error() {
+        let code = db.code();
+        return code.code().starts_with("08")
+            || *code == SqlState::ADMIN_SHUTDOWN
+            || *code == SqlState::CRASH_SHUTDOWN
+            || *code == SqlState::CANNOT_CONNECT_NOW
+            || matches!(db.severity(), "FATAL" | "PANIC");
+    }
+    let mut source = std::error::Error::source(err);
+    while let Some(e) = source {
+        if e.is::<std::io::Error>() {
+            return true;
+        }
+        source = e.source();
+    }
+    // The driver does not expose its error kinds; its Debug output names
+    // them ("Error { kind: Timeout, .. }"). These kinds leave the protocol
+    // stream in an unknown state.
+    let debug = format!("{err:?}");
+    [
+        "Timeout",
+        "UnexpectedMessage",
+        "Parse",
+        "Io",
+        "Tls",
+        "Closed",
+    ]
+    .iter()
+    .any(|kind| {
+        debug
+            .strip_prefix("Error { kind: ")
+            .and_then(|rest| rest.strip_prefix(kind))
+            .is_some_and(|rest| rest.starts_with(','))
+    })
+}
