@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{Error, HealthThresholds, ManageConnection, Pool};
+use crate::events::Handler;
+use crate::{Error, HandleEvent, HealthThresholds, ManageConnection, Pool};
 
 /// Every setting of a pool, as plain data.
 ///
@@ -211,6 +212,7 @@ static POOL_SEQ: AtomicU64 = AtomicU64::new(1);
 #[derive(Debug, Clone, Default)]
 pub struct Builder {
     config: Config,
+    handler: Option<Handler>,
 }
 
 impl Builder {
@@ -221,7 +223,10 @@ impl Builder {
 
     /// A builder starting from `config`.
     pub fn from_config(config: Config) -> Self {
-        Builder { config }
+        Builder {
+            config,
+            handler: None,
+        }
     }
 
     /// The settings so far.
@@ -386,6 +391,16 @@ impl Builder {
         self
     }
 
+    /// Receives the pool's events: connections opened and closed (with
+    /// reason and age), lent (with wait time) and returned (with time lent),
+    /// and borrowers timing out. See [`HandleEvent`].
+    ///
+    /// Default: none.
+    pub fn event_handler(mut self, handler: impl HandleEvent) -> Self {
+        self.handler = Some(Handler(Arc::new(handler)));
+        self
+    }
+
     /// The thresholds of [`Pool::health`]'s verdicts.
     ///
     /// Default: [`HealthThresholds::default()`] (a 60 s window; critical above
@@ -402,15 +417,17 @@ impl Builder {
     /// Fails with [`Error::Config`] for invalid settings and with
     /// [`Error::Connect`] when no connection could be opened.
     pub fn build<M: ManageConnection>(self, manager: M) -> Result<Pool<M>, Error> {
+        let handler = self.handler.clone().map(|h| h.0);
         let (config, name) = self.finish()?;
-        Pool::start(config, name, manager, true)
+        Pool::start(config, name, manager, true, handler)
     }
 
     /// Builds the pool without waiting for any connection: they are opened in
     /// the background. Fails only for invalid settings.
     pub fn build_unchecked<M: ManageConnection>(self, manager: M) -> Result<Pool<M>, Error> {
+        let handler = self.handler.clone().map(|h| h.0);
         let (config, name) = self.finish()?;
-        Pool::start(config, name, manager, false)
+        Pool::start(config, name, manager, false, handler)
     }
 
     fn finish(self) -> Result<(Config, Arc<str>), Error> {

@@ -47,6 +47,8 @@ mod config;
 #[cfg(not(pool_loom))]
 mod error;
 #[cfg(not(pool_loom))]
+mod events;
+#[cfg(not(pool_loom))]
 mod health;
 #[cfg(not(pool_loom))]
 mod leak;
@@ -67,6 +69,11 @@ mod workers;
 pub use config::{Builder, Config, MAX_SIZE_LIMIT};
 #[cfg(not(pool_loom))]
 pub use error::{Error, SharedError};
+#[cfg(not(pool_loom))]
+pub use events::{
+    AcquireEvent, CheckinEvent, CheckoutEvent, CustomizeConnection, Customized, HandleEvent,
+    ReleaseEvent, TimeoutEvent,
+};
 #[cfg(not(pool_loom))]
 pub use health::{Alert, Health, HealthStatus, HealthThresholds};
 #[cfg(not(pool_loom))]

@@ -80,4 +80,14 @@ pub trait ManageConnection: Send + Sync + 'static {
         let _ = conn;
         Ok(())
     }
+
+    /// Closes a connection the pool is done with.
+    ///
+    /// Runs on whichever thread retires the connection, with no lock held.
+    /// The default drops it; override it to end the session politely (for
+    /// example a protocol-level goodbye) or to close it on another thread if
+    /// dropping can block.
+    fn close(&self, conn: Self::Connection) {
+        drop(conn);
+    }
 }

@@ -19,6 +19,7 @@ use crate::bag::{Bag, Slot, WaitOutcome, FLAG_EVICT, IDLE, IN_USE, RESERVED, VAC
 use crate::clock::{self, Millis};
 use crate::config::{Config, MAX_SIZE_LIMIT};
 use crate::error::{Error, SharedError};
+use crate::events::{CheckinEvent, CheckoutEvent, HandleEvent, ReleaseEvent, TimeoutEvent};
 use crate::health::{self, Health, History, Sample};
 use crate::leak::{LeakReport, LeakTracker};
 use crate::metrics::{self as m, Counts, Metrics, Shard, Shared};
@@ -228,6 +229,8 @@ pub(crate) struct Inner<M: ManageConnection> {
     history: parking_lot::Mutex<History>,
     /// The database's connection limit, when a driver told us (0: unknown).
     server_capacity: AtomicU32,
+    /// The user's event handler.
+    pub(crate) handler: Option<Arc<dyn HandleEvent>>,
 }
 
 /// A connection pool.
@@ -324,6 +327,7 @@ impl<M: ManageConnection> Pool<M> {
         name: Arc<str>,
         manager: M,
         wait: bool,
+        handler: Option<Arc<dyn HandleEvent>>,
     ) -> Result<Pool<M>, Error> {
         let max = config.max_size as usize;
         let min_idle = config.effective_min_idle() as usize;
@@ -351,6 +355,7 @@ impl<M: ManageConnection> Pool<M> {
             housekeeper_next: AtomicU64::new(0),
             stats: Shared::new(),
             history: parking_lot::Mutex::new(History::default()),
+            handler,
             server_capacity: AtomicU32::new(0),
             config,
         });
@@ -828,9 +833,14 @@ impl<M: ManageConnection> Inner<M> {
             self.close_slot(slot, reason);
             return None;
         }
+        slot.lent_at.store(now, Ordering::Relaxed);
         if let Some(shard) = &self.local().shard {
             shard.wait.record_owned(waited_us);
-            slot.lent_at.store(now, Ordering::Relaxed);
+        }
+        if let Some(h) = &self.handler {
+            let id = slot.id.load(Ordering::Relaxed);
+            let wait = Duration::from_micros(waited_us);
+            guarded(|| h.handle_checkout(CheckoutEvent { id, wait }));
         }
         if let Some(leaks) = &self.leaks {
             leaks.lend(slot, now, self.local().thread_no, Location::caller());
@@ -925,17 +935,19 @@ impl<M: ManageConnection> Inner<M> {
             if reason == CloseReason::FailedValidation {
                 Shared::bump(&self.stats.validation_failures);
             }
+            let age = clock::now().saturating_sub(slot.created.load(Ordering::Relaxed));
             if self.config.metrics {
-                let born = slot.created.load(Ordering::Relaxed);
-                self.stats
-                    .lifetime
-                    .record_shared(clock::now().saturating_sub(born));
+                self.stats.lifetime.record_shared(age);
             }
-            if guarded(move || drop(conn)).is_none() {
+            if guarded(move || self.manager.close(conn)).is_none() {
                 log::warn!("pool \"{}\": closing connection {id} panicked", self.name);
             }
             log::debug!("pool \"{}\": closed connection {id} ({reason})", self.name);
             self.total.fetch_sub(1, Ordering::SeqCst);
+            if let Some(h) = &self.handler {
+                let age = Duration::from_millis(age);
+                guarded(|| h.handle_release(ReleaseEvent { id, age, reason }));
+            }
         }
         slot.id.store(0, Ordering::Relaxed);
         slot.state.store(VACANT, Ordering::Release);
@@ -971,10 +983,14 @@ impl<M: ManageConnection> Inner<M> {
     /// detached): time lent, and leak detection's "returned" report.
     #[inline]
     fn released(&self, slot: &Slot<M::Connection>, now: Millis) {
+        let lent_ms = now.saturating_sub(slot.lent_at.load(Ordering::Relaxed));
         if let Some(shard) = &self.local().shard {
-            shard
-                .usage
-                .record_owned(now.saturating_sub(slot.lent_at.load(Ordering::Relaxed)));
+            shard.usage.record_owned(lent_ms);
+        }
+        if let Some(h) = &self.handler {
+            let id = slot.id.load(Ordering::Relaxed);
+            let lent_for = Duration::from_millis(lent_ms);
+            guarded(|| h.handle_checkin(CheckinEvent { id, lent_for }));
         }
         if let Some(leaks) = &self.leaks {
             leaks.returned(&self.name, slot);
@@ -1120,10 +1136,14 @@ impl<M: ManageConnection> Inner<M> {
 
     fn timeout_error(&self, start: Instant) -> Error {
         Shared::bump(&self.stats.acquire_timeouts);
+        let (waited, state) = (start.elapsed(), self.state());
+        if let Some(h) = &self.handler {
+            guarded(|| h.handle_timeout(TimeoutEvent { waited, state }));
+        }
         Error::Timeout {
             pool: self.name.clone(),
-            waited: start.elapsed(),
-            state: self.state(),
+            waited,
+            state,
             last_error: self.failures.lock().last.clone(),
         }
     }

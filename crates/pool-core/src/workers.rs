@@ -24,6 +24,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use crate::bag::{FLAG_EVICT, IDLE, IN_USE, RESERVED};
 use crate::clock::{self, Millis};
+use crate::events::AcquireEvent;
 use crate::leak::LeakCheck;
 use crate::pool::{guarded, CloseReason, Inner};
 use crate::ManageConnection;
@@ -155,11 +156,14 @@ fn create_one<M: ManageConnection>(
                     inner.name
                 );
             }
+            let took = started.elapsed();
             log::debug!(
-                "pool \"{}\": opened connection {id} in {:?}",
-                inner.name,
-                started.elapsed()
+                "pool \"{}\": opened connection {id} in {took:?}",
+                inner.name
             );
+            if let Some(h) = &inner.handler {
+                guarded(|| h.handle_acquire(AcquireEvent { id, took }));
+            }
             if inner.is_closed() {
                 inner.close_slot(slot, CloseReason::PoolClosed);
             } else {
