@@ -502,6 +502,64 @@ fn family(
     }
 }
 
+impl Metrics {
+    /// Publishes the snapshot through the `metrics` crate facade (feature
+    /// `metrics`): counters as absolute values, gauges, and each
+    /// distribution as gauges with a `quantile` label, all labelled
+    /// `pool = <name>`, under the same names as [`to_prometheus`](Metrics::to_prometheus).
+    ///
+    /// The pool calls it on every housekeeping round (at most 30 s apart) and
+    /// on every [`Pool::metrics`](crate::Pool::metrics) call.
+    #[cfg(feature = "metrics")]
+    pub fn publish(&self) {
+        use metrics::{counter, gauge};
+        let pool = self.pool.clone();
+        for (name, v) in [
+            ("pool_connections_created_total", self.created),
+            ("pool_connections_acquired_total", self.acquired),
+            ("pool_connections_released_total", self.released),
+            ("pool_acquire_timeouts_total", self.acquire_timeouts),
+            ("pool_acquire_failures_total", self.acquire_failures),
+            ("pool_validation_failures_total", self.validation_failures),
+            ("pool_connection_errors_total", self.connection_errors),
+            ("pool_leaks_detected_total", self.leaks_detected),
+        ] {
+            counter!(name, "pool" => pool.clone()).absolute(v);
+        }
+        for (reason, v) in self.closed.each() {
+            counter!("pool_connections_closed_total", "pool" => pool.clone(), "reason" => reason)
+                .absolute(v);
+        }
+        let s = &self.state;
+        for (name, v) in [
+            ("pool_connections_total", s.total),
+            ("pool_connections_idle", s.idle),
+            ("pool_connections_active", s.active),
+            ("pool_connections_waiting", s.waiting),
+            ("pool_connections_max", s.max_size),
+            ("pool_connections_min", s.min_idle),
+        ] {
+            gauge!(name, "pool" => pool.clone()).set(f64::from(v));
+        }
+        gauge!("pool_utilization_ratio", "pool" => pool.clone()).set(self.utilization);
+        for (name, d) in [
+            ("pool_acquire_seconds", &self.acquire_wait),
+            ("pool_usage_seconds", &self.usage),
+            ("pool_connection_create_seconds", &self.creation),
+            ("pool_connection_lifetime_seconds", &self.lifetime),
+        ] {
+            for (q, v) in [
+                ("0.5", d.p50),
+                ("0.95", d.p95),
+                ("0.99", d.p99),
+                ("1", d.max),
+            ] {
+                gauge!(name, "pool" => pool.clone(), "quantile" => q).set(v.as_secs_f64());
+            }
+        }
+    }
+}
+
 /// A number as Prometheus writes it.
 struct Num(f64);
 

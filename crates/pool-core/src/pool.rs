@@ -506,7 +506,10 @@ impl<M: ManageConnection> Pool<M> {
     /// # Ok::<(), pool_core::Error>(())
     /// ```
     pub fn metrics(&self) -> Metrics {
-        self.inner().metrics()
+        let snapshot = self.inner().metrics();
+        #[cfg(feature = "metrics")]
+        snapshot.publish();
+        snapshot
     }
 
     /// A verdict on the pool's health over the recent window

@@ -248,6 +248,10 @@ pub(crate) fn housekeeper<M: ManageConnection>(weak: Weak<Inner<M>>, bell: Recei
                 last_sample = now;
                 inner.record_sample();
             }
+            #[cfg(feature = "metrics")]
+            if inner.config.metrics {
+                inner.metrics().publish();
+            }
             if now.saturating_sub(last_stats) >= HOUSEKEEPING_PERIOD {
                 last_stats = now;
                 log::debug!("pool \"{}\": pool stats ({})", inner.name, inner.state());
