@@ -7,6 +7,9 @@ use common::TestManager;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use pool_core::Pool;
 
+/// A recorded metric: name, labels, value.
+type Recorded = (String, Vec<(String, String)>, DebugValue);
+
 #[test]
 fn metrics_reach_the_facade_labelled_by_pool() {
     let recorder = DebuggingRecorder::new();
@@ -28,7 +31,7 @@ fn metrics_reach_the_facade_labelled_by_pool() {
         billing.metrics();
         drop(held);
     });
-    let values: Vec<(String, Vec<(String, String)>, DebugValue)> = snapshotter
+    let values: Vec<Recorded> = snapshotter
         .snapshot()
         .into_vec()
         .into_iter()
