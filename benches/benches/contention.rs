@@ -61,6 +61,7 @@ const SCENARIOS: &[Scenario] = &[
             "r2d2-no-test",
             "mutex-vec",
             "pool-core-leak-detection",
+            "pool-core-no-metrics",
             "pool-core-8",
             "pool-core-1024",
         ],
@@ -113,6 +114,7 @@ impl Pool {
         match name {
             "pool-core" => Pool::Ours(built(ours(size))),
             "pool-core-8" => Pool::Ours(built(ours(8))),
+            "pool-core-no-metrics" => Pool::Ours(built(ours(size).metrics(false))),
             "pool-core-1024" => Pool::Ours(built(ours(1024))),
             "pool-core-leak-detection" => {
                 // Without RUST_BACKTRACE (read at build time), which would

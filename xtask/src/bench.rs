@@ -431,6 +431,23 @@ fn summary_table(res: &Results) -> String {
         }
     }
 
+    // 7. Metrics cost: on (the default) − off, in ns.
+    let (m_on, m_off) = (cycle_ns("pool-core"), cycle_ns("pool-core-no-metrics"));
+    let m_delta = match (m_on, m_off) {
+        (Some(a), Some(b)) => Some(a - b),
+        _ => None,
+    };
+    rows.push(Row {
+        target: "7",
+        what: "metrics on − off, uncontended get + return".into(),
+        ours: ns(m_on),
+        peer: format!("{} off", ns(m_off)),
+        ratio: m_delta,
+        ratio_text: m_delta.map_or("–".into(), |d| format!("{d:+.1} ns")),
+        goal: Goal::AtMost(10.0),
+        goal_text: "≤ +10 ns".into(),
+    });
+
     // 7. Leak detection cost: on − off, in ns.
     let (off, on) = (cycle_ns("pool-core"), cycle_ns("pool-core-leak-detection"));
     let (crit_off, crit_on, bt) = (

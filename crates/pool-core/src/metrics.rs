@@ -56,9 +56,11 @@ fn bucket_mid(b: usize) -> u64 {
 }
 
 /// A log-linear histogram of `u64` values.
+///
+/// The count is not stored: a snapshot adds up the buckets, which saves the
+/// hot path one store.
 pub(crate) struct Histogram {
     buckets: Box<[AtomicU64]>,
-    count: AtomicU64,
     sum: AtomicU64,
     max: AtomicU64,
 }
@@ -67,7 +69,6 @@ impl Histogram {
     pub(crate) fn new() -> Self {
         Histogram {
             buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
-            count: AtomicU64::new(0),
             sum: AtomicU64::new(0),
             max: AtomicU64::new(0),
         }
@@ -80,17 +81,18 @@ impl Histogram {
         let bump =
             |a: &AtomicU64, by: u64| a.store(a.load(Ordering::Relaxed) + by, Ordering::Relaxed);
         bump(&self.buckets[bucket_of(v)], 1);
-        bump(&self.count, 1);
-        bump(&self.sum, v);
-        if v > self.max.load(Ordering::Relaxed) {
-            self.max.store(v, Ordering::Relaxed);
+        // Zero (an immediate borrow) changes neither the sum nor the max.
+        if v != 0 {
+            bump(&self.sum, v);
+            if v > self.max.load(Ordering::Relaxed) {
+                self.max.store(v, Ordering::Relaxed);
+            }
         }
     }
 
     /// Records `v` from any thread.
     pub(crate) fn record_shared(&self, v: u64) {
         self.buckets[bucket_of(v)].fetch_add(1, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
         self.sum.fetch_add(v, Ordering::Relaxed);
         self.max.fetch_max(v, Ordering::Relaxed);
     }
@@ -101,9 +103,10 @@ impl Histogram {
             into.buckets = vec![0; BUCKETS];
         }
         for (acc, b) in into.buckets.iter_mut().zip(self.buckets.iter()) {
-            *acc += b.load(Ordering::Relaxed);
+            let n = b.load(Ordering::Relaxed);
+            *acc += n;
+            into.count += n;
         }
-        into.count += self.count.load(Ordering::Relaxed);
         into.sum += self.sum.load(Ordering::Relaxed);
         into.max = into.max.max(self.max.load(Ordering::Relaxed));
     }

@@ -690,7 +690,7 @@ impl<M: ManageConnection> Inner<M> {
                 }
                 let slot = self.bag.slot(index as usize);
                 if slot.try_claim(IN_USE) {
-                    if let Some(conn) = self.check_out(slot, now, timeout, 0) {
+                    if let Some(conn) = self.check_out(local, slot, now, timeout, 0) {
                         return Ok(conn);
                     }
                     break;
@@ -720,14 +720,15 @@ impl<M: ManageConnection> Inner<M> {
                     continue;
                 }
             }
-            let scan_from = self.local().scan_from as usize;
+            let local = self.local();
+            let scan_from = local.scan_from as usize;
             let max = self.max_size.load(Ordering::Acquire);
             let queue_empty = self.bag.waiting() == 0;
             if let Some(index) = queue_empty.then(|| self.bag.scan(scan_from, max)).flatten() {
                 let budget = remaining().unwrap_or(Duration::ZERO);
                 let waited = micros(start.elapsed());
                 if let Some(conn) =
-                    self.check_out(self.bag.slot(index), clock::now(), budget, waited)
+                    self.check_out(local, self.bag.slot(index), clock::now(), budget, waited)
                 {
                     return Ok(conn);
                 }
@@ -756,7 +757,7 @@ impl<M: ManageConnection> Inner<M> {
                     let budget = remaining().unwrap_or(Duration::ZERO);
                     let waited = micros(start.elapsed());
                     if let Some(conn) =
-                        self.check_out(self.bag.slot(index), clock::now(), budget, waited)
+                        self.check_out(local, self.bag.slot(index), clock::now(), budget, waited)
                     {
                         return Ok(conn);
                     }
@@ -789,6 +790,7 @@ impl<M: ManageConnection> Inner<M> {
     #[inline]
     fn check_out(
         self: &Arc<Self>,
+        local: &LocalSeats,
         slot: &Slot<M::Connection>,
         now: Millis,
         budget: Duration,
@@ -798,7 +800,7 @@ impl<M: ManageConnection> Inner<M> {
         if status != RUNNING {
             // Closed or suspended after we claimed it: put it back (release
             // closes it if the pool is closed).
-            self.check_in(slot, now);
+            self.check_in(local, slot, now);
             return None;
         }
         let reason = if slot.flags.load(Ordering::Relaxed) & FLAG_EVICT != 0
@@ -837,7 +839,7 @@ impl<M: ManageConnection> Inner<M> {
             return None;
         }
         slot.lent_at.store(now, Ordering::Relaxed);
-        if let Some(shard) = &self.local().shard {
+        if let Some(shard) = &local.shard {
             shard.wait.record_owned(waited_us);
         }
         if let Some(h) = &self.handler {
@@ -846,7 +848,7 @@ impl<M: ManageConnection> Inner<M> {
             guarded(|| h.handle_checkout(CheckoutEvent { id, wait }));
         }
         if let Some(leaks) = &self.leaks {
-            leaks.lend(slot, now, self.local().thread_no, Location::caller());
+            leaks.lend(slot, now, local.thread_no, Location::caller());
             let due = clock::after(now, leaks.threshold);
             if due < self.housekeeper_next.load(Ordering::Relaxed) {
                 self.housekeeper_next.fetch_min(due, Ordering::Relaxed);
@@ -862,7 +864,7 @@ impl<M: ManageConnection> Inner<M> {
 
     /// The return path: reset, checks, then back to a waiter or idle.
     #[inline]
-    fn check_in(&self, slot: &Slot<M::Connection>, now: Millis) {
+    fn check_in(&self, local: &LocalSeats, slot: &Slot<M::Connection>, now: Millis) {
         let reason = if self.status.load(Ordering::Acquire) == CLOSED {
             Some(CloseReason::PoolClosed)
         } else {
@@ -891,7 +893,7 @@ impl<M: ManageConnection> Inner<M> {
         }
         slot.last_used.store(now, Ordering::Relaxed);
         self.make_available(slot);
-        self.local().push(slot.index);
+        local.push(slot.index);
     }
 
     /// Whether the pool holds more connections than it may (after `resize`
@@ -985,9 +987,9 @@ impl<M: ManageConnection> Inner<M> {
     /// Bookkeeping when a loan ends (returned, closed by its borrower, or
     /// detached): time lent, and leak detection's "returned" report.
     #[inline]
-    fn released(&self, slot: &Slot<M::Connection>, now: Millis) {
+    fn released(&self, local: &LocalSeats, slot: &Slot<M::Connection>, now: Millis) {
         let lent_ms = now.saturating_sub(slot.lent_at.load(Ordering::Relaxed));
-        if let Some(shard) = &self.local().shard {
+        if let Some(shard) = &local.shard {
             shard.usage.record_owned(lent_ms);
         }
         if let Some(h) = &self.handler {
@@ -1465,7 +1467,7 @@ impl<M: ManageConnection> PooledConnection<M> {
         // SAFETY: we own the seat (IN_USE) until the VACANT store below.
         let conn = unsafe { slot.take() }.expect("a lent seat holds a connection");
         let inner = &self.inner;
-        inner.released(slot, clock::now());
+        inner.released(inner.local(), slot, clock::now());
         Shared::bump(&inner.stats.detached);
         log::debug!(
             "pool \"{}\": connection {} detached",
@@ -1520,9 +1522,10 @@ impl<M: ManageConnection> Drop for PooledConnection<M> {
             return;
         }
         let now = clock::now();
-        self.inner.released(slot, now);
+        let local = self.inner.local();
+        self.inner.released(local, slot, now);
         match self.fate {
-            Fate::Return if !std::thread::panicking() => self.inner.check_in(slot, now),
+            Fate::Return if !std::thread::panicking() => self.inner.check_in(local, slot, now),
             Fate::Detached => {}
             _ => self.inner.close_slot(slot, CloseReason::Broken),
         }
