@@ -345,7 +345,8 @@ pub(crate) fn verdict(base: Sample, now: Sample, i: Inputs<'_>) -> Health {
              instances × max_size must stay within the database's limit",
             i.max_size
         ));
-    } else if attempts > 0 && utilization < 0.3 && suggested * 2 <= i.max_size {
+    } else if attempts >= 100 && utilization < 0.3 && suggested * 2 <= i.max_size {
+        // (Only with enough borrows in the window to judge the load.)
         advice.push(format!(
             "max_size {} is more than this load needs: about {suggested} would do ({law})",
             i.max_size

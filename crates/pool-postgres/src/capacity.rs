@@ -150,7 +150,11 @@ where
         check_capacity(client, pool.name(), max_size, share).map_err(|e| e.to_string())
     });
     match result {
-        Ok(c) => Some(c),
+        Ok(c) => {
+            // Health advice never suggests more than the server allows.
+            pool.set_server_capacity(Some(c.available));
+            Some(c)
+        }
         Err(e) => {
             log::warn!(
                 "pool \"{}\": could not compare max_size with the server's max_connections: {e}",
