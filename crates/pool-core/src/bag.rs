@@ -102,7 +102,9 @@ pub(crate) struct Slot<C> {
     pub(crate) last_used: AtomicU64,
     /// Coarse-clock time of the last keepalive check.
     pub(crate) checked: AtomicU64,
-    /// Coarse-clock time the connection was lent (leak detection).
+    /// Coarse-clock time the connection was lent; `u64::MAX` ("never")
+    /// between loans, so a seat on its way to a borrower (handed over, not
+    /// yet stamped) never looks like an old loan to leak detection.
     pub(crate) lent_at: AtomicU64,
     /// Where it was borrowed: a `&'static Location` (leak detection).
     pub(crate) site: AtomicPtr<std::panic::Location<'static>>,
@@ -123,7 +125,7 @@ impl<C> Slot<C> {
             retire_at: AtomicU64::new(0),
             last_used: AtomicU64::new(0),
             checked: AtomicU64::new(0),
-            lent_at: AtomicU64::new(0),
+            lent_at: AtomicU64::new(u64::MAX),
             site: AtomicPtr::new(std::ptr::null_mut()),
             borrower: AtomicU64::new(0),
             conn: UnsafeCell::new(None),

@@ -915,7 +915,7 @@ impl<M: ManageConnection> Inner<M> {
             return;
         }
         if (self.status.load(Ordering::SeqCst) == CLOSED
-            || slot.index as usize >= self.max_size.load(Ordering::SeqCst)
+            || self.over_size(slot)
             || slot.flags.load(Ordering::SeqCst) & FLAG_EVICT != 0)
             && slot.try_claim(RESERVED)
         {
@@ -1000,6 +1000,8 @@ impl<M: ManageConnection> Inner<M> {
         if let Some(leaks) = &self.leaks {
             leaks.returned(&self.name, slot);
         }
+        // Between loans the stamp reads "never" (see `Slot::lent_at`).
+        slot.lent_at.store(clock::NEVER, Ordering::Relaxed);
     }
 
     /// Every thread's acquire waits and times lent, added up.

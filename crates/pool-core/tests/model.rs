@@ -79,10 +79,14 @@ fn check(
         m.db.open_now(),
         detached.len()
     );
-    let in_pool = pool.state().total as usize;
+    // A connect already under way when the pool shrank may land; it is
+    // closed at once, so the bound holds again a moment later.
+    let bound = (max as usize).max(lent.len());
     assert!(
-        in_pool <= (max as usize).max(lent.len()),
-        "{in_pool} connections with max {max} and {} lent",
+        eventually(Duration::from_secs(2), || pool.state().total as usize
+            <= bound),
+        "{} connections with max {max} and {} lent",
+        pool.state().total,
         lent.len()
     );
 }

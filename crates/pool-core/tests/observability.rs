@@ -59,6 +59,7 @@ fn counters_move_as_connections_live_and_die() {
         .connection_errors
         > 0));
     m.db.refuse.store(false, Ordering::SeqCst);
+    assert!(eventually(Duration::from_secs(3), || p.state().total >= 1));
 
     p.close();
     let closed = p.metrics();
@@ -237,4 +238,45 @@ fn the_customizer_prepares_and_sees_off_connections() {
         0,
         "the connection whose init failed was closed"
     );
+}
+
+#[test]
+fn retirement_counters_name_their_reason() {
+    let m = TestManager::new();
+    let p = Pool::builder()
+        .max_size(3)
+        .min_idle(Some(1))
+        .idle_timeout(Some(Duration::from_millis(60)))
+        .max_lifetime(Some(Duration::from_millis(400)))
+        .leak_detection_threshold(Some(Duration::from_millis(30)))
+        .build(m.clone())
+        .unwrap();
+    // Idle timeout: two connections above min_idle go idle and time out.
+    let held: Vec<_> = (0..3).map(|_| p.get().unwrap()).collect();
+    drop(held);
+    assert!(eventually(Duration::from_secs(3), || {
+        p.metrics().closed.idle_timeout >= 2
+    }));
+    // Reset failure.
+    m.db.reset_fails.store(true, Ordering::SeqCst);
+    drop(p.get().unwrap());
+    m.db.reset_fails.store(false, Ordering::SeqCst);
+    assert_eq!(p.metrics().closed.reset_failed, 1);
+    // Eviction (once min_idle is restored).
+    assert!(eventually(Duration::from_secs(2), || p.state().idle >= 1));
+    p.soft_evict_all();
+    assert!(p.metrics().closed.evicted >= 1);
+    // A leak, reported once.
+    let c = p.get_timeout(Duration::from_secs(2)).unwrap();
+    assert!(eventually(Duration::from_secs(3), || {
+        p.metrics().leaks_detected == 1
+    }));
+    drop(c);
+    // Max lifetime.
+    assert!(eventually(Duration::from_secs(3), || {
+        p.metrics().closed.max_lifetime >= 1
+    }));
+    let after = p.metrics();
+    assert!(after.lifetime.count >= 4, "{after:#?}");
+    assert!(after.usage.max >= Duration::from_millis(30), "{after:#?}");
 }
