@@ -2,12 +2,21 @@
 //!
 //! This is exactly what `.ci/run` runs: formatting, clippy with warnings
 //! denied, the workspace tests (see [`crate::test`]), the loom model checks,
-//! then a short stress run and a leak check on the simulated database. Each
+//! then a short stress run and a leak check on the simulated database, and
+//! short stress runs on throwaway PostgreSQL and MariaDB servers
+//! (`cargo xtask stress --backend postgres|mysql --local`, no chaos). Each
 //! step is timed; the first failure stops the run and names the step.
+//!
+//! The real-server stress steps need the server binaries (pool-testkit looks
+//! for them). When they are missing the step is skipped with a `SKIPPED`
+//! line naming the Debian package to install, unless the environment
+//! variable `CI` is set: then CI fails, since it must run every step.
 
 use std::time::{Duration, Instant};
 
 use clap::Args;
+
+use pool_testkit::{MariaDbServer, PgServer};
 
 use crate::util::{self, Result};
 use crate::{leaks, loom, stress, test};
@@ -18,6 +27,35 @@ pub struct CiArgs {}
 
 /// How long the stress step of CI runs.
 pub const CI_STRESS_DURATION: Duration = Duration::from_secs(20);
+
+/// How long each real-server stress step of CI runs (plus a second or two to
+/// start the throwaway server).
+pub const CI_REAL_STRESS_DURATION: Duration = Duration::from_secs(10);
+
+/// A real-server stress step of CI: its name, backend, binary probe and the
+/// Debian package that provides the binaries.
+struct RealStep {
+    name: &'static str,
+    backend: stress::BackendKind,
+    binaries: fn() -> std::result::Result<(), String>,
+    package: &'static str,
+}
+
+/// The real-server stress steps, in order.
+const REAL_STEPS: [RealStep; 2] = [
+    RealStep {
+        name: "stress (postgres)",
+        backend: stress::BackendKind::Postgres,
+        binaries: PgServer::binaries_available,
+        package: "postgresql",
+    },
+    RealStep {
+        name: "stress (mysql)",
+        backend: stress::BackendKind::Mysql,
+        binaries: MariaDbServer::binaries_available,
+        package: "mariadb-server",
+    },
+];
 
 /// Runs `cargo xtask ci`.
 pub fn run(_args: &CiArgs) -> Result {
@@ -57,9 +95,49 @@ pub fn run(_args: &CiArgs) -> Result {
     record("leaks (sim)", &mut || leaks::run(&leaks::LeaksArgs::ci()))?;
     // ------------------------------------------------------------------------
 
+    // ---- short stress runs on throwaway real servers -----------------------
+    // No chaos: these steps check the invariants against a real server's
+    // connection count and session state, and must not flake on a busy
+    // 2-core runner.
+    let mut skipped = Vec::new();
+    for step in &REAL_STEPS {
+        match (step.binaries)() {
+            Ok(()) => record(step.name, &mut || {
+                stress::run(&stress::StressArgs {
+                    duration: CI_REAL_STRESS_DURATION,
+                    backend: step.backend,
+                    local: true,
+                    ..stress::StressArgs::default()
+                })
+            })?,
+            Err(why) if pool_testkit::is_ci() => record(step.name, &mut || {
+                Err(format!(
+                    "{why} (CI is set, so missing server binaries are an error; install the \
+                     Debian package `{}`)",
+                    step.package
+                )
+                .into())
+            })?,
+            Err(why) => {
+                eprintln!(
+                    "\n==> {}\nSKIPPED {}: {why} (Debian package `{}`)",
+                    step.name, step.name, step.package
+                );
+                skipped.push(step);
+            }
+        }
+    }
+    // ------------------------------------------------------------------------
+
     eprintln!("\nci: all steps passed in {}", util::human(start.elapsed()));
     for (name, took) in &timings {
-        eprintln!("  {name:<14} {:>8}", util::human(*took));
+        eprintln!("  {name:<17} {:>8}", util::human(*took));
+    }
+    for step in skipped {
+        eprintln!(
+            "  {:<17} SKIPPED (install the Debian package `{}`)",
+            step.name, step.package
+        );
     }
     Ok(())
 }

@@ -45,6 +45,8 @@ mod sync;
 #[cfg(not(pool_loom))]
 mod config;
 #[cfg(not(pool_loom))]
+pub mod deadline;
+#[cfg(not(pool_loom))]
 mod error;
 #[cfg(not(pool_loom))]
 mod events;

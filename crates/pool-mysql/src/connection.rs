@@ -172,7 +172,7 @@ impl Drop for MysqlConnection {
         // a full send buffer: a broken connection is dropped on a worker.
         if let Some(conn) = self.conn.take() {
             if self.broken {
-                if let Err(job) = crate::deadline::detach(Box::new(move || drop(conn))) {
+                if let Err(job) = pool_core::deadline::detach(Box::new(move || drop(conn))) {
                     // No thread to drop it on: leak it rather than hang.
                     std::mem::forget(job);
                 }

@@ -46,7 +46,6 @@
 
 mod capacity;
 mod connection;
-mod deadline;
 mod error;
 
 use std::fmt;
@@ -54,6 +53,7 @@ use std::time::Duration;
 
 use mysql::prelude::Queryable;
 use mysql::{Conn, Opts, OptsBuilder};
+use pool_core::deadline;
 use pool_core::url_params::{redact_url, PoolParams};
 use pool_core::{Builder, ManageConnection, Pool};
 

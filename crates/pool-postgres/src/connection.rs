@@ -138,7 +138,7 @@ impl Drop for PgConnection {
         // connection is dropped on a worker thread, never on the pool's.
         if let Some(client) = self.client.take() {
             if self.broken {
-                if let Err(job) = crate::deadline::detach(Box::new(move || drop(client))) {
+                if let Err(job) = pool_core::deadline::detach(Box::new(move || drop(client))) {
                     // No thread to drop it on: leak it rather than hang.
                     std::mem::forget(job);
                 }

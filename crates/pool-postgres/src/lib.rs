@@ -40,7 +40,6 @@
 
 mod capacity;
 mod connection;
-mod deadline;
 mod error;
 #[cfg(feature = "tls")]
 pub mod tls;
@@ -49,6 +48,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use pool_core::deadline;
 use pool_core::url_params::{redact_url, PoolParams};
 use pool_core::{Builder, ManageConnection, Pool};
 use postgres::config::Host;

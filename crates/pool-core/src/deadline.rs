@@ -1,4 +1,7 @@
-//! Running a blocking driver call with a time limit.
+//! Running a blocking driver call with a time limit, for managers.
+//!
+//! Shared by the driver crates (`pool-postgres`, `pool-mysql`): one small
+//! process-wide set of worker threads named `pool-io`.
 //!
 //! The driver gives no way to put a time limit on a connect (beyond the TCP
 //! handshake) or on a statement, and without access to the socket we cannot
@@ -24,10 +27,10 @@ use std::time::Duration;
 /// How long an idle worker waits for work before it exits.
 const IDLE_EXIT: Duration = Duration::from_secs(30);
 /// Name of the worker threads.
-const THREAD_NAME: &str = "pool-postgres-io";
+const THREAD_NAME: &str = "pool-io";
 
 /// A unit of work for a worker thread.
-pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
+pub type Job = Box<dyn FnOnce() + Send + 'static>;
 
 struct State {
     jobs: VecDeque<Job>,
@@ -57,7 +60,7 @@ fn lock() -> MutexGuard<'static, State> {
 
 /// Why a bounded call produced no result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Missed {
+pub enum Missed {
     /// The time limit passed; the call goes on on its worker thread.
     TimedOut,
     /// The call panicked, or no worker thread could be started.
@@ -65,7 +68,7 @@ pub(crate) enum Missed {
 }
 
 /// Runs `job` on a worker thread and waits at most `timeout` for its result.
-pub(crate) fn run<T, F>(timeout: Duration, job: F) -> Result<T, Missed>
+pub fn run<T, F>(timeout: Duration, job: F) -> Result<T, Missed>
 where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
@@ -90,7 +93,7 @@ where
 
 /// Runs `job` on a worker thread without waiting for it. Gives the job back
 /// when no worker thread exists and none can be started.
-pub(crate) fn detach(job: Job) -> Result<(), Job> {
+pub fn detach(job: Job) -> Result<(), Job> {
     submit(job)
 }
 
