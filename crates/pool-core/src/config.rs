@@ -60,6 +60,8 @@ pub struct Config {
     pub metrics: bool,
     /// See [`Builder::health_thresholds`].
     pub health: HealthThresholds,
+    /// See [`Builder::reset_in_background`].
+    pub reset_in_background: bool,
 }
 
 impl Default for Config {
@@ -81,6 +83,7 @@ impl Default for Config {
             fail_when_suspended: false,
             metrics: true,
             health: HealthThresholds::default(),
+            reset_in_background: false,
         }
     }
 }
@@ -398,6 +401,19 @@ impl Builder {
     /// Default: none.
     pub fn event_handler(mut self, handler: impl HandleEvent) -> Self {
         self.handler = Some(Handler(Arc::new(handler)));
+        self
+    }
+
+    /// Whether [`ManageConnection::reset`] runs on a worker thread instead of
+    /// the returning borrower's: the borrower's `drop` returns at once, and
+    /// the connection becomes available to others when its reset is done.
+    /// Worth it when the reset costs a round trip (session isolation in the
+    /// driver crates, which turn it on); connections whose
+    /// [`needs_reset`](ManageConnection::needs_reset) says no skip the hop.
+    ///
+    /// Default: `false`.
+    pub fn reset_in_background(mut self, on: bool) -> Self {
+        self.config.reset_in_background = on;
         self
     }
 

@@ -81,6 +81,16 @@ pub trait ManageConnection: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Whether [`reset`](ManageConnection::reset) has anything to do for this
+    /// connection: cheap, no I/O (for example "did the borrower send
+    /// anything?"). With [`Builder::reset_in_background`](crate::Builder::reset_in_background)
+    /// a connection that needs no reset is available again at once, without
+    /// the hop to a worker thread. The default says yes.
+    fn needs_reset(&self, conn: &mut Self::Connection) -> bool {
+        let _ = conn;
+        true
+    }
+
     /// Closes a connection the pool is done with.
     ///
     /// Runs on whichever thread retires the connection, with no lock held.

@@ -864,7 +864,7 @@ impl<M: ManageConnection> Inner<M> {
 
     /// The return path: reset, checks, then back to a waiter or idle.
     #[inline]
-    fn check_in(&self, local: &LocalSeats, slot: &Slot<M::Connection>, now: Millis) {
+    fn check_in(self: &Arc<Self>, local: &LocalSeats, slot: &Slot<M::Connection>, now: Millis) {
         let reason = if self.status.load(Ordering::Acquire) == CLOSED {
             Some(CloseReason::PoolClosed)
         } else {
@@ -875,15 +875,45 @@ impl<M: ManageConnection> Inner<M> {
                     if guarded(|| self.manager.has_broken(conn)).unwrap_or(true) {
                         return Some(CloseReason::Broken);
                     }
-                    match guarded(|| self.manager.reset(conn).is_ok()) {
-                        Some(true) => None,
-                        _ => Some(CloseReason::ResetFailed),
-                    }
+                    None
                 })
             }
         };
         if let Some(reason) = reason {
             return self.close_slot(slot, reason);
+        }
+        local.push(slot.index);
+        if self.config.reset_in_background
+            // SAFETY: as above.
+            && unsafe { slot.with_conn(|c| c.is_some_and(|c| self.manager.needs_reset(c))) }
+        {
+            // Off the borrower's critical path: the seat stays IN_USE (owned
+            // by the job) until the reset is done, then becomes available.
+            let inner = self.clone();
+            let index = slot.index as usize;
+            let job = Box::new(move || {
+                let slot = inner.bag.slot(index);
+                inner.reset_and_release(slot, clock::now());
+            });
+            if let Err(job) = crate::deadline::detach(job) {
+                job(); // no worker thread could be started: do it here
+            }
+            return;
+        }
+        self.reset_and_release(slot, now);
+    }
+
+    /// Runs `reset` on a seat the caller owns, then the return checks, then
+    /// makes it available (or closes it).
+    fn reset_and_release(&self, slot: &Slot<M::Connection>, now: Millis) {
+        // SAFETY: the caller owns the seat (IN_USE) until release below.
+        let reset_ok = unsafe {
+            slot.with_conn(|conn| {
+                conn.is_some_and(|c| guarded(|| self.manager.reset(c).is_ok()) == Some(true))
+            })
+        };
+        if !reset_ok {
+            return self.close_slot(slot, CloseReason::ResetFailed);
         }
         if slot.flags.load(Ordering::Relaxed) & FLAG_EVICT != 0 || self.over_size(slot) {
             return self.close_slot(slot, CloseReason::Evicted);
@@ -893,7 +923,6 @@ impl<M: ManageConnection> Inner<M> {
         }
         slot.last_used.store(now, Ordering::Relaxed);
         self.make_available(slot);
-        local.push(slot.index);
     }
 
     /// Whether the pool holds more connections than it may (after `resize`

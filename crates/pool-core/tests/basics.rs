@@ -199,3 +199,36 @@ fn closed_pool_refuses_and_closes_everything() {
     assert_eq!(m.db.open_now(), 0);
     assert_eq!(m.db.closed_twice.load(Ordering::SeqCst), 0);
 }
+
+#[test]
+fn background_reset_keeps_the_connection_until_it_is_clean() {
+    let m = TestManager::new();
+    let p = Pool::builder()
+        .max_size(1)
+        .reset_in_background(true)
+        .build(m.clone())
+        .unwrap();
+    // A slow reset: the borrower's drop must not wait for it.
+    m.db.reset_delay_ms.store(300, Ordering::SeqCst);
+    let mut c = p.get().unwrap();
+    c.dirty = true;
+    let id = c.id;
+    let started = Instant::now();
+    drop(c);
+    let returned_in = started.elapsed();
+    let c = p.get_timeout(Duration::from_secs(2)).unwrap();
+    assert_eq!(c.id, id);
+    assert!(!c.dirty, "lent before its reset finished");
+    assert_eq!(m.db.resets.load(Ordering::SeqCst), 1);
+    assert!(returned_in < Duration::from_millis(150), "{returned_in:?}");
+    m.db.reset_delay_ms.store(0, Ordering::SeqCst);
+    drop(c);
+    // A failed background reset closes the connection.
+    m.db.reset_fails.store(true, Ordering::SeqCst);
+    drop(p.get().unwrap());
+    m.db.reset_fails.store(false, Ordering::SeqCst);
+    assert!(common::eventually(Duration::from_secs(2), || {
+        m.db.closed.load(Ordering::SeqCst) == 1
+    }));
+    assert_ne!(p.get_timeout(Duration::from_secs(2)).unwrap().id, id);
+}

@@ -467,7 +467,11 @@ fn has_param(url: &str, name: &str) -> bool {
 /// ```
 pub fn builder_from_url(url: &str) -> Result<(Builder, MysqlManager), pool_core::Error> {
     let (manager, params) = MysqlManager::from_url(url)?;
-    Ok((params.apply(Pool::builder()), manager))
+    // The session reset costs a round trip: run it off the borrower's path.
+    Ok((
+        params.apply(Pool::builder().reset_in_background(true)),
+        manager,
+    ))
 }
 
 /// Builds a pool from `url` (see [`builder_from_url`]) and checks its size
@@ -525,6 +529,11 @@ impl ManageConnection for MysqlManager {
 
     fn has_broken(&self, conn: &mut MysqlConnection) -> bool {
         conn.is_broken()
+    }
+
+    /// Only a borrower that sent something can have left session state.
+    fn needs_reset(&self, conn: &mut MysqlConnection) -> bool {
+        conn.was_used() && self.isolation != Isolation::None
     }
 
     fn reset(&self, conn: &mut MysqlConnection) -> Result<(), Error> {

@@ -444,7 +444,11 @@ pub fn builder_from_url_with_tls<T>(
     tls: T,
 ) -> Result<(Builder, PostgresManager<T>), pool_core::Error> {
     let (manager, params) = PostgresManager::from_url_with_tls(url, tls)?;
-    Ok((params.apply(Pool::builder()), manager))
+    // The session reset costs a round trip: run it off the borrower's path.
+    Ok((
+        params.apply(Pool::builder().reset_in_background(true)),
+        manager,
+    ))
 }
 
 /// Builds a pool from `url` (see [`builder_from_url`]) and checks its size
@@ -517,6 +521,11 @@ where
 
     fn has_broken(&self, conn: &mut PgConnection) -> bool {
         conn.is_broken()
+    }
+
+    /// Only a borrower that sent something can have left session state.
+    fn needs_reset(&self, conn: &mut PgConnection) -> bool {
+        conn.was_used() && self.isolation != Isolation::None
     }
 
     fn reset(&self, conn: &mut PgConnection) -> Result<(), Error> {

@@ -26,6 +26,8 @@ pub struct Db {
     /// reset fails while set.
     pub reset_fails: AtomicBool,
     pub connect_delay_ms: AtomicU64,
+    /// reset sleeps this long.
+    pub reset_delay_ms: AtomicU64,
     pub validations: AtomicUsize,
     pub resets: AtomicUsize,
     pub connect_attempts: AtomicUsize,
@@ -130,6 +132,10 @@ impl pool_core::ManageConnection for TestManager {
     }
 
     fn reset(&self, conn: &mut Conn) -> Result<(), std::io::Error> {
+        let delay = self.db.reset_delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            std::thread::sleep(Duration::from_millis(delay));
+        }
         self.db.resets.fetch_add(1, Ordering::SeqCst);
         conn.dirty = false;
         if self.db.reset_fails.load(Ordering::SeqCst) {
