@@ -60,8 +60,8 @@ pub struct Config {
     pub metrics: bool,
     /// See [`Builder::health_thresholds`].
     pub health: HealthThresholds,
-    /// See [`Builder::reset_in_background`].
-    pub reset_in_background: bool,
+    /// See [`Builder::reset_in_background`]; `None` lets the manager decide.
+    pub reset_in_background: Option<bool>,
 }
 
 impl Default for Config {
@@ -83,7 +83,7 @@ impl Default for Config {
             fail_when_suspended: false,
             metrics: true,
             health: HealthThresholds::default(),
-            reset_in_background: false,
+            reset_in_background: None,
         }
     }
 }
@@ -408,12 +408,14 @@ impl Builder {
     /// the returning borrower's: the borrower's `drop` returns at once, and
     /// the connection becomes available to others when its reset is done.
     /// Worth it when the reset costs a round trip (session isolation in the
-    /// driver crates, which turn it on); connections whose
+    /// driver crates); connections whose
     /// [`needs_reset`](ManageConnection::needs_reset) says no skip the hop.
     ///
-    /// Default: `false`.
+    /// Default: what the manager's
+    /// [`background_reset`](ManageConnection::background_reset) says (the
+    /// driver crates say yes while isolation is on; the trait's default is no).
     pub fn reset_in_background(mut self, on: bool) -> Self {
-        self.config.reset_in_background = on;
+        self.config.reset_in_background = Some(on);
         self
     }
 

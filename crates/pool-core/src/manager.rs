@@ -91,6 +91,14 @@ pub trait ManageConnection: Send + Sync + 'static {
         true
     }
 
+    /// Whether `reset` is costly enough (a round trip) to run off the
+    /// borrower's thread by default; see
+    /// [`Builder::reset_in_background`](crate::Builder::reset_in_background),
+    /// which overrides it. The default says no.
+    fn background_reset(&self) -> bool {
+        false
+    }
+
     /// Closes a connection the pool is done with.
     ///
     /// Runs on whichever thread retires the connection, with no lock held.

@@ -231,6 +231,8 @@ pub(crate) struct Inner<M: ManageConnection> {
     server_capacity: AtomicU32,
     /// The user's event handler.
     pub(crate) handler: Option<Arc<dyn HandleEvent>>,
+    /// Whether resets run on a worker thread (setting, or the manager's say).
+    background_reset: bool,
 }
 
 /// A connection pool.
@@ -331,6 +333,9 @@ impl<M: ManageConnection> Pool<M> {
     ) -> Result<Pool<M>, Error> {
         let max = config.max_size as usize;
         let min_idle = config.effective_min_idle() as usize;
+        let background_reset = config
+            .reset_in_background
+            .unwrap_or_else(|| manager.background_reset());
         let (creator_bell, creator_rx) = crossbeam_channel::bounded(1);
         let (housekeeper_bell, housekeeper_rx) = crossbeam_channel::bounded(1);
         let inner = Arc::new(Inner {
@@ -356,6 +361,7 @@ impl<M: ManageConnection> Pool<M> {
             stats: Shared::new(),
             history: parking_lot::Mutex::new(History::default()),
             handler,
+            background_reset,
             server_capacity: AtomicU32::new(0),
             config,
         });
@@ -883,7 +889,7 @@ impl<M: ManageConnection> Inner<M> {
             return self.close_slot(slot, reason);
         }
         local.push(slot.index);
-        if self.config.reset_in_background
+        if self.background_reset
             // SAFETY: as above.
             && unsafe { slot.with_conn(|c| c.is_some_and(|c| self.manager.needs_reset(c))) }
         {

@@ -467,11 +467,7 @@ fn has_param(url: &str, name: &str) -> bool {
 /// ```
 pub fn builder_from_url(url: &str) -> Result<(Builder, MysqlManager), pool_core::Error> {
     let (manager, params) = MysqlManager::from_url(url)?;
-    // The session reset costs a round trip: run it off the borrower's path.
-    Ok((
-        params.apply(Pool::builder().reset_in_background(true)),
-        manager,
-    ))
+    Ok((params.apply(Pool::builder()), manager))
 }
 
 /// Builds a pool from `url` (see [`builder_from_url`]) and checks its size
@@ -534,6 +530,11 @@ impl ManageConnection for MysqlManager {
     /// Only a borrower that sent something can have left session state.
     fn needs_reset(&self, conn: &mut MysqlConnection) -> bool {
         conn.was_used() && self.isolation != Isolation::None
+    }
+
+    /// The session reset is a round trip: off the borrower's path.
+    fn background_reset(&self) -> bool {
+        self.isolation != Isolation::None
     }
 
     fn reset(&self, conn: &mut MysqlConnection) -> Result<(), Error> {

@@ -444,11 +444,7 @@ pub fn builder_from_url_with_tls<T>(
     tls: T,
 ) -> Result<(Builder, PostgresManager<T>), pool_core::Error> {
     let (manager, params) = PostgresManager::from_url_with_tls(url, tls)?;
-    // The session reset costs a round trip: run it off the borrower's path.
-    Ok((
-        params.apply(Pool::builder().reset_in_background(true)),
-        manager,
-    ))
+    Ok((params.apply(Pool::builder()), manager))
 }
 
 /// Builds a pool from `url` (see [`builder_from_url`]) and checks its size
@@ -526,6 +522,11 @@ where
     /// Only a borrower that sent something can have left session state.
     fn needs_reset(&self, conn: &mut PgConnection) -> bool {
         conn.was_used() && self.isolation != Isolation::None
+    }
+
+    /// The session reset is a round trip: off the borrower's path.
+    fn background_reset(&self) -> bool {
+        self.isolation != Isolation::None
     }
 
     fn reset(&self, conn: &mut PgConnection) -> Result<(), Error> {

@@ -428,6 +428,12 @@ fn an_unused_borrow_sends_nothing() {
         let mut a = pool.get().unwrap();
         a.batch_execute("SELECT 'marker'").unwrap();
     }
+    // The reset runs off the borrower's thread: wait for the connection to
+    // be back (idle) before looking.
+    let back = std::time::Instant::now();
+    while pool.state().idle != 1 && back.elapsed() < std::time::Duration::from_secs(5) {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
     let after_use = last_activity();
     assert!(
         after_use.1.contains("RESET ALL"),

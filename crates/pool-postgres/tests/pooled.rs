@@ -80,6 +80,11 @@ fn queries_and_transactions() {
     assert_eq!(pool.state().active, 2);
     assert!(pool.try_get().is_err(), "the pool holds only two");
     drop((a, b));
+    // Their session resets run off the borrowers' threads; then both are idle.
+    let back = std::time::Instant::now();
+    while pool.state().idle != 2 && back.elapsed() < std::time::Duration::from_secs(5) {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
     assert_eq!(pool.state().idle, 2);
 
     pool.get()
