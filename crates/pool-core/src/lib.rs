@@ -43,6 +43,8 @@ mod clock;
 mod sync;
 
 #[cfg(not(pool_loom))]
+pub mod capacity;
+#[cfg(not(pool_loom))]
 mod config;
 #[cfg(not(pool_loom))]
 pub mod deadline;

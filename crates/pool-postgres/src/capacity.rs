@@ -5,75 +5,7 @@ use postgres::{Client, SimpleQueryMessage};
 
 use crate::PostgresManager;
 
-/// How many connections the PostgreSQL server accepts, compared with one
-/// pool's `max_size`; returned by [`check_capacity`] and [`check_pool_capacity`].
-///
-/// ```
-/// use pool_postgres::Capacity;
-///
-/// let c = Capacity::new(100, 3, 60, 0.5);
-/// assert_eq!(c.available, 97);
-/// assert!(c.exceeds_share()); // 60 > 50 % of 97
-/// assert_eq!(c.instances_that_fit(), 1);
-/// ```
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub struct Capacity {
-    /// The server's `max_connections`.
-    pub max_connections: u32,
-    /// Connections only superusers (or, from PostgreSQL 16, roles with
-    /// `pg_use_reserved_connections`) may use: `superuser_reserved_connections`
-    /// plus `reserved_connections`.
-    pub reserved: u32,
-    /// Connections open to ordinary roles: `max_connections - reserved`.
-    pub available: u32,
-    /// The pool's `max_size`.
-    pub max_size: u32,
-    /// The share of `available` one pool may take before a warning (0.5 = 50 %).
-    pub share: f64,
-}
-
-impl Capacity {
-    /// Builds a capacity report from the server's settings.
-    pub fn new(max_connections: u32, reserved: u32, max_size: u32, share: f64) -> Self {
-        Capacity {
-            max_connections,
-            reserved,
-            available: max_connections.saturating_sub(reserved),
-            max_size,
-            share,
-        }
-    }
-
-    /// True when `max_size` is more than `share` of the available connections.
-    pub fn exceeds_share(&self) -> bool {
-        f64::from(self.max_size) > self.share * f64::from(self.available)
-    }
-
-    /// How many processes running this pool at full size the server can take
-    /// at once (total connections = instances × `max_size`).
-    pub fn instances_that_fit(&self) -> u32 {
-        self.available / self.max_size.max(1)
-    }
-
-    fn warning(&self, pool: &str) -> String {
-        format!(
-            "pool \"{pool}\": max_size {} is more than {:.0}% of the {} connections the \
-             PostgreSQL server accepts for ordinary roles (max_connections {} minus {} \
-             reserved). Every process running this pool opens up to max_size connections \
-             (total = instances × max_size), so only {} instance(s) fit, with nothing left \
-             for deployments, migrations or psql. Lower max_size (a pool rarely needs more \
-             than a few connections per CPU core of the database server) or raise \
-             max_connections.",
-            self.max_size,
-            self.share * 100.0,
-            self.available,
-            self.max_connections,
-            self.reserved,
-            self.instances_that_fit(),
-        )
-    }
-}
+pub use pool_core::capacity::Capacity;
 
 /// Asks the server over `client` how many connections it accepts and logs a
 /// warning (with the `log` crate) when `max_size` is more than `share` of
@@ -111,7 +43,10 @@ pub fn check_capacity(
     }
     let capacity = Capacity::new(max_connections, reserved, max_size, share);
     if capacity.exceeds_share() {
-        log::warn!("{}", capacity.warning(pool_name));
+        log::warn!(
+            "{}",
+            capacity.warning(pool_name, "PostgreSQL server", "psql")
+        );
     } else {
         log::debug!(
             "pool \"{pool_name}\": max_size {max_size} of {} available server connections",
@@ -162,32 +97,5 @@ where
             );
             None
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn share_and_fit() {
-        let c = Capacity::new(100, 3, 48, 0.5);
-        assert!(!c.exceeds_share());
-        assert_eq!(c.instances_that_fit(), 2);
-        let c = Capacity::new(100, 3, 49, 0.5);
-        assert!(c.exceeds_share());
-        let w = c.warning("orders");
-        assert!(w.contains("max_size 49"), "{w}");
-        assert!(w.contains("50%"), "{w}");
-        assert!(w.contains("97 connections"), "{w}");
-        assert!(w.contains("instances × max_size"), "{w}");
-    }
-
-    #[test]
-    fn degenerate_values() {
-        let c = Capacity::new(3, 5, 0, 0.5);
-        assert_eq!(c.available, 0);
-        assert_eq!(c.instances_that_fit(), 0);
-        assert!(!c.exceeds_share());
     }
 }
