@@ -133,6 +133,9 @@ fn all_connections_killed() {
         pool_from_url(&with_params(&url, "connection_limit=4&pool_timeout=5")).expect("pool");
     assert!(wait_until(Duration::from_secs(5), || pool.state().idle == 4));
     let old = connection_ids(&pool, 4);
+    // Their session resets run off the borrowers' threads: let them finish,
+    // so that every connection is idle when it is killed.
+    assert!(wait_until(Duration::from_secs(5), || pool.state().idle == 4));
     for id in &old {
         admin.query_drop(format!("KILL {id}")).unwrap();
     }

@@ -129,6 +129,9 @@ fn all_backends_killed() {
     assert!(wait_until(Duration::from_secs(5), || pool.state().idle == 4));
 
     let old = backend_pids(&pool, 4);
+    // Their session resets run off the borrowers' threads: let them finish,
+    // so that every connection is idle when its backend is killed.
+    assert!(wait_until(Duration::from_secs(5), || pool.state().idle == 4));
     let killed: i64 = admin
         .query_one(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
