@@ -73,9 +73,9 @@ fn main() {
         let used = per_op(n, || pool.get().unwrap().query_drop("SELECT 1").unwrap());
         let unused = per_op(n, || drop(pool.get().unwrap()));
         let how = if timeout.is_some() {
-            "worker"
+            "5 s limit"
         } else {
-            "inline"
+            "no limit"
         };
         println!(
             "{:<48} {:>8.1} µs   (borrow without a statement: {:.1} µs)",

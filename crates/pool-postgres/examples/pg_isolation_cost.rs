@@ -67,9 +67,9 @@ fn main() {
         });
         let unused = per_op(n, || drop(pool.get().unwrap()));
         let how = if timeout.is_some() {
-            "worker"
+            "5 s limit"
         } else {
-            "inline"
+            "no limit"
         };
         println!(
             "{:<44} {:>8.1} µs   (borrow without a statement: {:.1} µs)",
