@@ -159,9 +159,12 @@ pub enum Isolation {
     /// Measured per borrow that runs `SELECT 1` (MariaDB 10.11 over loopback
     /// on a small 2-core VM, options naming a database, best of three rounds
     /// of 5000, `mysql_isolation_cost` example): raw held connection 10.4 µs;
-    /// pool with `None` 10.6 µs, `Rollback` 18.8 µs, `Full` 27.3 µs (reset
-    /// on the returning thread; about 6 µs more with a
-    /// [reset time limit](MysqlManager::reset_timeout)). A borrow without a
+    /// pool with `None` 10.6 µs, `Rollback` 18.8 µs, `Full` 27.3 µs (a pool of
+    /// one, so each borrow waits for the previous reset; about 6 µs more with a
+    /// [reset time limit](MysqlManager::reset_timeout)).
+    /// The reset runs off the borrower's thread (see
+    /// `ManageConnection::background_reset`): with more connections than busy
+    /// borrowers, a borrower does not wait for it. A borrow without a
     /// statement costs under 0.1 µs with any policy.
     #[default]
     Full,

@@ -177,8 +177,12 @@ pub enum Isolation {
     /// Measured per borrow that runs `SELECT 1` (PostgreSQL 15 over loopback
     /// on a small 2-core VM, best of three rounds of 5000, `pg_isolation_cost`
     /// example): raw held client 13.5 µs; pool with `None` 15.0 µs,
-    /// `Rollback` 31.8 µs, `Full` 62.0 µs (reset on the returning thread;
+    /// `Rollback` 31.8 µs, `Full` 62.0 µs (a pool of one, so each borrow waits for the
+    /// previous reset;
     /// about 6 µs more with a [reset time limit](PostgresManager::reset_timeout)).
+    /// The reset runs off the borrower's thread (see
+    /// `ManageConnection::background_reset`): with more connections than busy
+    /// borrowers, a borrower does not wait for it.
     /// A borrow without a statement costs 0.1 µs with any policy. On the
     /// server alone (pgbench) the `Full` batch takes about 45 µs against 11 µs
     /// for `DISCARD ALL`, of which about 17 µs is the look-up of SQL
