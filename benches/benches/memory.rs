@@ -166,7 +166,7 @@ fn main() {
     }
     println!("\nlive heap bytes per pooled no-op connection (pool of {n} vs {m})");
     report::print_table(&rows);
-    type Conn = pool_core::PooledConnection<NoopManager>;
+    type Conn = pool_core::PooledConnection<'static, NoopManager>;
     let handle = std::mem::size_of::<Conn>();
     let result = std::mem::size_of::<Result<Conn, pool_core::Error>>();
     println!(

@@ -848,7 +848,7 @@ fn panicking_holder(args: &LeaksArgs) -> std::result::Result<String, String> {
 
 thread_local! {
     /// A connection kept by a thread until it exits (scenario 4).
-    static STASH: RefCell<Option<PooledConnection<SimManager>>> = const { RefCell::new(None) };
+    static STASH: RefCell<Option<PooledConnection<'static, SimManager>>> = const { RefCell::new(None) };
 }
 
 /// Scenario 4: threads exit while holding connections (one in a local
@@ -881,7 +881,7 @@ fn exiting_holders(args: &LeaksArgs) -> std::result::Result<String, String> {
                 // thread's function returns; the others in a thread_local!,
                 // dropped as the thread exits.
                 let mut ok = false;
-                let _local = match pool.get() {
+                let _local = match pool.get_owned() {
                     Ok(conn) => {
                         ok = true;
                         ids_tx.send(SimConn::id(&conn)).ok();

@@ -661,7 +661,7 @@ enum Acquire {
 /// A borrowed connection, registered in the held set while it lives.
 struct Held<'a, B: Backend> {
     shared: &'a Shared<B>,
-    conn: Option<PooledConnection<B::Manager>>,
+    conn: Option<PooledConnection<'a, B::Manager>>,
     id: u64,
 }
 

@@ -150,13 +150,17 @@ struct LocalSeats {
 
 /// Spreads threads' scan starting points.
 static SCAN_SEQ: AtomicUsize = AtomicUsize::new(0);
+/// Numbers the threads that use a pool (for leak reports).
+static THREAD_SEQ: AtomicUsize = AtomicUsize::new(1);
 
 impl LocalSeats {
     fn new(metrics: bool) -> Self {
         LocalSeats {
             seats: std::array::from_fn(|_| AtomicU32::new(NO_SEAT)),
-            scan_from: SCAN_SEQ.fetch_add(7, Ordering::Relaxed) as u32,
-            thread_no: SCAN_SEQ.fetch_add(1, Ordering::Relaxed) as u64,
+            // Consecutive threads start 3 seats apart: in a small pool each
+            // finds its own seat first instead of all racing for seat 0.
+            scan_from: SCAN_SEQ.fetch_add(1, Ordering::Relaxed).wrapping_mul(3) as u32,
+            thread_no: THREAD_SEQ.fetch_add(1, Ordering::Relaxed) as u64,
             shard: metrics.then(|| Box::new(Shard::new())),
         }
     }
@@ -233,6 +237,9 @@ pub(crate) struct Inner<M: ManageConnection> {
     pub(crate) handler: Option<Arc<dyn HandleEvent>>,
     /// Whether resets run on a worker thread (setting, or the manager's say).
     background_reset: bool,
+    /// This `Inner` itself, for work that must outlive a borrowed loan (a
+    /// background reset, [`PooledConnection::into_owned`]).
+    me: Weak<Inner<M>>,
 }
 
 /// A connection pool.
@@ -338,7 +345,8 @@ impl<M: ManageConnection> Pool<M> {
             .unwrap_or_else(|| manager.background_reset());
         let (creator_bell, creator_rx) = crossbeam_channel::bounded(1);
         let (housekeeper_bell, housekeeper_rx) = crossbeam_channel::bounded(1);
-        let inner = Arc::new(Inner {
+        let inner = Arc::new_cyclic(|me| Inner {
+            me: me.clone(),
             name,
             manager,
             bag: Bag::new(max),
@@ -401,11 +409,63 @@ impl<M: ManageConnection> Pool<M> {
     /// Fails with [`Error::Timeout`] (naming the pool's state and the last
     /// connect error), [`Error::Closed`], [`Error::Suspended`], or, in
     /// fail-fast mode while the database is down, [`Error::Connect`].
+    ///
+    /// The loan borrows this `Pool` handle (that is what makes it cheap: no
+    /// reference count changes hands). To keep a connection beyond the
+    /// handle's scope, for instance to send it to a thread that outlives
+    /// it, use [`get_owned`](Pool::get_owned) or
+    /// [`PooledConnection::into_owned`].
+    ///
+    /// ```
+    /// # use pool_core::{ManageConnection, Pool};
+    /// # use std::time::Duration;
+    /// # struct M;
+    /// # impl ManageConnection for M {
+    /// #     type Connection = Vec<u8>;
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<Vec<u8>, std::io::Error> { Ok(Vec::new()) }
+    /// #     fn is_valid(&self, _: &mut Vec<u8>, _: Duration) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut Vec<u8>) -> bool { false }
+    /// # }
+    /// let pool = Pool::builder().max_size(2).build(M)?;
+    /// let mut conn = pool.get()?;
+    /// conn.push(1); // derefs to the connection
+    /// drop(conn);   // back to the pool
+    /// assert_eq!(pool.state().active, 0);
+    /// # Ok::<(), pool_core::Error>(())
+    /// ```
     #[track_caller]
     #[inline]
-    pub fn get(&self) -> Result<PooledConnection<M>, Error> {
+    pub fn get(&self) -> Result<PooledConnection<'_, M>, Error> {
         let inner = self.inner();
         inner.acquire(inner.config.connection_timeout)
+    }
+
+    /// Like [`get`](Pool::get), but the loan holds its own reference to the
+    /// pool (`'static`): it can be stored or sent anywhere, and keeps the
+    /// pool's bookkeeping alive until it comes back even if every `Pool`
+    /// handle is dropped first. Costs two atomic reference-count updates per
+    /// loan more than `get`.
+    ///
+    /// ```
+    /// # use pool_core::{ManageConnection, Pool, PooledConnection};
+    /// # use std::time::Duration;
+    /// # struct M;
+    /// # impl ManageConnection for M {
+    /// #     type Connection = Vec<u8>;
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<Vec<u8>, std::io::Error> { Ok(Vec::new()) }
+    /// #     fn is_valid(&self, _: &mut Vec<u8>, _: Duration) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut Vec<u8>) -> bool { false }
+    /// # }
+    /// let pool = Pool::builder().max_size(2).build(M)?;
+    /// let mut conn: PooledConnection<'static, M> = pool.get_owned()?;
+    /// std::thread::spawn(move || conn.push(7)).join().unwrap();
+    /// # Ok::<(), pool_core::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn get_owned(&self) -> Result<PooledConnection<'static, M>, Error> {
+        self.get().map(PooledConnection::into_owned)
     }
 
     /// Borrows a connection, waiting up to `timeout` for one.
@@ -431,7 +491,7 @@ impl<M: ManageConnection> Pool<M> {
     /// ```
     #[track_caller]
     #[inline]
-    pub fn get_timeout(&self, timeout: Duration) -> Result<PooledConnection<M>, Error> {
+    pub fn get_timeout(&self, timeout: Duration) -> Result<PooledConnection<'_, M>, Error> {
         self.inner().acquire(timeout)
     }
 
@@ -441,7 +501,7 @@ impl<M: ManageConnection> Pool<M> {
     /// new connection if the pool is below `max_size`).
     #[track_caller]
     #[inline]
-    pub fn try_get(&self) -> Result<PooledConnection<M>, Error> {
+    pub fn try_get(&self) -> Result<PooledConnection<'_, M>, Error> {
         self.inner().acquire(Duration::ZERO)
     }
 
@@ -684,7 +744,7 @@ impl<M: ManageConnection> Inner<M> {
     /// The borrow path: thread cache, then a scan, then the waiter queue.
     #[track_caller]
     #[inline]
-    fn acquire(self: &Arc<Self>, timeout: Duration) -> Result<PooledConnection<M>, Error> {
+    fn acquire(&self, timeout: Duration) -> Result<PooledConnection<'_, M>, Error> {
         // No barging: while borrowers wait, newcomers queue behind them.
         if self.status.load(Ordering::Acquire) == RUNNING && self.bag.waiting() == 0 {
             let now = clock::now();
@@ -708,7 +768,7 @@ impl<M: ManageConnection> Inner<M> {
 
     #[cold]
     #[track_caller]
-    fn acquire_slow(self: &Arc<Self>, timeout: Duration) -> Result<PooledConnection<M>, Error> {
+    fn acquire_slow(&self, timeout: Duration) -> Result<PooledConnection<'_, M>, Error> {
         let start = Instant::now();
         let deadline = start.checked_add(timeout);
         let remaining = || match deadline {
@@ -795,13 +855,13 @@ impl<M: ManageConnection> Inner<M> {
     #[track_caller]
     #[inline]
     fn check_out(
-        self: &Arc<Self>,
+        &self,
         local: &LocalSeats,
         slot: &Slot<M::Connection>,
         now: Millis,
         budget: Duration,
         waited_us: u64,
-    ) -> Option<PooledConnection<M>> {
+    ) -> Option<PooledConnection<'_, M>> {
         let status = self.status.load(Ordering::SeqCst);
         if status != RUNNING {
             // Closed or suspended after we claimed it: put it back (release
@@ -862,7 +922,7 @@ impl<M: ManageConnection> Inner<M> {
             }
         }
         Some(PooledConnection {
-            inner: self.clone(),
+            pool: PoolRef::Borrowed(self),
             slot: NonNull::from(slot),
             fate: Fate::Return,
         })
@@ -870,7 +930,7 @@ impl<M: ManageConnection> Inner<M> {
 
     /// The return path: reset, checks, then back to a waiter or idle.
     #[inline]
-    fn check_in(self: &Arc<Self>, local: &LocalSeats, slot: &Slot<M::Connection>, now: Millis) {
+    fn check_in(&self, local: &LocalSeats, slot: &Slot<M::Connection>, now: Millis) {
         let reason = if self.status.load(Ordering::Acquire) == CLOSED {
             Some(CloseReason::PoolClosed)
         } else {
@@ -895,16 +955,20 @@ impl<M: ManageConnection> Inner<M> {
         {
             // Off the borrower's critical path: the seat stays IN_USE (owned
             // by the job) until the reset is done, then becomes available.
-            let inner = self.clone();
-            let index = slot.index as usize;
-            let job = Box::new(move || {
-                let slot = inner.bag.slot(index);
-                inner.reset_and_release(slot, clock::now());
-            });
-            if let Err(job) = crate::deadline::detach(job) {
-                job(); // no worker thread could be started: do it here
+            // The loan may have borrowed the pool (not counted it): the job
+            // takes its own reference. `me` upgrades while the caller's loan
+            // keeps the pool alive.
+            if let Some(inner) = self.me.upgrade() {
+                let index = slot.index as usize;
+                let job = Box::new(move || {
+                    let slot = inner.bag.slot(index);
+                    inner.reset_and_release(slot, clock::now());
+                });
+                match crate::deadline::detach(job) {
+                    Ok(()) => return,
+                    Err(job) => return job(), // no worker thread: do it here
+                }
             }
-            return;
         }
         self.reset_and_release(slot, now);
     }
@@ -1418,13 +1482,37 @@ pub(crate) fn guarded<R>(f: impl FnOnce() -> R) -> Option<R> {
 /// [`has_broken`](ManageConnection::has_broken) and runs
 /// [`reset`](ManageConnection::reset). A connection dropped while its thread
 /// is panicking is closed, never lent again: its state is unknown.
-pub struct PooledConnection<M: ManageConnection> {
-    inner: Arc<Inner<M>>,
+///
+/// The lifetime `'a` is that of the `Pool` handle it came from
+/// ([`Pool::get`]); loans from [`Pool::get_owned`] (or turned by
+/// [`into_owned`](PooledConnection::into_owned)) are `'static`.
+pub struct PooledConnection<'a, M: ManageConnection> {
+    /// The pool, borrowed or counted.
+    pool: PoolRef<'a, M>,
     /// The seat, owned (`IN_USE`) for as long as this value lives. Valid
-    /// because seats are freed only with the bag, which `inner` keeps alive.
+    /// because seats are freed only with the bag, which `pool` keeps alive.
     slot: NonNull<Slot<M::Connection>>,
     /// What to do with the seat when dropped.
     fate: Fate,
+}
+
+/// How a loan keeps its pool alive: by borrowing a `Pool` handle (which
+/// holds a reference) for `'a`, or by holding a reference of its own.
+enum PoolRef<'a, M: ManageConnection> {
+    Borrowed(&'a Inner<M>),
+    Owned(Arc<Inner<M>>),
+}
+
+impl<M: ManageConnection> Deref for PoolRef<'_, M> {
+    type Target = Inner<M>;
+
+    #[inline]
+    fn deref(&self) -> &Inner<M> {
+        match self {
+            PoolRef::Borrowed(inner) => inner,
+            PoolRef::Owned(inner) => inner,
+        }
+    }
 }
 
 /// What a `PooledConnection`'s drop does.
@@ -1441,17 +1529,59 @@ enum Fate {
 // SAFETY: a PooledConnection owns its seat exclusively (IN_USE) and gives
 // access only to the connection inside, which is `Send`; moving it to another
 // thread moves that exclusive ownership.
-unsafe impl<M: ManageConnection> Send for PooledConnection<M> {}
+unsafe impl<M: ManageConnection> Send for PooledConnection<'_, M> {}
 // SAFETY: `&PooledConnection` only gives `&M::Connection` (Deref), which is
 // shareable when the connection is `Sync`.
-unsafe impl<M: ManageConnection> Sync for PooledConnection<M> where M::Connection: Sync {}
+unsafe impl<M: ManageConnection> Sync for PooledConnection<'_, M> where M::Connection: Sync {}
 
-impl<M: ManageConnection> PooledConnection<M> {
+impl<'a, M: ManageConnection> PooledConnection<'a, M> {
     #[inline]
     fn slot(&self) -> &Slot<M::Connection> {
-        // SAFETY: see the field's note: the bag (inside `inner`, which we hold)
-        // never frees a seat while it lives.
+        // SAFETY: see the field's note: the bag (inside the pool, which
+        // `self.pool` borrows or holds) never frees a seat while it lives.
         unsafe { self.slot.as_ref() }
+    }
+
+    /// Turns a loan that borrows its `Pool` handle into one that holds its
+    /// own reference to the pool (`'static`), as from
+    /// [`Pool::get_owned`]. Free for a loan that is already owned.
+    ///
+    /// ```
+    /// # use pool_core::{ManageConnection, Pool, PooledConnection};
+    /// # use std::time::Duration;
+    /// # struct M;
+    /// # impl ManageConnection for M {
+    /// #     type Connection = u32;
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<u32, std::io::Error> { Ok(7) }
+    /// #     fn is_valid(&self, _: &mut u32, _: Duration) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut u32) -> bool { false }
+    /// # }
+    /// fn checkout() -> PooledConnection<'static, M> {
+    ///     let pool = Pool::builder().max_size(1).build(M).unwrap();
+    ///     pool.get().unwrap().into_owned() // outlives `pool`
+    /// }
+    /// assert_eq!(*checkout(), 7);
+    /// ```
+    pub fn into_owned(self) -> PooledConnection<'static, M> {
+        let this = std::mem::ManuallyDrop::new(self);
+        let pool = match &this.pool {
+            PoolRef::Owned(inner) => inner.clone(),
+            PoolRef::Borrowed(inner) => inner
+                .me
+                .upgrade()
+                .expect("a borrowed loan's Pool handle keeps the pool alive"),
+        };
+        // SAFETY: `this` is never dropped (ManuallyDrop), so reading its
+        // `pool` out moves it exactly once; the Arc clone taken above is
+        // separate, and the old `PoolRef` is dropped here to release an
+        // `Owned` reference (a `Borrowed` one has nothing to release).
+        drop(unsafe { std::ptr::read(&this.pool) });
+        PooledConnection {
+            pool: PoolRef::Owned(pool),
+            slot: this.slot,
+            fate: this.fate,
+        }
     }
 
     /// Marks the connection broken: when dropped it is closed instead of
@@ -1503,7 +1633,7 @@ impl<M: ManageConnection> PooledConnection<M> {
         let slot = self.slot();
         // SAFETY: we own the seat (IN_USE) until the VACANT store below.
         let conn = unsafe { slot.take() }.expect("a lent seat holds a connection");
-        let inner = &self.inner;
+        let inner = &*self.pool;
         inner.released(inner.local(), slot, clock::now());
         Shared::bump(&inner.stats.detached);
         log::debug!(
@@ -1525,7 +1655,7 @@ impl<M: ManageConnection> PooledConnection<M> {
     }
 }
 
-impl<M: ManageConnection> Deref for PooledConnection<M> {
+impl<M: ManageConnection> Deref for PooledConnection<'_, M> {
     type Target = M::Connection;
 
     #[inline]
@@ -1539,7 +1669,7 @@ impl<M: ManageConnection> Deref for PooledConnection<M> {
     }
 }
 
-impl<M: ManageConnection> DerefMut for PooledConnection<M> {
+impl<M: ManageConnection> DerefMut for PooledConnection<'_, M> {
     #[inline]
     fn deref_mut(&mut self) -> &mut M::Connection {
         // SAFETY: as in `deref`, and `&mut self` makes this the only
@@ -1551,7 +1681,7 @@ impl<M: ManageConnection> DerefMut for PooledConnection<M> {
     }
 }
 
-impl<M: ManageConnection> Drop for PooledConnection<M> {
+impl<M: ManageConnection> Drop for PooledConnection<'_, M> {
     #[inline]
     fn drop(&mut self) {
         let slot = self.slot();
@@ -1559,20 +1689,21 @@ impl<M: ManageConnection> Drop for PooledConnection<M> {
             return;
         }
         let now = clock::now();
-        let local = self.inner.local();
-        self.inner.released(local, slot, now);
+        let inner = &*self.pool;
+        let local = inner.local();
+        inner.released(local, slot, now);
         match self.fate {
-            Fate::Return if !std::thread::panicking() => self.inner.check_in(local, slot, now),
+            Fate::Return if !std::thread::panicking() => inner.check_in(local, slot, now),
             Fate::Detached => {}
-            _ => self.inner.close_slot(slot, CloseReason::Broken),
+            _ => inner.close_slot(slot, CloseReason::Broken),
         }
     }
 }
 
-impl<M: ManageConnection> fmt::Debug for PooledConnection<M> {
+impl<M: ManageConnection> fmt::Debug for PooledConnection<'_, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PooledConnection")
-            .field("pool", &self.inner.name)
+            .field("pool", &self.pool.name)
             .field("id", &self.id())
             .finish_non_exhaustive()
     }

@@ -51,7 +51,7 @@ fn a_long_loan_is_reported_once_and_its_return_too() {
         .name("slow-holder".into())
         .spawn({
             let pool = pool.clone();
-            move || (pool.get().unwrap(), line!())
+            move || (pool.get_owned().unwrap(), line!())
         })
         .unwrap()
         .join()

@@ -3,7 +3,7 @@
 mod common;
 
 use common::{eventually, threads_named, TestManager};
-use pool_core::{Error, Pool};
+use pool_core::{Error, Pool, PooledConnection};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -192,7 +192,9 @@ fn dropping_the_pool_closes_connections_and_joins_threads() {
     assert!(eventually(Duration::from_secs(2), || threads_named(
         "dropme-"
     ) == 2));
-    let lent = pool.get().unwrap();
+    // An owned loan outlives every handle; the borrowed kind cannot (the
+    // compiler sees to it).
+    let lent = pool.get_owned().unwrap();
     let clone = pool.clone();
     drop(pool);
     assert_eq!(threads_named("dropme-"), 2, "a clone keeps the pool open");
@@ -215,7 +217,10 @@ fn close_wakes_waiters_with_closed() {
     let pool = Pool::builder().max_size(1).build(m).unwrap();
     let held = pool.get().unwrap();
     let p2 = pool.clone();
-    let waiter = std::thread::spawn(move || p2.get_timeout(Duration::from_secs(10)));
+    let waiter = std::thread::spawn(move || {
+        p2.get_timeout(Duration::from_secs(10))
+            .map(PooledConnection::into_owned)
+    });
     assert!(eventually(Duration::from_secs(2), || pool.state().waiting == 1));
     pool.close();
     assert!(matches!(waiter.join().unwrap(), Err(Error::Closed { .. })));

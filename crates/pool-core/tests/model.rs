@@ -48,7 +48,7 @@ fn op() -> impl Strategy<Value = Op> {
 fn check(
     pool: &Pool<TestManager>,
     m: &TestManager,
-    lent: &[PooledConnection<TestManager>],
+    lent: &[PooledConnection<'_, TestManager>],
     detached: &[common::Conn],
     max: u32,
 ) {
@@ -101,7 +101,7 @@ fn run(ops: Vec<Op>) {
         .build(m.clone())
         .unwrap();
     let mut max = 3u32;
-    let mut lent: Vec<PooledConnection<TestManager>> = Vec::new();
+    let mut lent: Vec<PooledConnection<'_, TestManager>> = Vec::new();
     let mut detached: Vec<common::Conn> = Vec::new();
     let mut closed = false;
     for op in ops {
