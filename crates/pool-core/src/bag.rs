@@ -28,8 +28,9 @@
 //! # Hand-off
 //!
 //! A borrower that finds no idle seat registers in a FIFO queue of
-//! [`Waiter`]s, re-scans once (so it cannot miss a seat made idle while it was
-//! registering), then parks until its deadline. A returning owner checks the
+//! [`Waiter`]s and keeps re-scanning for a short while (spinning, then
+//! yielding); before it parks until its deadline it fences and re-scans once
+//! more, so it cannot miss a seat made idle while it was registering. A returning owner checks the
 //! waiter count *before* making its seat idle: if anyone waits, the seat goes,
 //! still `IN_USE`, straight to the longest waiter (its state word is set to
 //! the seat index with one CAS, then the thread is unparked). The connection
@@ -52,8 +53,9 @@
 //! race either takes the seat anyway (the waiter) or offers it to the next
 //! waiter (the owner).
 //!
-//! Nothing spins without bound. A waiter snoozes a handful of times (a few
-//! microseconds, to catch a hand-off that is already under way) and then parks;
+//! Nothing spins without bound. A waiter spins, then yields, for at most
+//! `SPIN_FOR` (50 µs: short loans come back within it, and an oversubscribed
+//! machine keeps every borrower runnable) and then parks;
 //! an owner's hand-off loop only repeats when a new waiter registered during
 //! the very instructions it was executing.
 
@@ -236,11 +238,42 @@ const W_FAILED: usize = 3;
 /// Waiter state: `W_HANDED + i` means seat `i` was handed over.
 const W_HANDED: usize = 4;
 
-/// How many times a waiter snoozes before it parks.
+/// How long a waiter stays awake (spinning, then yielding its CPU) before it
+/// parks. A loan that comes back within this time reaches the waiter without
+/// a futex wake-up and, on a machine with more threads than cores, without
+/// the waiter losing its place in the scheduler; a longer wait costs the
+/// waiter at most this much CPU before it sleeps.
 #[cfg(not(pool_loom))]
-const SNOOZES: u32 = 6;
-#[cfg(pool_loom)]
-const SNOOZES: u32 = 0;
+const SPIN_FOR: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// When the waiter's spinning phase ends (`None` under loom, where it parks
+/// straight away).
+#[inline]
+fn spin_deadline() -> Option<std::time::Instant> {
+    #[cfg(not(pool_loom))]
+    return Some(std::time::Instant::now() + SPIN_FOR);
+    #[cfg(pool_loom)]
+    return None;
+}
+
+/// One step of a waiter's spinning phase: a few pause instructions at first,
+/// then yields. Returns `false` once the phase is over (the waiter parks).
+#[inline]
+fn spin_on(spins: &mut u32, until: Option<std::time::Instant>) -> bool {
+    let Some(until) = until else { return false };
+    *spins += 1;
+    if *spins <= 4 {
+        for _ in 0..(1 << *spins) {
+            std::hint::spin_loop();
+        }
+        return true;
+    }
+    if std::time::Instant::now() >= until {
+        return false;
+    }
+    thread::yield_now();
+    true
+}
 
 /// One parked borrower.
 struct Waiter {
@@ -434,13 +467,16 @@ impl<C> Bag<C> {
             self.waiting.fetch_add(1, Ordering::SeqCst) + 1
         };
         registered(waiting);
-        // The waiter's half of the Dekker: registered (above), fence, then
-        // scan the seats (the first iteration below). Once is enough: from
-        // here on, any seat made idle sees this registration and is handed
-        // over; later scans are only a shortcut. (The heavy fence is a system
-        // call where membarriers are used: never in the loop.)
-        heavy_fence();
-        let mut snoozes = 0;
+        // The waiter's half of the Dekker is "registered (above), fence, then
+        // scan", and it only matters before this thread blocks: while it
+        // spins it re-scans anyway, and returners that see the registration
+        // hand over directly. So the (possibly heavy: a system call where
+        // membarriers are used) fence is issued once, just before the first
+        // park, followed by one more scan. From then on any seat made idle
+        // sees this registration and is handed over.
+        let spin_until = spin_deadline();
+        let mut fenced = false;
+        let mut spins = 0u32;
         loop {
             let state = me.state.load(Ordering::Acquire);
             if state != W_WAITING {
@@ -470,16 +506,15 @@ impl<C> Bag<C> {
                     // A hand-off (or close) beat the timeout: loop to take it.
                 }
                 Some(left) => {
-                    if snoozes < SNOOZES {
-                        snoozes += 1;
-                        if snoozes <= 3 {
-                            std::hint::spin_loop();
-                        } else {
-                            thread::yield_now();
-                        }
-                    } else {
-                        crate::sync::park_timeout(left);
+                    if !fenced && spin_on(&mut spins, spin_until) {
+                        continue;
                     }
+                    if !fenced {
+                        heavy_fence();
+                        fenced = true;
+                        continue; // the Dekker scan, then park
+                    }
+                    crate::sync::park_timeout(left);
                 }
             }
         }
