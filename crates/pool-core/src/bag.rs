@@ -30,12 +30,22 @@
 //! A borrower that finds no idle seat registers in a FIFO queue of
 //! [`Waiter`]s and keeps re-scanning for a short while (spinning, then
 //! yielding); before it parks until its deadline it fences and re-scans once
-//! more, so it cannot miss a seat made idle while it was registering. A returning owner checks the
-//! waiter count *before* making its seat idle: if anyone waits, the seat goes,
-//! still `IN_USE`, straight to the longest waiter (its state word is set to
-//! the seat index with one CAS, then the thread is unparked). The connection
-//! never passes through `IDLE`, so a thread arriving later cannot barge ahead
-//! of a waiter: the queue is strictly fair.
+//! more, so it cannot miss a seat made idle while it was registering.
+//!
+//! Fairness is *bounded overtaking*. While no waiter has waited longer than
+//! the limit (`BARGE_FOR`, 200 µs), a returning owner makes its seat `IDLE`
+//! and wakes the oldest waiter to compete for it, and newcomers may take idle
+//! seats ahead of waiters: a thread that is running keeps connections moving
+//! instead of handing each one to a thread the scheduler has not run yet (the
+//! convoy that made strict hand-off 10× slower than r2d2 with 8 threads on 4
+//! connections). Once the oldest waiter has waited past the limit it sets
+//! `starving`: from then on newcomers queue, and a returning owner hands its
+//! seat, still `IN_USE`, straight to the oldest waiter (its state word is set
+//! to the seat index with one CAS, then the thread is unparked), so the
+//! connection never passes through `IDLE` and nobody can overtake. The flag
+//! is cleared, under the queue lock, when the waiter next in line has not
+//! waited that long. No wait is lost either way: a waiter that leaves the
+//! queue passes a wake-up on to the next in line, in case it was meant for it.
 //!
 //! The race between "a waiter registers" and "an owner makes its seat idle" is
 //! a Dekker pattern, closed with a fence on both sides: the waiter increments
@@ -44,8 +54,8 @@
 //! allows (`sync::light_fence` on the owner's hot path, a process-wide
 //! `membarrier` on the waiter's cold path), `SeqCst` fences otherwise. The two fences are ordered one
 //! before the other, and the side whose fence comes second sees the other's
-//! store, so either the waiter's re-scan finds the idle seat or the owner takes
-//! the seat back and hands it over.
+//! store, so either the waiter's re-scan finds the idle seat or the owner sees
+//! the waiter (and wakes it, or takes the seat back and hands it over).
 //!
 //! A waiter that times out cancels with a CAS `WAITING → CANCELLED`; a hand-off
 //! does `WAITING → seat`. Exactly one of the two wins, so a connection handed
@@ -246,6 +256,24 @@ const W_HANDED: usize = 4;
 #[cfg(not(pool_loom))]
 const SPIN_FOR: std::time::Duration = std::time::Duration::from_micros(50);
 
+/// How long the oldest waiter may be overtaken by newcomers before returned
+/// seats go to waiters first. Long enough that a thread running on a CPU
+/// keeps reusing connections (no convoy of hand-offs to threads that are
+/// not running), short against any `connection_timeout`.
+#[cfg(not(pool_loom))]
+const BARGE_FOR: Duration = Duration::from_micros(200);
+#[cfg(pool_loom)]
+const BARGE_FOR: Duration = Duration::ZERO;
+
+/// The registration time of a waiter (`None` under loom).
+#[inline]
+fn now() -> Option<std::time::Instant> {
+    #[cfg(not(pool_loom))]
+    return Some(std::time::Instant::now());
+    #[cfg(pool_loom)]
+    return None;
+}
+
 /// When the waiter's spinning phase ends (`None` under loom, where it parks
 /// straight away).
 #[inline]
@@ -275,12 +303,43 @@ fn spin_on(spins: &mut u32, until: Option<std::time::Instant>) -> bool {
     true
 }
 
-/// One parked borrower.
+/// One waiting borrower.
 struct Waiter {
     /// `W_WAITING`, then exactly one CAS to a final state.
     state: AtomicUsize,
     /// The thread to unpark.
     thread: Thread,
+    /// When it registered (`None` under loom, which has no clock).
+    since: Option<std::time::Instant>,
+}
+
+/// How long waiters may be overtaken: see [`Bag::starving`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fairness {
+    /// Newcomers may take idle seats ahead of waiters until the oldest
+    /// waiter has waited this long; then seats go strictly to waiters,
+    /// oldest first, until no waiter has waited that long.
+    BargeFor(Duration),
+    /// Strict FIFO: while anyone waits, every returned seat goes to the
+    /// oldest waiter and newcomers queue (loom models this mode and
+    /// [`Fairness::Barge`]; the pool uses `BargeFor`).
+    #[cfg_attr(not(pool_loom), allow(dead_code))]
+    Strict,
+    /// Waiters are woken to compete but never get priority.
+    #[cfg_attr(not(pool_loom), allow(dead_code))]
+    Barge,
+}
+
+impl Waiter {
+    /// Whether this waiter has waited long enough to stop newcomers.
+    fn starves(&self, fairness: Fairness) -> bool {
+        match (fairness, self.since) {
+            (Fairness::Strict, _) => true,
+            (Fairness::Barge, _) => false,
+            (Fairness::BargeFor(limit), Some(since)) => since.elapsed() >= limit,
+            (Fairness::BargeFor(_), None) => true,
+        }
+    }
 }
 
 /// The bag: seats plus the waiter queue.
@@ -301,6 +360,14 @@ pub(crate) struct Bag<C> {
     /// Set (once, for good) by `wake_all(true)` before it drains the queue, so
     /// that a borrower registering just after the drain still sees the close.
     closed: AtomicU8,
+    /// 1 while some waiter has waited longer than the fairness limit: then
+    /// returned seats go straight to the oldest waiter and newcomers queue.
+    /// 0 otherwise: newcomers may take idle seats ahead of waiters (which
+    /// are woken to compete). Set by a waiter, cleared under the queue lock
+    /// when the oldest waiter no longer starves.
+    starving: AtomicU8,
+    /// The overtaking policy.
+    fairness: Fairness,
 }
 
 // SAFETY: the bag owns its `Slot<C>`s; a connection is only ever accessed by
@@ -311,8 +378,14 @@ unsafe impl<C: Send> Send for Bag<C> {}
 unsafe impl<C: Send> Sync for Bag<C> {}
 
 impl<C> Bag<C> {
-    /// An empty bag with at least `capacity` seats.
+    /// An empty bag with at least `capacity` seats and the pool's fairness
+    /// policy.
     pub(crate) fn new(capacity: usize) -> Self {
+        Self::with_fairness(capacity, Fairness::BargeFor(BARGE_FOR))
+    }
+
+    /// An empty bag with at least `capacity` seats.
+    pub(crate) fn with_fairness(capacity: usize, fairness: Fairness) -> Self {
         crate::sync::init_fences();
         let bag = Bag {
             buckets: std::array::from_fn(|_| AtomicPtr::new(std::ptr::null_mut())),
@@ -321,6 +394,8 @@ impl<C> Bag<C> {
             queue: Mutex::new(VecDeque::new()),
             waiting: AtomicUsize::new(0),
             closed: AtomicU8::new(0),
+            starving: AtomicU8::new(0),
+            fairness,
         };
         bag.ensure_capacity(capacity);
         bag
@@ -374,6 +449,13 @@ impl<C> Bag<C> {
         self.waiting.load(Ordering::SeqCst)
     }
 
+    /// Whether a waiter has waited past the fairness limit: newcomers must
+    /// queue instead of taking idle seats.
+    #[inline]
+    pub(crate) fn starving(&self) -> bool {
+        self.starving.load(Ordering::SeqCst) != 0
+    }
+
     /// Scans seats `0..limit`, starting at `start`, for an idle one and claims
     /// it (`IN_USE`).
     pub(crate) fn scan(&self, start: usize, limit: usize) -> Option<usize> {
@@ -388,13 +470,17 @@ impl<C> Bag<C> {
     }
 
     /// Makes a seat the caller owns available again: hands it to the oldest
-    /// waiter, or marks it idle.
+    /// waiter if one is starving, or marks it idle (and wakes the oldest
+    /// waiter to compete for it).
     ///
     /// The seat must hold a connection and be owned by the caller (`IN_USE`
     /// or `RESERVED`). Returns `true` if it went to a waiter.
     pub(crate) fn release(&self, slot: &Slot<C>) -> bool {
         loop {
-            if self.waiting.load(Ordering::SeqCst) > 0 && self.hand_off(slot) {
+            if self.waiting.load(Ordering::SeqCst) > 0
+                && self.starving.load(Ordering::SeqCst) != 0
+                && self.hand_off(slot)
+            {
                 return true;
             }
             // Publish the connection (Release), then the returner's half of
@@ -404,9 +490,15 @@ impl<C> Bag<C> {
             if self.waiting.load(Ordering::Relaxed) == 0 {
                 return false;
             }
-            // A waiter registered while we were making the seat idle. Its
-            // re-scan may already have claimed the seat; if not, take it back
-            // and offer it again.
+            if self.starving.load(Ordering::SeqCst) == 0 {
+                // Nobody starves: the seat stays idle for whoever comes
+                // first, and the oldest waiter is woken to try.
+                self.wake_oldest();
+                return false;
+            }
+            // A waiter registered (or started starving) while we were making
+            // the seat idle. Its scan may already have claimed the seat; if
+            // not, take it back and hand it over.
             if slot
                 .state
                 .compare_exchange(IDLE, IN_USE, Ordering::SeqCst, Ordering::Relaxed)
@@ -414,6 +506,15 @@ impl<C> Bag<C> {
             {
                 return false;
             }
+        }
+    }
+
+    /// Unparks the oldest waiter so that it scans again (a no-op system
+    /// call-wise if it is still spinning).
+    fn wake_oldest(&self) {
+        let oldest = lock(&self.queue).front().cloned();
+        if let Some(w) = oldest {
+            w.thread.unpark();
         }
     }
 
@@ -436,12 +537,17 @@ impl<C> Bag<C> {
                 )
                 .is_ok()
             {
+                // Starvation ends when the next in line has not waited long.
+                if !queue.front().is_some_and(|w| w.starves(self.fairness)) {
+                    self.starving.store(0, Ordering::SeqCst);
+                }
                 drop(queue);
                 waiter.thread.unpark();
                 return true;
             }
             // That waiter had already given up; try the next one.
         }
+        self.starving.store(0, Ordering::SeqCst);
         false
     }
 
@@ -460,6 +566,7 @@ impl<C> Bag<C> {
         let me = Arc::new(Waiter {
             state: AtomicUsize::new(W_WAITING),
             thread: thread::current(),
+            since: now(),
         });
         let waiting = {
             let mut queue = lock(&self.queue);
@@ -506,6 +613,12 @@ impl<C> Bag<C> {
                     // A hand-off (or close) beat the timeout: loop to take it.
                 }
                 Some(left) => {
+                    if self.starving.load(Ordering::Relaxed) == 0 && me.starves(self.fairness) {
+                        // Overtaken for too long: from now on returned seats
+                        // go to waiters, oldest first (module docs).
+                        self.starving.store(1, Ordering::SeqCst);
+                        continue;
+                    }
                     if !fenced && spin_on(&mut spins, spin_until) {
                         continue;
                     }
@@ -514,7 +627,12 @@ impl<C> Bag<C> {
                         fenced = true;
                         continue; // the Dekker scan, then park
                     }
-                    crate::sync::park_timeout(left);
+                    crate::sync::park_timeout(match self.fairness {
+                        Fairness::BargeFor(limit) if self.starving.load(Ordering::Relaxed) == 0 => {
+                            left.min(limit)
+                        }
+                        _ => left,
+                    });
                 }
             }
         }
@@ -543,6 +661,17 @@ impl<C> Bag<C> {
         if let Some(pos) = queue.iter().position(|w| Arc::ptr_eq(w, me)) {
             queue.remove(pos);
             self.waiting.fetch_sub(1, Ordering::SeqCst);
+        }
+        if !queue.front().is_some_and(|w| w.starves(self.fairness)) {
+            self.starving.store(0, Ordering::SeqCst);
+        }
+        // A returner may have woken us (the oldest) to compete for an idle
+        // seat just as we left: pass the wake-up on to the next in line, or
+        // that seat could sit idle while it sleeps.
+        let next = queue.front().cloned();
+        drop(queue);
+        if let Some(next) = next {
+            next.thread.unpark();
         }
         true
     }

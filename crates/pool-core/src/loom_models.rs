@@ -8,12 +8,17 @@
 
 use std::time::Duration;
 
-use crate::bag::{Bag, Slot, WaitOutcome, IDLE, IN_USE, RESERVED, VACANT};
+use crate::bag::{Bag, Fairness, Slot, WaitOutcome, IDLE, IN_USE, RESERVED, VACANT};
 use crate::sync::{thread, Arc, Ordering, LOOM_FOREVER};
 
 /// A bag whose seat 0 holds connection `1`, owned by the caller (`IN_USE`).
+/// (The pool's bag under loom is strict: its fairness limit is zero.)
 fn bag_with_owned_seat() -> Arc<Bag<u64>> {
-    let bag = Arc::new(Bag::new(1));
+    owned_seat_in(Bag::new(1))
+}
+
+fn owned_seat_in(bag: Bag<u64>) -> Arc<Bag<u64>> {
+    let bag = Arc::new(bag);
     let slot = bag.slot(0);
     assert!(slot.try_claim_vacant());
     // SAFETY: we own the seat (claimed just above).
@@ -164,5 +169,70 @@ fn loom_creator_fill_and_borrow() {
         assert_eq!(unsafe { bag.slot(i).take() }, Some(8));
         bag.slot(i).state.store(VACANT, Ordering::Release);
         creator.join().unwrap();
+    });
+}
+
+#[test]
+fn loom_barging_return_wakes_a_parked_waiter() {
+    // Nobody ever starves: the returned seat stays idle and the waiter must
+    // be woken to take it (a lost wake-up is a deadlock here).
+    loom::model(|| {
+        let bag = owned_seat_in(Bag::with_fairness(1, Fairness::Barge));
+        let waiter = {
+            let bag = bag.clone();
+            thread::spawn(move || {
+                let out = bag.wait(|| scan(&bag), |_| {}, || Some(LOOM_FOREVER));
+                let WaitOutcome::Got(i) = out else {
+                    panic!("{out:?}")
+                };
+                touch(bag.slot(i));
+            })
+        };
+        touch(bag.slot(0));
+        assert!(!bag.release(bag.slot(0)), "barging never hands over");
+        waiter.join().unwrap();
+        assert_eq!(bag.waiting(), 0);
+    });
+}
+
+#[test]
+fn loom_barging_wake_up_is_passed_on_by_a_leaving_waiter() {
+    // Two waiters, one of which gives up: a wake-up meant for it must reach
+    // the other, which waits without a deadline.
+    loom::model(|| {
+        let bag = owned_seat_in(Bag::with_fairness(1, Fairness::Barge));
+        let quitter = {
+            let bag = bag.clone();
+            thread::spawn(move || {
+                let mut tries = 1;
+                let out = bag.wait(
+                    || scan(&bag),
+                    |_| {},
+                    move || {
+                        let left = (tries > 0).then_some(Duration::from_millis(1));
+                        tries -= 1;
+                        left
+                    },
+                );
+                if let WaitOutcome::Got(i) = out {
+                    touch(bag.slot(i));
+                    bag.release(bag.slot(i));
+                }
+            })
+        };
+        let patient = {
+            let bag = bag.clone();
+            thread::spawn(move || {
+                let out = bag.wait(|| scan(&bag), |_| {}, || Some(LOOM_FOREVER));
+                let WaitOutcome::Got(i) = out else {
+                    panic!("{out:?}")
+                };
+                touch(bag.slot(i));
+            })
+        };
+        bag.release(bag.slot(0));
+        quitter.join().unwrap();
+        patient.join().unwrap();
+        assert_eq!(bag.waiting(), 0);
     });
 }

@@ -745,8 +745,9 @@ impl<M: ManageConnection> Inner<M> {
     #[track_caller]
     #[inline]
     fn acquire(&self, timeout: Duration) -> Result<PooledConnection<'_, M>, Error> {
-        // No barging: while borrowers wait, newcomers queue behind them.
-        if self.status.load(Ordering::Acquire) == RUNNING && self.bag.waiting() == 0 {
+        // Newcomers may overtake waiters, unless one has waited too long
+        // (then they queue behind it: see `bag`).
+        if self.status.load(Ordering::Acquire) == RUNNING && !self.bag.starving() {
             let now = clock::now();
             let local = self.local();
             for entry in &local.seats {
@@ -789,8 +790,8 @@ impl<M: ManageConnection> Inner<M> {
             let local = self.local();
             let scan_from = local.scan_from as usize;
             let max = self.max_size.load(Ordering::Acquire);
-            let queue_empty = self.bag.waiting() == 0;
-            if let Some(index) = queue_empty.then(|| self.bag.scan(scan_from, max)).flatten() {
+            let may_scan = !self.bag.starving();
+            if let Some(index) = may_scan.then(|| self.bag.scan(scan_from, max)).flatten() {
                 let budget = remaining().unwrap_or(Duration::ZERO);
                 let waited = micros(start.elapsed());
                 if let Some(conn) =

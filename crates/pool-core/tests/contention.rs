@@ -39,9 +39,10 @@ fn waiters_are_served_first_come_first_served() {
 }
 
 #[test]
-fn a_returning_thread_does_not_barge_ahead_of_waiters() {
-    // One connection, a waiter queued; the holder returns and immediately
-    // asks again: the waiter must get it first.
+fn a_waiter_past_the_fairness_limit_is_not_overtaken() {
+    // One connection, a waiter queued for longer than the pool lets
+    // newcomers overtake (200 µs); the holder returns and immediately asks
+    // again: the waiter must get it first.
     let pool = Pool::builder()
         .max_size(1)
         .build(TestManager::new())
@@ -54,12 +55,40 @@ fn a_returning_thread_does_not_barge_ahead_of_waiters() {
         drop(c);
     });
     assert!(eventually(Duration::from_secs(2), || pool.state().waiting == 1));
+    std::thread::sleep(Duration::from_millis(20));
     drop(held);
     assert!(
         pool.try_get().is_err(),
-        "the returner took back a connection handed to a waiter"
+        "the returner took back a connection owed to a long waiter"
     );
     waiter.join().unwrap();
+}
+
+#[test]
+fn a_connection_returned_while_a_waiter_is_parked_reaches_it() {
+    // Waiters park after a short spin; a return must wake one (no lost
+    // wake-up), whether or not it has waited past the fairness limit.
+    for wait_first in [Duration::ZERO, Duration::from_millis(20)] {
+        let pool = Pool::builder()
+            .max_size(1)
+            .build(TestManager::new())
+            .unwrap();
+        let held = pool.get().unwrap();
+        let p2 = pool.clone();
+        let waiter = std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            drop(p2.get_timeout(Duration::from_secs(20)).unwrap());
+            started.elapsed()
+        });
+        assert!(eventually(Duration::from_secs(2), || pool.state().waiting == 1));
+        std::thread::sleep(wait_first);
+        drop(held);
+        let waited = waiter.join().unwrap();
+        assert!(
+            waited < Duration::from_secs(10),
+            "woken only by its timeout: {waited:?}"
+        );
+    }
 }
 
 #[test]
