@@ -16,7 +16,9 @@
 //! * `raw-held`: no pool, each thread owns one connection (so 8 connections
 //!   at 8 threads: a ceiling, not a peer).
 //!
-//! MariaDB: `pool-core` (over [`benches::db::MysqlManager`]), `r2d2`
+//! MariaDB: `pool-core` (over [`benches::db::MysqlManager`]), `pool-mysql`
+//! (pool-core over pool-mysql's manager with its defaults: it resets the
+//! session with `COM_RESET_CONNECTION` when a used connection comes back), `r2d2`
 //! (r2d2_mysql, which also pings in `has_broken`, i.e. on every return),
 //! `mysql::Pool` (its defaults but 4 connections: it pings on checkout and
 //! resets the connection on return), `connect-per-query`, `raw-held`.
@@ -193,6 +195,11 @@ fn mariadb_bench() -> Result<Value, String> {
         .max_size(POOL_SIZE)
         .build(MysqlManager::new(&url).map_err(|e| err(&e))?)
         .map_err(|e| err(&e))?;
+    let (manager, _) = pool_mysql::MysqlManager::from_url(&url).map_err(|e| err(&e))?;
+    let full = pool_core::Pool::builder()
+        .max_size(POOL_SIZE)
+        .build(manager)
+        .map_err(|e| err(&e))?;
     let r2d2 = r2d2::Pool::builder()
         .max_size(POOL_SIZE)
         .build(r2d2_mysql::MySqlConnectionManager::new(
@@ -213,6 +220,14 @@ fn mariadb_bench() -> Result<Value, String> {
             Box::new(|| {
                 Box::new(|| {
                     ours.get().unwrap().query_drop("SELECT 1").unwrap();
+                })
+            }),
+        ),
+        (
+            "pool-mysql",
+            Box::new(|| {
+                Box::new(|| {
+                    full.get().unwrap().query_drop("SELECT 1").unwrap();
                 })
             }),
         ),
