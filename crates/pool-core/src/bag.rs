@@ -65,7 +65,9 @@
 //!
 //! Nothing spins without bound. A waiter spins, then yields, for at most
 //! `SPIN_FOR` (50 µs: short loans come back within it, and an oversubscribed
-//! machine keeps every borrower runnable) and then parks;
+//! machine keeps every borrower runnable) and then parks; when recent waits
+//! were longer than that (loans that span a database round trip), it spins
+//! only `SHORT_SPIN` (2 µs), leaving the CPU to the threads it waits for;
 //! an owner's hand-off loop only repeats when a new waiter registered during
 //! the very instructions it was executing.
 
@@ -274,15 +276,11 @@ fn now() -> Option<std::time::Instant> {
     return None;
 }
 
-/// When the waiter's spinning phase ends (`None` under loom, where it parks
-/// straight away).
-#[inline]
-fn spin_deadline() -> Option<std::time::Instant> {
-    #[cfg(not(pool_loom))]
-    return Some(std::time::Instant::now() + SPIN_FOR);
-    #[cfg(pool_loom)]
-    return None;
-}
+/// How long a waiter spins when recent waits were longer than `SPIN_FOR`
+/// (a database round trip, say): spinning would only take CPU from the
+/// threads (and the database server) the waiter is waiting for.
+#[cfg(not(pool_loom))]
+const SHORT_SPIN: std::time::Duration = std::time::Duration::from_micros(2);
 
 /// One step of a waiter's spinning phase: a few pause instructions at first,
 /// then yields. Returns `false` once the phase is over (the waiter parks).
@@ -368,6 +366,10 @@ pub(crate) struct Bag<C> {
     starving: AtomicU8,
     /// The overtaking policy.
     fairness: Fairness,
+    /// A moving average of how long recent waits lasted, in microseconds
+    /// (relaxed: a hint). Waiters spin for `SPIN_FOR` only while it is
+    /// shorter than that.
+    typical_wait_us: AtomicU64,
 }
 
 // SAFETY: the bag owns its `Slot<C>`s; a connection is only ever accessed by
@@ -396,6 +398,7 @@ impl<C> Bag<C> {
             closed: AtomicU8::new(0),
             starving: AtomicU8::new(0),
             fairness,
+            typical_wait_us: AtomicU64::new(0),
         };
         bag.ensure_capacity(capacity);
         bag
@@ -559,6 +562,45 @@ impl<C> Bag<C> {
     /// the time left, or `None` once the deadline has passed.
     pub(crate) fn wait(
         &self,
+        scan: impl FnMut() -> Option<usize>,
+        registered: impl FnOnce(usize),
+        remaining: impl FnMut() -> Option<Duration>,
+    ) -> WaitOutcome {
+        let started = now();
+        let outcome = self.wait_for_seat(scan, registered, remaining);
+        if let (WaitOutcome::Got(_), Some(started)) = (outcome, started) {
+            // Exponential moving average, weight 1/8.
+            let took = started.elapsed().as_micros().min(u64::MAX as u128) as u64;
+            let avg = self.typical_wait_us.load(Ordering::Relaxed);
+            let next = avg - avg / 8 + took / 8;
+            self.typical_wait_us.store(next, Ordering::Relaxed);
+        }
+        outcome
+    }
+
+    /// When a waiter that registered at `since` stops spinning and parks
+    /// (`None` under loom, where it parks straight away).
+    #[inline]
+    fn spin_deadline(&self, since: Option<std::time::Instant>) -> Option<std::time::Instant> {
+        #[cfg(not(pool_loom))]
+        {
+            let typical = self.typical_wait_us.load(Ordering::Relaxed);
+            let spin = if typical <= SPIN_FOR.as_micros() as u64 {
+                SPIN_FOR
+            } else {
+                SHORT_SPIN
+            };
+            since.map(|t| t + spin)
+        }
+        #[cfg(pool_loom)]
+        {
+            let _ = since;
+            None
+        }
+    }
+
+    fn wait_for_seat(
+        &self,
         mut scan: impl FnMut() -> Option<usize>,
         registered: impl FnOnce(usize),
         mut remaining: impl FnMut() -> Option<Duration>,
@@ -581,7 +623,7 @@ impl<C> Bag<C> {
         // membarriers are used) fence is issued once, just before the first
         // park, followed by one more scan. From then on any seat made idle
         // sees this registration and is handed over.
-        let spin_until = spin_deadline();
+        let spin_until = self.spin_deadline(me.since);
         let mut fenced = false;
         let mut spins = 0u32;
         loop {

@@ -950,7 +950,11 @@ impl<M: ManageConnection> Inner<M> {
             return self.close_slot(slot, reason);
         }
         local.push(slot.index);
+        // In the background only while nobody waits: with waiters, the pool
+        // is saturated, the returning thread would only queue again, and a
+        // reset on it saves the worker hand-offs (CPU the database needs).
         if self.background_reset
+            && self.bag.waiting() == 0
             // SAFETY: as above.
             && unsafe { slot.with_conn(|c| c.is_some_and(|c| self.manager.needs_reset(c))) }
         {
