@@ -567,7 +567,7 @@ impl<C> Bag<C> {
         remaining: impl FnMut() -> Option<Duration>,
     ) -> WaitOutcome {
         let started = now();
-        let outcome = self.wait_for_seat(scan, registered, remaining);
+        let outcome = self.wait_for_seat(started, scan, registered, remaining);
         if let (WaitOutcome::Got(_), Some(started)) = (outcome, started) {
             // Exponential moving average, weight 1/8.
             let took = started.elapsed().as_micros().min(u64::MAX as u128) as u64;
@@ -601,6 +601,7 @@ impl<C> Bag<C> {
 
     fn wait_for_seat(
         &self,
+        since: Option<std::time::Instant>,
         mut scan: impl FnMut() -> Option<usize>,
         registered: impl FnOnce(usize),
         mut remaining: impl FnMut() -> Option<Duration>,
@@ -608,7 +609,7 @@ impl<C> Bag<C> {
         let me = Arc::new(Waiter {
             state: AtomicUsize::new(W_WAITING),
             thread: thread::current(),
-            since: now(),
+            since,
         });
         let waiting = {
             let mut queue = lock(&self.queue);

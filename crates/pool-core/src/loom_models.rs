@@ -37,6 +37,16 @@ fn scan(bag: &Bag<u64>) -> Option<usize> {
     bag.scan(0, 2)
 }
 
+/// A deadline that passes after one round of waiting.
+fn one_round() -> impl FnMut() -> Option<Duration> {
+    let mut tries = 1;
+    move || {
+        let left = (tries > 0).then_some(Duration::from_millis(1));
+        tries -= 1;
+        left
+    }
+}
+
 #[test]
 fn loom_return_never_loses_a_waiter() {
     loom::model(|| {
@@ -65,16 +75,7 @@ fn loom_waiter_timing_out_as_a_seat_is_handed_over() {
         let waiter = {
             let bag = bag.clone();
             thread::spawn(move || {
-                let mut tries = 1;
-                let out = bag.wait(
-                    || scan(&bag),
-                    |_| {},
-                    move || {
-                        let left = (tries > 0).then_some(Duration::from_millis(1));
-                        tries -= 1;
-                        left
-                    },
-                );
+                let out = bag.wait(|| scan(&bag), |_| {}, one_round());
                 if let WaitOutcome::Got(i) = out {
                     touch(bag.slot(i));
                     return true;
@@ -204,16 +205,7 @@ fn loom_barging_wake_up_is_passed_on_by_a_leaving_waiter() {
         let quitter = {
             let bag = bag.clone();
             thread::spawn(move || {
-                let mut tries = 1;
-                let out = bag.wait(
-                    || scan(&bag),
-                    |_| {},
-                    move || {
-                        let left = (tries > 0).then_some(Duration::from_millis(1));
-                        tries -= 1;
-                        left
-                    },
-                );
+                let out = bag.wait(|| scan(&bag), |_| {}, one_round());
                 if let WaitOutcome::Got(i) = out {
                     touch(bag.slot(i));
                     bag.release(bag.slot(i));
