@@ -1549,7 +1549,8 @@ impl<'a, M: ManageConnection> PooledConnection<'a, M> {
 
     /// Turns a loan that borrows its `Pool` handle into one that holds its
     /// own reference to the pool (`'static`), as from
-    /// [`Pool::get_owned`]. Free for a loan that is already owned.
+    /// [`Pool::get_owned`]. Costs one reference-count increment (and a
+    /// decrement when the loan ends).
     ///
     /// ```
     /// # use pool_core::{ManageConnection, Pool, PooledConnection};
