@@ -318,12 +318,9 @@ pub(crate) enum Fairness {
     /// waiter has waited this long; then seats go strictly to waiters,
     /// oldest first, until no waiter has waited that long.
     BargeFor(Duration),
-    /// Strict FIFO: while anyone waits, every returned seat goes to the
-    /// oldest waiter and newcomers queue (loom models this mode and
-    /// [`Fairness::Barge`]; the pool uses `BargeFor`).
-    #[cfg_attr(not(pool_loom), allow(dead_code))]
-    Strict,
-    /// Waiters are woken to compete but never get priority.
+    /// Waiters are woken to compete but never get priority (loom models
+    /// this mode, and `BargeFor(0)`, strict FIFO, which is the pool's bag
+    /// under loom).
     #[cfg_attr(not(pool_loom), allow(dead_code))]
     Barge,
 }
@@ -332,7 +329,6 @@ impl Waiter {
     /// Whether this waiter has waited long enough to stop newcomers.
     fn starves(&self, fairness: Fairness) -> bool {
         match (fairness, self.since) {
-            (Fairness::Strict, _) => true,
             (Fairness::Barge, _) => false,
             (Fairness::BargeFor(limit), Some(since)) => since.elapsed() >= limit,
             (Fairness::BargeFor(_), None) => true,
@@ -455,6 +451,7 @@ impl<C> Bag<C> {
     /// Whether a waiter has waited past the fairness limit: newcomers must
     /// queue instead of taking idle seats.
     #[inline]
+    #[cfg_attr(pool_loom, allow(dead_code))]
     pub(crate) fn starving(&self) -> bool {
         self.starving.load(Ordering::SeqCst) != 0
     }

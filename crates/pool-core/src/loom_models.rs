@@ -37,6 +37,17 @@ fn scan(bag: &Bag<u64>) -> Option<usize> {
     bag.scan(0, 2)
 }
 
+/// Waits for a seat without a deadline (a lost wake-up is a deadlock),
+/// uses its connection, and returns the seat's index.
+fn wait_and_touch(bag: &Bag<u64>) -> usize {
+    let out = bag.wait(|| scan(bag), |_| {}, || Some(LOOM_FOREVER));
+    let WaitOutcome::Got(i) = out else {
+        panic!("{out:?}")
+    };
+    touch(bag.slot(i));
+    i
+}
+
 /// A deadline that passes after one round of waiting.
 fn one_round() -> impl FnMut() -> Option<Duration> {
     let mut tries = 1;
@@ -54,11 +65,7 @@ fn loom_return_never_loses_a_waiter() {
         let waiter = {
             let bag = bag.clone();
             thread::spawn(move || {
-                let out = bag.wait(|| scan(&bag), |_| {}, || Some(LOOM_FOREVER));
-                let WaitOutcome::Got(i) = out else {
-                    panic!("{out:?}")
-                };
-                touch(bag.slot(i));
+                wait_and_touch(&bag);
             })
         };
         touch(bag.slot(0));
@@ -114,11 +121,7 @@ fn loom_return_racing_housekeeper_reserve() {
         let waiter = {
             let bag = bag.clone();
             thread::spawn(move || {
-                let out = bag.wait(|| scan(&bag), |_| {}, || Some(LOOM_FOREVER));
-                let WaitOutcome::Got(i) = out else {
-                    panic!("{out:?}")
-                };
-                touch(bag.slot(i));
+                let i = wait_and_touch(&bag);
                 bag.release(bag.slot(i));
             })
         };
@@ -182,11 +185,7 @@ fn loom_barging_return_wakes_a_parked_waiter() {
         let waiter = {
             let bag = bag.clone();
             thread::spawn(move || {
-                let out = bag.wait(|| scan(&bag), |_| {}, || Some(LOOM_FOREVER));
-                let WaitOutcome::Got(i) = out else {
-                    panic!("{out:?}")
-                };
-                touch(bag.slot(i));
+                wait_and_touch(&bag);
             })
         };
         touch(bag.slot(0));
@@ -215,11 +214,7 @@ fn loom_barging_wake_up_is_passed_on_by_a_leaving_waiter() {
         let patient = {
             let bag = bag.clone();
             thread::spawn(move || {
-                let out = bag.wait(|| scan(&bag), |_| {}, || Some(LOOM_FOREVER));
-                let WaitOutcome::Got(i) = out else {
-                    panic!("{out:?}")
-                };
-                touch(bag.slot(i));
+                wait_and_touch(&bag);
             })
         };
         bag.release(bag.slot(0));
