@@ -130,6 +130,12 @@ pub(crate) struct Slot<C> {
     pub(crate) site: AtomicPtr<std::panic::Location<'static>>,
     /// Which thread borrowed it: the pool's number for that thread.
     pub(crate) borrower: AtomicU64,
+    /// Coarse-clock time a watched background reset began (never 0), or 0
+    /// when none is running. The resetting job and the housekeeper race to
+    /// swap it back to 0: the job when the reset returns, the housekeeper
+    /// once the manager's reset limit has passed. The winner owns the seat
+    /// (see `Inner::reset_watched`).
+    pub(crate) reset_since: AtomicU64,
     /// The connection itself; `Some` in every state but `VACANT`.
     conn: UnsafeCell<Option<C>>,
 }
@@ -148,6 +154,7 @@ impl<C> Slot<C> {
             lent_at: AtomicU64::new(u64::MAX),
             site: AtomicPtr::new(std::ptr::null_mut()),
             borrower: AtomicU64::new(0),
+            reset_since: AtomicU64::new(0),
             conn: UnsafeCell::new(None),
         }
     }
@@ -175,11 +182,51 @@ impl<C> Slot<C> {
                 .is_ok()
     }
 
+    /// Starts a watched background reset on a seat the caller owns, whose
+    /// connection it has taken out (`take`): from now until
+    /// [`end_watch`](Self::end_watch), the seat may be given up by
+    /// [`give_up_watch`](Self::give_up_watch), so the caller must not touch
+    /// it. Returns the stamp to pass to both (`now`, or 1 if `now` is 0).
+    pub(crate) fn begin_watch(&self, now: u64) -> u64 {
+        let since = now.max(1);
+        // Release: the `take` above happens before a housekeeper that wins
+        // `give_up_watch` (Acquire) frees the seat.
+        self.reset_since.store(since, Ordering::Release);
+        since
+    }
+
+    /// Ends the watched reset stamped `since`. True: the caller owns the
+    /// seat again (and puts the connection back). False: the seat was given
+    /// up meanwhile and belongs to someone else now; the caller keeps only
+    /// the connection, which was counted as closed, and must drop it.
+    pub(crate) fn end_watch(&self, since: u64) -> bool {
+        // AcqRel: pairs with `give_up_watch`; whichever CAS succeeds first
+        // decides, and the loser leaves the seat alone.
+        self.reset_since
+            .compare_exchange(since, 0, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Gives up the watched reset stamped `since` (read from `reset_since`
+    /// and found overdue). True: the caller owns the seat (still `IN_USE`,
+    /// with no connection in it) and must free it; the resetting thread will
+    /// drop the connection. False: the reset ended first (or another began).
+    ///
+    /// Comparing the stamp alone is enough: a later reset of this seat with
+    /// the same stamp began at the same time, so it is just as overdue.
+    pub(crate) fn give_up_watch(&self, since: u64) -> bool {
+        since != 0
+            && self
+                .reset_since
+                .compare_exchange(since, 0, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+    }
+
     /// Puts a connection into a seat the caller owns.
     ///
     /// # Safety
-    /// The caller owns the seat: it claimed it (`RESERVED`) and has not
-    /// released it.
+    /// The caller owns the seat: it claimed it (`RESERVED` or `IN_USE`) and
+    /// has not released it.
     pub(crate) unsafe fn put(&self, conn: C) {
         // SAFETY: the caller owns the seat (this function's contract), so no
         // other thread reads or writes `conn` until the owner releases the

@@ -17,7 +17,19 @@
 //! (a hung call keeps its worker) and shrinks when they idle, so the common
 //! case costs a hand-off to a waiting thread (a few microseconds) rather than
 //! a thread start (tens of microseconds).
+//!
+//! # Watched calls
+//!
+//! When the pool runs a manager's [`reset`](crate::ManageConnection::reset)
+//! on a background thread, nobody waits for that thread, and the pool
+//! enforces the manager's [`reset_limit`](crate::ManageConnection::reset_limit)
+//! itself: its housekeeper gives the connection up once the limit has passed
+//! (the seat is freed and counted closed; the connection is dropped on the
+//! background thread whenever the call returns). [`run`] sees that it is
+//! *watched* and runs its job on the calling thread, so a background reset
+//! costs one hand-off (to the background thread) instead of two.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc;
@@ -67,12 +79,50 @@ pub enum Missed {
     Failed,
 }
 
+thread_local! {
+    /// Set while this thread runs a call that the pool watches (see
+    /// "Watched calls" in the module docs).
+    static WATCHED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` as a watched call: [`run`] calls on this thread run inline.
+/// The caller must give up on the connection concerned after the time limit
+/// by itself (the pool's housekeeper does, for background resets).
+pub(crate) fn watched<R>(f: impl FnOnce() -> R) -> R {
+    /// Clears the flag even if `f` panics.
+    struct Unwatch(bool);
+    impl Drop for Unwatch {
+        fn drop(&mut self) {
+            WATCHED.with(|w| w.set(self.0));
+        }
+    }
+    let _unwatch = Unwatch(WATCHED.with(|w| w.replace(true)));
+    f()
+}
+
 /// Runs `job` on a worker thread and waits at most `timeout` for its result.
+///
+/// In a call the pool watches (a background reset, see the module docs) the
+/// job runs on the calling thread instead, and `Ok` is its result however
+/// long it took: the pool has then already given up on the connection if
+/// it took too long.
+///
+/// ```
+/// use pool_core::deadline::{run, Missed};
+/// use std::time::Duration;
+///
+/// assert_eq!(run(Duration::from_secs(5), || 6 * 7), Ok(42));
+/// let slow = run(Duration::from_millis(10), || std::thread::sleep(Duration::from_secs(1)));
+/// assert_eq!(slow, Err(Missed::TimedOut));
+/// ```
 pub fn run<T, F>(timeout: Duration, job: F) -> Result<T, Missed>
 where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
+    if WATCHED.with(Cell::get) {
+        return catch_unwind(AssertUnwindSafe(job)).map_err(|_| Missed::Failed);
+    }
     let (tx, rx) = mpsc::sync_channel(1);
     let submitted = submit(Box::new(move || {
         if let Ok(value) = catch_unwind(AssertUnwindSafe(job)) {
@@ -166,6 +216,27 @@ mod tests {
         });
         assert_eq!(r, Err(Missed::TimedOut));
         assert!(start.elapsed() < Duration::from_millis(400));
+    }
+
+    #[test]
+    fn a_watched_call_runs_inline_and_is_not_cut_short() {
+        let here = std::thread::current().id();
+        let r = watched(|| {
+            run(Duration::from_millis(1), move || {
+                std::thread::sleep(Duration::from_millis(20));
+                std::thread::current().id() == here
+            })
+        });
+        assert_eq!(r, Ok(true));
+        assert_eq!(
+            watched(|| run(Duration::from_secs(1), || -> () { panic!("boom") })),
+            Err(Missed::Failed)
+        );
+        // Outside the watch, calls hop again (and are cut short).
+        let r = run(Duration::from_secs(5), move || {
+            std::thread::current().id() == here
+        });
+        assert_eq!(r, Ok(false));
     }
 
     #[test]

@@ -238,6 +238,18 @@ where
         self.manager.reset(conn)
     }
 
+    fn needs_reset(&self, conn: &mut M::Connection) -> bool {
+        self.manager.needs_reset(conn)
+    }
+
+    fn background_reset(&self) -> bool {
+        self.manager.background_reset()
+    }
+
+    fn reset_limit(&self) -> Option<Duration> {
+        self.manager.reset_limit()
+    }
+
     fn close(&self, mut conn: M::Connection) {
         self.customizer.on_release(&mut conn);
         self.manager.close(conn);

@@ -223,3 +223,49 @@ fn loom_barging_wake_up_is_passed_on_by_a_leaving_waiter() {
         assert_eq!(bag.waiting(), 0);
     });
 }
+
+#[test]
+fn loom_watched_reset_is_ended_or_given_up_exactly_once() {
+    // A background reset under watch (`Inner::reset_in_background`) races the
+    // housekeeper, which gives the seat up once the reset is overdue (here:
+    // at once). Exactly one side must own the seat afterwards, and the loser
+    // must not touch it: loom's cell tracking fails the model if the
+    // housekeeper's `take` could race the job's `put`.
+    loom::model(|| {
+        let bag = bag_with_owned_seat();
+        let housekeeper = {
+            let bag = bag.clone();
+            thread::spawn(move || {
+                let slot = bag.slot(0);
+                let since = slot.reset_since.load(Ordering::Relaxed);
+                if !slot.give_up_watch(since) {
+                    return false;
+                }
+                // SAFETY: winning `give_up_watch` gives us the seat.
+                assert_eq!(unsafe { slot.take() }, None, "the job holds the connection");
+                slot.state.store(VACANT, Ordering::Release);
+                true
+            })
+        };
+        let slot = bag.slot(0);
+        // SAFETY: we own the seat (IN_USE).
+        let mut conn = unsafe { slot.take() }.unwrap();
+        let since = slot.begin_watch(7);
+        conn += 1; // the reset
+        let job_won = slot.end_watch(since);
+        if job_won {
+            // SAFETY: winning `end_watch` gives the seat back.
+            unsafe { slot.put(conn) };
+            touch(slot);
+            bag.release(slot);
+        }
+        let gave_up = housekeeper.join().unwrap();
+        assert!(
+            job_won != gave_up,
+            "job won: {job_won}, given up: {gave_up}"
+        );
+        assert_eq!(slot.reset_since.load(Ordering::Relaxed), 0);
+        let state = slot.state.load(Ordering::Acquire);
+        assert_eq!(state, if job_won { IDLE } else { VACANT });
+    });
+}

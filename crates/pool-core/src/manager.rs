@@ -99,6 +99,59 @@ pub trait ManageConnection: Send + Sync + 'static {
         false
     }
 
+    /// The longest a [`reset`](ManageConnection::reset) may take when the pool
+    /// runs it in the background (see
+    /// [`Builder::reset_in_background`](crate::Builder::reset_in_background)).
+    ///
+    /// With a limit, the pool watches its background resets: its housekeeper
+    /// gives up a connection whose reset has run longer (the seat is freed,
+    /// counted as closed for `reset_failed`, and a replacement can be opened;
+    /// the connection itself is dropped on the background thread whenever
+    /// `reset` returns), and [`deadline::run`](crate::deadline::run) calls in
+    /// that reset run inline instead of hopping to another thread. A manager
+    /// that bounds its reset with `deadline::run` should return the same
+    /// limit here. The default, `None`, means the pool does not watch: the
+    /// reset bounds itself, or is trusted to return.
+    ///
+    /// ```
+    /// use pool_core::ManageConnection;
+    /// use std::time::Duration;
+    ///
+    /// struct Resetting;
+    ///
+    /// impl ManageConnection for Resetting {
+    ///     type Connection = Vec<String>;
+    ///     type Error = std::io::Error;
+    ///     fn connect(&self) -> Result<Vec<String>, std::io::Error> {
+    ///         Ok(Vec::new())
+    ///     }
+    ///     fn is_valid(&self, _: &mut Vec<String>, _: Duration) -> Result<(), std::io::Error> {
+    ///         Ok(())
+    ///     }
+    ///     fn has_broken(&self, _: &mut Vec<String>) -> bool {
+    ///         false
+    ///     }
+    ///     fn reset(&self, conn: &mut Vec<String>) -> Result<(), std::io::Error> {
+    ///         conn.clear(); // a round trip, in a real driver
+    ///         Ok(())
+    ///     }
+    ///     fn background_reset(&self) -> bool {
+    ///         true
+    ///     }
+    ///     fn reset_limit(&self) -> Option<Duration> {
+    ///         Some(Duration::from_secs(5))
+    ///     }
+    /// }
+    ///
+    /// let pool = pool_core::Pool::builder().max_size(1).build(Resetting).unwrap();
+    /// pool.get().unwrap().push("session state".into());
+    /// // The reset ran in the background before the connection was lent again.
+    /// assert!(pool.get().unwrap().is_empty());
+    /// ```
+    fn reset_limit(&self) -> Option<Duration> {
+        None
+    }
+
     /// Closes a connection the pool is done with.
     ///
     /// Runs on whichever thread retires the connection, with no lock held.

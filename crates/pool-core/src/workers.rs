@@ -277,6 +277,20 @@ fn housekeep<M: ManageConnection>(inner: &Inner<M>) -> Millis {
         match slot.state.load(Ordering::Relaxed) {
             IDLE => {}
             IN_USE => {
+                // A watched background reset past the manager's limit: give
+                // the seat up, so capacity does not wait for the server.
+                if let Some(limit) = inner.reset_watch {
+                    let since = slot.reset_since.load(Ordering::Relaxed);
+                    if since != 0 {
+                        let due = clock::after(since, limit);
+                        if now < due {
+                            next = next.min(due);
+                        } else if slot.give_up_watch(since) {
+                            inner.give_up_reset(slot, limit);
+                            continue;
+                        }
+                    }
+                }
                 // Lent: due no earlier than one idle timeout (or keepalive)
                 // from now, so look again then.
                 for d in [idle_timeout, keepalive].into_iter().flatten() {

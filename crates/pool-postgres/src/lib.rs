@@ -312,11 +312,24 @@ impl<T> PostgresManager<T> {
     /// comes back (default [`DEFAULT_RESET_TIMEOUT`]). A reset that does not
     /// finish in time closes the connection.
     ///
-    /// With a limit, the reset runs on a helper thread (a hand-off of a few
-    /// microseconds) because the driver has no statement timeout of its own;
-    /// `None` runs it on the returning thread, which then waits as long as
-    /// the network does (a black-holed connection can block it for many
-    /// minutes).
+    /// The driver has no per-call timeout, so the limit is kept by the pool
+    /// or by a helper thread:
+    ///
+    /// * While nobody waits for a connection, the pool resets on its
+    ///   background thread (the borrower's `drop` does not wait), and the
+    ///   pool's housekeeper gives the connection up once the limit has
+    ///   passed (see `ManageConnection::reset_limit`).
+    /// * While others wait (a saturated pool), or always with
+    ///   `Builder::reset_in_background(false)`, the returning thread resets,
+    ///   through a helper thread (a hand-off each way) so that it waits at
+    ///   most the limit.
+    ///
+    /// `None` trusts the network: a reset on the returning thread then
+    /// waits as long as the server does (a black-holed connection can block
+    /// it for many minutes), and a background reset keeps its connection's
+    /// seat that long. It saves the hand-offs: with 8 threads on 4
+    /// connections, resets without a limit ran about 1.4 to 1.5 times as many
+    /// queries per second.
     ///
     /// ```
     /// # use pool_postgres::{PostgresManager, NoTls};
@@ -531,6 +544,12 @@ where
     /// The session reset is a round trip: off the borrower's path.
     fn background_reset(&self) -> bool {
         self.isolation != Isolation::None
+    }
+
+    /// The [reset time limit](Self::reset_timeout), kept by the pool for
+    /// background resets.
+    fn reset_limit(&self) -> Option<Duration> {
+        self.reset_timeout
     }
 
     fn reset(&self, conn: &mut PgConnection) -> Result<(), Error> {

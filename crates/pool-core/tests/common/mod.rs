@@ -30,6 +30,13 @@ pub struct Db {
     pub reset_delay_ms: AtomicU64,
     pub validations: AtomicUsize,
     pub resets: AtomicUsize,
+    /// `reset_limit()` in milliseconds; 0 means none. Read when the pool is built.
+    pub reset_limit_ms: AtomicU64,
+    /// reset runs its work through `pool_core::deadline::run` (as the
+    /// driver crates do) and counts in `reset_hops` the times that moved it
+    /// to another thread.
+    pub reset_via_deadline: AtomicBool,
+    pub reset_hops: AtomicUsize,
     pub connect_attempts: AtomicUsize,
 }
 
@@ -131,7 +138,24 @@ impl pool_core::ManageConnection for TestManager {
         self.db.broken.load(Ordering::SeqCst)
     }
 
+    fn reset_limit(&self) -> Option<Duration> {
+        match self.db.reset_limit_ms.load(Ordering::SeqCst) {
+            0 => None,
+            ms => Some(Duration::from_millis(ms)),
+        }
+    }
+
     fn reset(&self, conn: &mut Conn) -> Result<(), std::io::Error> {
+        if self.db.reset_via_deadline.load(Ordering::SeqCst) {
+            let here = std::thread::current().id();
+            let hopped = pool_core::deadline::run(Duration::from_secs(5), move || {
+                std::thread::current().id() != here
+            })
+            .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+            if hopped {
+                self.db.reset_hops.fetch_add(1, Ordering::SeqCst);
+            }
+        }
         let delay = self.db.reset_delay_ms.load(Ordering::SeqCst);
         if delay > 0 {
             std::thread::sleep(Duration::from_millis(delay));

@@ -1,0 +1,151 @@
+//! Background resets under the manager's reset limit
+//! (`ManageConnection::reset_limit`): the pool gives up a connection whose
+//! reset outlives it, and a watched reset costs one hand-off, not two.
+
+mod common;
+
+use common::{eventually, TestManager};
+use pool_core::Pool;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+fn manager_with_limit(ms: u64) -> TestManager {
+    let m = TestManager::new();
+    m.db.reset_limit_ms.store(ms, Ordering::SeqCst);
+    m
+}
+
+#[test]
+fn a_reset_past_the_limit_gives_its_connection_up_and_frees_the_seat() {
+    let m = manager_with_limit(100);
+    let pool = Pool::builder()
+        .max_size(1)
+        .reset_in_background(true)
+        .build(m.clone())
+        .unwrap();
+    let mut c = pool.get().unwrap();
+    c.dirty = true;
+    let stuck = c.id;
+    // The reset hangs far longer than its limit (a server that never answers).
+    m.db.reset_delay_ms.store(2_000, Ordering::SeqCst);
+    drop(c);
+
+    // The only seat is freed once the limit has passed, and a new connection
+    // is lent while the stuck reset is still running.
+    let c = pool.get_timeout(Duration::from_secs(5)).unwrap();
+    assert_ne!(c.id, stuck, "the stuck connection was lent again");
+    assert_eq!(
+        m.db.resets.load(Ordering::SeqCst),
+        0,
+        "the stuck reset has not returned yet"
+    );
+    assert_eq!(pool.metrics().closed.reset_failed, 1);
+    assert_eq!(pool.state().total, 1, "{:?}", pool.state());
+    // Counted closed, but the connection itself is dropped by its reset's
+    // thread when the reset returns, exactly once.
+    assert_eq!(m.db.open_now(), 2);
+    m.db.reset_delay_ms.store(0, Ordering::SeqCst);
+    assert!(eventually(Duration::from_secs(5), || m
+        .db
+        .closed
+        .load(Ordering::SeqCst)
+        == 1));
+    assert!(!m.db.open_ids.lock().unwrap().contains(&stuck));
+    drop(c);
+    drop(pool);
+    assert_eq!(m.db.open_now(), 0);
+    assert_eq!(m.db.closed_twice.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn a_reset_within_the_limit_keeps_its_connection() {
+    let m = manager_with_limit(5_000);
+    let pool = Pool::builder()
+        .max_size(1)
+        .reset_in_background(true)
+        .build(m.clone())
+        .unwrap();
+    m.db.reset_delay_ms.store(50, Ordering::SeqCst);
+    let mut c = pool.get().unwrap();
+    c.dirty = true;
+    let id = c.id;
+    drop(c);
+    let c = pool.get_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(c.id, id);
+    assert!(!c.dirty, "lent before its reset finished");
+    assert_eq!(m.db.resets.load(Ordering::SeqCst), 1);
+    assert_eq!(pool.metrics().closed.reset_failed, 0);
+    assert_eq!(m.db.closed.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn a_watched_reset_runs_its_bounded_calls_on_the_background_thread() {
+    // With a limit, the manager's own `deadline::run` runs inline on the
+    // pool's background thread (one hand-off per reset).
+    let m = manager_with_limit(5_000);
+    m.db.reset_via_deadline.store(true, Ordering::SeqCst);
+    let pool = Pool::builder()
+        .max_size(1)
+        .reset_in_background(true)
+        .build(m.clone())
+        .unwrap();
+    for _ in 0..3 {
+        drop(pool.get_timeout(Duration::from_secs(5)).unwrap());
+    }
+    assert!(eventually(Duration::from_secs(5), || m
+        .db
+        .resets
+        .load(Ordering::SeqCst)
+        == 3));
+    assert_eq!(m.db.reset_hops.load(Ordering::SeqCst), 0);
+
+    // Without a limit the pool does not watch, so the manager's call hops
+    // to a helper thread that bounds it, as it does for a reset on the
+    // returning thread.
+    let m = TestManager::new();
+    m.db.reset_via_deadline.store(true, Ordering::SeqCst);
+    let pool = Pool::builder()
+        .max_size(1)
+        .reset_in_background(true)
+        .build(m.clone())
+        .unwrap();
+    drop(pool.get().unwrap());
+    assert!(eventually(Duration::from_secs(5), || m
+        .db
+        .resets
+        .load(Ordering::SeqCst)
+        == 1));
+    assert_eq!(m.db.reset_hops.load(Ordering::SeqCst), 1);
+    let m = manager_with_limit(5_000);
+    m.db.reset_via_deadline.store(true, Ordering::SeqCst);
+    let pool = Pool::builder()
+        .max_size(1)
+        .reset_in_background(false)
+        .build(m.clone())
+        .unwrap();
+    drop(pool.get().unwrap());
+    assert_eq!(m.db.resets.load(Ordering::SeqCst), 1);
+    assert_eq!(m.db.reset_hops.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn closing_the_pool_does_not_wait_for_a_stuck_reset() {
+    let m = manager_with_limit(100);
+    let pool = Pool::builder()
+        .max_size(2)
+        .reset_in_background(true)
+        .build(m.clone())
+        .unwrap();
+    m.db.reset_delay_ms.store(1_000, Ordering::SeqCst);
+    drop(pool.get().unwrap());
+    let started = std::time::Instant::now();
+    drop(pool);
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    // The stuck connection is still dropped once its reset returns.
+    assert!(eventually(Duration::from_secs(5), || m.db.open_now() == 0));
+    assert_eq!(m.db.closed_twice.load(Ordering::SeqCst), 0);
+}
