@@ -50,25 +50,33 @@ pub struct MysqlConnection {
     conn: Option<Conn>,
     used: bool,
     broken: bool,
-    /// What a full reset runs after `COM_RESET_CONNECTION` (may be empty).
+    /// What a full reset runs after resetting the session (may be empty).
     restore: String,
+    /// Whether a full reset uses `COM_CHANGE_USER` (which also selects the
+    /// options' database again) rather than `COM_RESET_CONNECTION`.
+    change_user: bool,
 }
 
 const GIVEN_UP: &str = "this connection was given up after a timed-out validation or reset \
                         and must not be used (the pool never lends it again)";
 
 impl MysqlConnection {
-    pub(crate) fn new(conn: Conn, restore: String) -> Self {
+    pub(crate) fn new(conn: Conn, restore: String, change_user: bool) -> Self {
         MysqlConnection {
             conn: Some(conn),
             used: false,
             broken: false,
             restore,
+            change_user,
         }
     }
 
     pub(crate) fn restore_sql(&self) -> &str {
         &self.restore
+    }
+
+    pub(crate) fn resets_by_change_user(&self) -> bool {
+        self.change_user
     }
 
     /// True when the connection may have been used since the last session

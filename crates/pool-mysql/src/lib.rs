@@ -133,28 +133,34 @@ pub enum Isolation {
     /// prepared statements carry over.
     Rollback,
     /// Everything a borrower can leave in the session is undone (the
-    /// default), with `COM_RESET_CONNECTION` ([`mysql::Conn::reset`]; on
-    /// servers without it, MySQL before 5.7.3 and MariaDB before 10.2.4, the
-    /// driver falls back to `COM_CHANGE_USER`): open transactions are rolled
-    /// back, table locks (`LOCK TABLES`) and user-level locks (`GET_LOCK`)
-    /// released, temporary tables dropped, session variables reset to their
-    /// global values, user variables cleared, prepared statements closed
-    /// (the driver's statement cache is cleared with them), and
-    /// `LAST_INSERT_ID()` reset; the options' `init` statements run again.
+    /// default): open transactions are rolled back, table locks
+    /// (`LOCK TABLES`) and user-level locks (`GET_LOCK`) released, temporary
+    /// tables dropped, session variables reset to their global values, user
+    /// variables cleared, prepared statements closed (the driver's statement
+    /// cache is cleared with them), and `LAST_INSERT_ID()` reset; the
+    /// options' `init` statements run again.
     ///
-    /// `COM_RESET_CONNECTION` leaves two things as the borrower set them,
-    /// which the manager restores in a second round trip (one `COM_QUERY`)
-    /// when they can matter:
+    /// How, in one round trip when the options name a database:
     ///
-    /// * the current database: when the options name one, `USE` it again
-    ///   (a borrower's `USE other` would otherwise stick; with no database in
-    ///   the options there is nothing to go back to, so name one);
-    /// * on MariaDB, the active role: when the user has any role granted,
-    ///   `SET ROLE` back to the role active at login (found out once, when
-    ///   the connection is opened).
+    /// * On MariaDB with a database in the options: `COM_CHANGE_USER` to the
+    ///   same user and database, which resets the session as
+    ///   `COM_RESET_CONNECTION` does and also selects the database again (a
+    ///   borrower's `USE other` is undone). It authenticates again with the
+    ///   options' password, so after a password change the reset fails and
+    ///   the connection is closed instead of being lent again.
+    /// * Otherwise `COM_RESET_CONNECTION` ([`mysql::Conn::reset`]; on
+    ///   servers without it, MySQL before 5.7.3 and MariaDB before 10.2.4,
+    ///   the driver falls back to `COM_CHANGE_USER`). It leaves the current
+    ///   database as the borrower set it, so when the options name one the
+    ///   manager sends `USE` for it in a second round trip (with no database
+    ///   in the options there is nothing to go back to, so name one).
+    /// * On MariaDB, when the user has any role granted, `SET ROLE` back to
+    ///   the role active at login (found out once, when the connection is
+    ///   opened): a borrower's `SET ROLE` survives `COM_RESET_CONNECTION`.
+    ///   One more round trip.
     ///
-    /// Cost when the connection was used: one round trip, two when the
-    /// options name a database or the MariaDB user has roles.
+    /// Cost when the connection was used: one round trip; two on MySQL when
+    /// the options name a database, or when the MariaDB user has roles.
     ///
     /// Measured per borrow that runs `SELECT 1` (MariaDB 10.11 over loopback
     /// on a small 2-core VM, options naming a database, best of three rounds
@@ -419,21 +425,27 @@ impl MysqlManager {
     }
 }
 
-/// Opens a connection and works out what `COM_RESET_CONNECTION` leaves
-/// behind that [`Isolation::Full`] must restore: the database named in the
-/// options (a borrower's `USE` survives the reset) and, on MariaDB, the
-/// role active at login (a borrower's `SET ROLE` survives it too) when the
-/// user has any role to switch to. (Only for [`Isolation::Full`]: costs one
-/// or two queries per connect.)
-fn open(opts: Opts, full_isolation: bool) -> mysql::Result<(Conn, String)> {
+/// Opens a connection and works out how [`Isolation::Full`] resets it, and
+/// what the reset leaves behind that it must restore:
+///
+/// * the database named in the options: on MariaDB, the reset is a
+///   `COM_CHANGE_USER` to the same user, which selects that database again
+///   in the same round trip; elsewhere `COM_RESET_CONNECTION` keeps a
+///   borrower's `USE`, so a `USE` follows it;
+/// * on MariaDB, the role active at login (a borrower's `SET ROLE` survives
+///   `COM_RESET_CONNECTION`) when the user has any role to switch to.
+///
+/// (Only for [`Isolation::Full`]: costs one or two queries per connect.)
+fn open(opts: Opts, full_isolation: bool) -> mysql::Result<(Conn, String, bool)> {
     let mut conn = Conn::new(opts.clone())?;
     let mut restore = Vec::new();
     if !full_isolation {
-        return Ok((conn, String::new()));
+        return Ok((conn, String::new(), false));
     }
     // (`Conn::server_version` reports MariaDB's "5.5.5-" compatibility prefix.)
     let version: Option<String> = conn.query_first("SELECT VERSION()")?;
-    if version.is_some_and(|v| v.contains("MariaDB")) {
+    let mariadb = version.is_some_and(|v| v.contains("MariaDB"));
+    if mariadb {
         let row: Option<(Option<String>, i64)> = conn.query_first(
             "SELECT CURRENT_ROLE(), (SELECT COUNT(*) FROM information_schema.APPLICABLE_ROLES)",
         )?;
@@ -446,10 +458,11 @@ fn open(opts: Opts, full_isolation: bool) -> mysql::Result<(Conn, String)> {
             }
         }
     }
-    if let Some(db) = opts.get_db_name() {
+    let change_user = mariadb && opts.get_db_name().is_some();
+    if let Some(db) = opts.get_db_name().filter(|_| !change_user) {
         restore.push(format!("USE {}", quote_ident(db)));
     }
-    Ok((conn, restore.join("; ")))
+    Ok((conn, restore.join("; "), change_user))
 }
 
 /// Quotes an identifier with backticks (backticks doubled).
@@ -510,7 +523,7 @@ impl ManageConnection for MysqlManager {
 
     fn connect(&self) -> Result<MysqlConnection, Error> {
         let full = self.isolation == Isolation::Full;
-        let (conn, restore) = match self.opts.get_tcp_connect_timeout() {
+        let (conn, restore, change_user) = match self.opts.get_tcp_connect_timeout() {
             None => open(self.opts.clone(), full)?,
             Some(limit) => {
                 let opts = self.opts.clone();
@@ -531,7 +544,7 @@ impl ManageConnection for MysqlManager {
                 }
             }
         };
-        Ok(MysqlConnection::new(conn, restore))
+        Ok(MysqlConnection::new(conn, restore, change_user))
     }
 
     fn is_valid(&self, conn: &mut MysqlConnection, timeout: Duration) -> Result<(), Error> {
@@ -573,8 +586,23 @@ impl ManageConnection for MysqlManager {
             })?,
             Isolation::Full => {
                 let restore = conn.restore_sql().to_owned();
+                let change_user = conn.resets_by_change_user();
+                // `COM_CHANGE_USER` does not run the options' `init`
+                // statements again (`Conn::reset` does).
+                let init = if change_user {
+                    self.opts.get_init().to_vec()
+                } else {
+                    Vec::new()
+                };
                 self.with_limit(conn, self.reset_timeout, operation, move |c| {
-                    c.reset()?;
+                    if change_user {
+                        c.change_user(mysql::ChangeUserOpts::DEFAULT)?;
+                        for statement in init {
+                            c.query_drop(statement)?;
+                        }
+                    } else {
+                        c.reset()?;
+                    }
                     if restore.is_empty() {
                         Ok(())
                     } else {

@@ -293,3 +293,29 @@ fn an_unused_borrow_sends_nothing() {
     drop(pool);
     admin.query_drop(format!("DROP USER '{user}'@'%'")).unwrap();
 }
+
+#[test]
+fn a_full_reset_runs_the_init_statements_again_and_selects_the_database() {
+    pool_testkit::require_or_skip!(MariaDbServer::binaries_available());
+    let db = pool_testkit::shared_mariadb().expect("start mariadb");
+    let opts = mysql::OptsBuilder::from_opts(mysql::Opts::from_url(&db.url()).unwrap())
+        .prefer_socket(false)
+        .init(vec!["SET @pool_init = 'ran'"]);
+    let pool = Pool::builder()
+        .max_size(1)
+        .connection_timeout(Duration::from_secs(5))
+        .build(MysqlManager::new(opts))
+        .expect("pool");
+    {
+        let mut a = pool.get().unwrap();
+        assert_eq!(text(&mut a, "SELECT @pool_init"), Some("ran".into()));
+        a.query_drop("SET @pool_init = 'changed'; USE mysql")
+            .unwrap();
+    }
+    let mut b = pool.get().unwrap();
+    assert_eq!(text(&mut b, "SELECT @pool_init"), Some("ran".into()));
+    assert_eq!(
+        text(&mut b, "SELECT DATABASE()"),
+        Some(MARIADB_DATABASE.into())
+    );
+}
