@@ -334,9 +334,7 @@ impl MysqlManager {
     /// `None` trusts the network: a reset on the returning thread then
     /// waits as long as the server does (a black-holed connection can block
     /// it for many minutes), and a background reset keeps its connection's
-    /// seat that long. It saves the hand-offs: with 8 threads on 4
-    /// connections, resets without a limit ran about 1.4 to 1.5 times as many
-    /// queries per second.
+    /// seat that long. It saves the hand-offs.
     pub fn reset_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.reset_timeout = timeout;
         self
