@@ -985,9 +985,10 @@ impl<M: ManageConnection> Inner<M> {
                 if crate::deadline::detach(job).is_ok() {
                     return;
                 }
-                // No worker thread could be started: reset here, where the
-                // manager bounds the reset by itself (it cannot hop either,
-                // so the reset fails and the connection is closed).
+                // No worker thread could be started: reset here, unwatched,
+                // where the manager bounds the reset by itself (the driver
+                // crates' `deadline::run` cannot start a thread either, so
+                // their reset fails and the connection is closed).
             }
         }
         self.reset_and_release(slot, now);
