@@ -149,3 +149,16 @@ fn closing_the_pool_does_not_wait_for_a_stuck_reset() {
     assert!(eventually(Duration::from_secs(5), || m.db.open_now() == 0));
     assert_eq!(m.db.closed_twice.load(Ordering::SeqCst), 0);
 }
+
+#[test]
+fn a_customized_manager_keeps_the_reset_settings_of_the_one_it_wraps() {
+    use pool_core::{CustomizeConnection, Customized, ManageConnection};
+
+    struct Nothing;
+    impl CustomizeConnection<common::Conn, std::io::Error> for Nothing {}
+
+    // (The trait's default is `None`: a wrapper that does not forward it
+    // loses the pool's watch over background resets.)
+    let wrapped = Customized::new(manager_with_limit(250), Nothing);
+    assert_eq!(wrapped.reset_limit(), Some(Duration::from_millis(250)));
+}

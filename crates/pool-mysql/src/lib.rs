@@ -167,7 +167,9 @@ pub enum Isolation {
     /// of 5000, `mysql_isolation_cost` example): raw held connection 10.4 µs;
     /// pool with `None` 10.6 µs, `Rollback` 18.8 µs, `Full` 27.3 µs (a pool of
     /// one, so each borrow waits for the previous reset; about 6 µs more with a
-    /// [reset time limit](MysqlManager::reset_timeout)).
+    /// [reset time limit](MysqlManager::reset_timeout)). These figures were
+    /// taken when `Full` was `COM_RESET_CONNECTION` plus `USE` (two round
+    /// trips) and a limited background reset hopped to a second thread.
     /// The reset runs off the borrower's thread (see
     /// `ManageConnection::background_reset`): with more connections than busy
     /// borrowers, a borrower does not wait for it. A borrow without a

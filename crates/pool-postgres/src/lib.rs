@@ -179,7 +179,9 @@ pub enum Isolation {
     /// example): raw held client 13.5 µs; pool with `None` 15.0 µs,
     /// `Rollback` 31.8 µs, `Full` 62.0 µs (a pool of one, so each borrow waits for the
     /// previous reset;
-    /// about 6 µs more with a [reset time limit](PostgresManager::reset_timeout)).
+    /// about 6 µs more with a [reset time limit](PostgresManager::reset_timeout),
+    /// measured when a limited background reset still hopped to a second
+    /// thread).
     /// The reset runs off the borrower's thread (see
     /// `ManageConnection::background_reset`): with more connections than busy
     /// borrowers, a borrower does not wait for it.
