@@ -522,7 +522,42 @@ impl<C> Bag<C> {
     ///
     /// The seat must hold a connection and be owned by the caller (`IN_USE`
     /// or `RESERVED`). Returns `true` if it went to a waiter.
+    #[inline]
     pub(crate) fn release(&self, slot: &Slot<C>) -> bool {
+        // The common case, nobody waiting: publish, fence, check again.
+        if self.waiting.load(Ordering::SeqCst) == 0 {
+            slot.state.store(IDLE, Ordering::Release);
+            light_fence();
+            if self.waiting.load(Ordering::Relaxed) == 0 {
+                return false;
+            }
+            return self.release_contended(slot);
+        }
+        self.release_waiting(slot)
+    }
+
+    /// `release` when a waiter registered while the seat was made idle.
+    #[cold]
+    fn release_contended(&self, slot: &Slot<C>) -> bool {
+        if self.starving.load(Ordering::SeqCst) == 0 {
+            self.wake_oldest();
+            return false;
+        }
+        // Someone starves: take the seat back (unless a waiter's scan
+        // already claimed it) and hand it over.
+        if slot
+            .state
+            .compare_exchange(IDLE, IN_USE, Ordering::SeqCst, Ordering::Relaxed)
+            .is_err()
+        {
+            return false;
+        }
+        self.release_waiting(slot)
+    }
+
+    /// `release` while waiters are registered.
+    #[inline(never)]
+    fn release_waiting(&self, slot: &Slot<C>) -> bool {
         loop {
             if self.waiting.load(Ordering::SeqCst) > 0
                 && self.starving.load(Ordering::SeqCst) != 0

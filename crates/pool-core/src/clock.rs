@@ -21,6 +21,10 @@ pub(crate) const NEVER: Millis = u64::MAX;
 pub(crate) fn now() -> Millis {
     #[cfg(target_os = "linux")]
     {
+        // rustix calls the vDSO directly, 1.5–3 ns faster here than the C
+        // library's `clock_gettime` (the workspace turns on its
+        // `use-libc-auxv` feature, without which programs crash under
+        // valgrind).
         let ts = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
         ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
     }

@@ -46,7 +46,7 @@ const MIN_VALIDATION_BUDGET: Duration = Duration::from_millis(100);
 /// Entries in a thread's cache of recently returned seats.
 const LOCAL_SEATS: usize = 4;
 /// An empty entry in the thread cache.
-const NO_SEAT: u32 = u32::MAX;
+const NO_SEAT: usize = 0;
 
 /// Why a connection was closed; shown in the debug log line that says so.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,7 +138,11 @@ impl fmt::Display for State {
 /// instruction); atomics rather than `Cell`s so that a metrics snapshot can
 /// read every thread's shard.
 struct LocalSeats {
-    seats: [AtomicU32; LOCAL_SEATS],
+    /// Addresses of seats (`&Slot<M::Connection>` of this thread's pool),
+    /// or `NO_SEAT`. An address rather than an index: seats never move
+    /// (`bag`), and the borrow then reads the seat's state straight away
+    /// instead of first finding its bucket.
+    seats: [AtomicUsize; LOCAL_SEATS],
     /// Where this thread starts scanning the shared seats, so that threads
     /// do not all contend for seat 0.
     scan_from: u32,
@@ -146,6 +150,20 @@ struct LocalSeats {
     thread_no: u64,
     /// This thread's metrics (when metrics are on).
     shard: Option<Box<Shard>>,
+}
+
+/// Numbers pools, for [`LAST_LOCAL`]: never 0, never reused.
+static POOL_SEQ: AtomicU64 = AtomicU64::new(1);
+
+std::thread_local! {
+    /// This thread's most recently used `LocalSeats`: (pool number, pointer
+    /// to that pool's entry for this thread). A one-entry cache in front of
+    /// the pool's `ThreadLocal`, whose lookup is an out-of-line call: a
+    /// thread that borrows from one pool finds its seats with one
+    /// thread-local load and a compare. No destructor, so access never
+    /// checks for one.
+    static LAST_LOCAL: std::cell::Cell<(u64, *const LocalSeats)> =
+        const { std::cell::Cell::new((0, std::ptr::null())) };
 }
 
 /// Spreads threads' scan starting points.
@@ -156,7 +174,7 @@ static THREAD_SEQ: AtomicUsize = AtomicUsize::new(1);
 impl LocalSeats {
     fn new(metrics: bool) -> Self {
         LocalSeats {
-            seats: std::array::from_fn(|_| AtomicU32::new(NO_SEAT)),
+            seats: std::array::from_fn(|_| AtomicUsize::new(NO_SEAT)),
             // Consecutive threads start 3 seats apart: in a small pool each
             // finds its own seat first instead of all racing for seat 0.
             scan_from: SCAN_SEQ.fetch_add(1, Ordering::Relaxed).wrapping_mul(3) as u32,
@@ -165,18 +183,18 @@ impl LocalSeats {
         }
     }
 
-    /// Records `index` as the newest entry.
+    /// Records the seat at address `seat` as the newest entry.
     #[inline]
-    fn push(&self, index: u32) {
-        if self.seats[0].load(Ordering::Relaxed) == index {
+    fn push(&self, seat: usize) {
+        if self.seats[0].load(Ordering::Relaxed) == seat {
             return;
         }
-        let mut carry = index;
-        for seat in &self.seats {
-            let old = seat.load(Ordering::Relaxed);
-            seat.store(carry, Ordering::Relaxed);
+        let mut carry = seat;
+        for entry in &self.seats {
+            let old = entry.load(Ordering::Relaxed);
+            entry.store(carry, Ordering::Relaxed);
             carry = old;
-            if carry == index || carry == NO_SEAT {
+            if carry == seat || carry == NO_SEAT {
                 break;
             }
         }
@@ -210,6 +228,12 @@ pub(crate) struct Inner<M: ManageConnection> {
     /// Connections `build` wants open before it returns (0 afterwards).
     pub(crate) init_target: AtomicUsize,
     pub(crate) next_id: AtomicU64,
+    /// This pool's number (from `POOL_SEQ`), the key of `LAST_LOCAL`.
+    uid: u64,
+    /// How long since its last use a connection is lent without
+    /// validation, in coarse milliseconds (`alive_bypass_window`, computed
+    /// once); `NEVER` when `test_on_check_out` is off.
+    bypass_ms: Millis,
     local: ThreadLocal<LocalSeats>,
     pub(crate) failures: Mutex<ConnectFailures>,
     /// Connect attempts so far (for `build`'s wait).
@@ -365,6 +389,12 @@ impl<M: ManageConnection> Pool<M> {
             total: AtomicUsize::new(0),
             init_target: AtomicUsize::new(if wait { min_idle.max(1) } else { 0 }),
             next_id: AtomicU64::new(1),
+            uid: POOL_SEQ.fetch_add(1, Ordering::Relaxed),
+            bypass_ms: if config.test_on_check_out {
+                clock::millis(config.alive_bypass_window)
+            } else {
+                clock::NEVER
+            },
             local: ThreadLocal::new(),
             failures: Mutex::new(ConnectFailures::default()),
             attempts: AtomicU64::new(0),
@@ -740,15 +770,33 @@ fn spawn_workers<M: ManageConnection>(
 }
 
 impl<M: ManageConnection> Inner<M> {
+    /// This thread's seat cache and metrics shard for this pool.
     #[inline]
     fn local(&self) -> &LocalSeats {
-        self.local.get_or(|| {
+        let (uid, ptr) = LAST_LOCAL.with(|last| last.get());
+        if uid == self.uid {
+            // SAFETY: `LAST_LOCAL` is this thread's, and `uid` numbers one
+            // pool for the life of the process, so `ptr` was stored by
+            // `local_slow` on this thread for this pool: it points at this
+            // thread's entry in `self.local`. `ThreadLocal` never moves or
+            // frees an entry before it is dropped itself, which cannot
+            // happen while `&self` is borrowed.
+            return unsafe { &*ptr };
+        }
+        self.local_slow()
+    }
+
+    #[cold]
+    fn local_slow(&self) -> &LocalSeats {
+        let local = self.local.get_or(|| {
             let local = LocalSeats::new(self.config.metrics);
             if let Some(leaks) = &self.leaks {
                 leaks.register_thread(local.thread_no);
             }
             local
-        })
+        });
+        LAST_LOCAL.with(|last| last.set((self.uid, local as *const LocalSeats)));
+        local
     }
 
     /// The borrow path: thread cache, then a scan, then the waiter queue.
@@ -761,11 +809,15 @@ impl<M: ManageConnection> Inner<M> {
             let now = clock::now();
             let local = self.local();
             for entry in &local.seats {
-                let index = entry.load(Ordering::Relaxed);
-                if index == NO_SEAT || index as usize >= self.bag.capacity() {
-                    continue;
+                let seat = entry.load(Ordering::Relaxed);
+                if seat == NO_SEAT {
+                    break; // the entries after an empty one are empty
                 }
-                let slot = self.bag.slot(index as usize);
+                // SAFETY: only `check_in` stores into this thread's entries
+                // for this pool, and only addresses of this pool's seats,
+                // which never move and live as long as the bag (`bag`),
+                // which `&self` keeps alive.
+                let slot = unsafe { &*(seat as *const Slot<M::Connection>) };
                 if slot.try_claim(IN_USE) {
                     if let Some(conn) = self.check_out(local, slot, now, timeout, 0) {
                         return Ok(conn);
@@ -861,6 +913,20 @@ impl<M: ManageConnection> Inner<M> {
             .min(budget.max(MIN_VALIDATION_BUDGET))
     }
 
+    /// Validates a connection about to be lent that has not been used within
+    /// the alive-bypass window: `Some(FailedValidation)` if it must not be.
+    /// Out of line: the borrow of a recently used connection never gets here.
+    #[cold]
+    #[inline(never)]
+    fn validate(&self, conn: &mut M::Connection, budget: Duration) -> Option<CloseReason> {
+        let ok = guarded(|| {
+            self.manager
+                .is_valid(conn, self.validation_limit(budget))
+                .is_ok()
+        });
+        (ok != Some(true)).then_some(CloseReason::FailedValidation)
+    }
+
     /// Vets a seat the caller just claimed (`IN_USE`) and wraps it, or closes
     /// the connection and returns `None` if it must not be lent.
     #[track_caller]
@@ -894,18 +960,8 @@ impl<M: ManageConnection> Inner<M> {
                     if guarded(|| self.manager.has_broken(conn)).unwrap_or(true) {
                         return Some(CloseReason::Broken);
                     }
-                    if self.config.test_on_check_out
-                        && now.saturating_sub(slot.last_used.load(Ordering::Relaxed))
-                            > clock::millis(self.config.alive_bypass_window)
-                    {
-                        let ok = guarded(|| {
-                            self.manager
-                                .is_valid(conn, self.validation_limit(budget))
-                                .is_ok()
-                        });
-                        if ok != Some(true) {
-                            return Some(CloseReason::FailedValidation);
-                        }
+                    if now.saturating_sub(slot.last_used.load(Ordering::Relaxed)) > self.bypass_ms {
+                        return self.validate(conn, budget);
                     }
                     None
                 })
@@ -959,7 +1015,7 @@ impl<M: ManageConnection> Inner<M> {
         if let Some(reason) = reason {
             return self.close_slot(slot, reason);
         }
-        local.push(slot.index);
+        local.push(slot as *const Slot<M::Connection> as usize);
         // In the background only while nobody waits. With waiters the pool
         // is saturated and the returning thread would only queue again; it
         // is already running, while a worker must first be woken and then
@@ -971,27 +1027,36 @@ impl<M: ManageConnection> Inner<M> {
             // SAFETY: as above.
             && unsafe { slot.with_conn(|c| c.is_some_and(|c| self.manager.needs_reset(c))) }
         {
-            // Off the borrower's critical path: the seat stays IN_USE (owned
-            // by the job) until the reset is done, then becomes available.
-            // The loan may have borrowed the pool (not counted it): the job
-            // takes its own reference. `me` upgrades while the caller's loan
-            // keeps the pool alive.
-            if let Some(inner) = self.me.upgrade() {
-                let index = slot.index as usize;
-                let job = Box::new(move || {
-                    let slot = inner.bag.slot(index);
-                    inner.reset_in_background(slot);
-                });
-                if crate::deadline::detach(job).is_ok() {
-                    return;
-                }
-                // No worker thread could be started: reset here, unwatched,
-                // where the manager bounds the reset by itself (the driver
-                // crates' `deadline::run` cannot start a thread either, so
-                // their reset fails and the connection is closed).
+            if self.send_to_reset(slot) {
+                return;
             }
         }
         self.reset_and_release(slot, now);
+    }
+
+    /// Hands a returned seat (owned, `IN_USE`) to a `pool-io` thread that
+    /// resets it and makes it available. False if no worker thread could
+    /// take it: then the caller resets it, unwatched, where the manager
+    /// bounds the reset by itself (the driver crates' `deadline::run` cannot
+    /// start a thread either, so their reset fails and the connection is
+    /// closed).
+    #[cold]
+    #[inline(never)]
+    fn send_to_reset(&self, slot: &Slot<M::Connection>) -> bool {
+        // Off the borrower's critical path: the seat stays IN_USE (owned by
+        // the job) until the reset is done, then becomes available. The loan
+        // may have borrowed the pool (not counted it): the job takes its own
+        // reference. `me` upgrades while the caller's loan keeps the pool
+        // alive.
+        let Some(inner) = self.me.upgrade() else {
+            return false;
+        };
+        let index = slot.index as usize;
+        let job = Box::new(move || {
+            let slot = inner.bag.slot(index);
+            inner.reset_in_background(slot);
+        });
+        crate::deadline::detach(job).is_ok()
     }
 
     /// The background job of `check_in`, on a worker thread that owns the
@@ -1038,6 +1103,7 @@ impl<M: ManageConnection> Inner<M> {
 
     /// Runs `reset` on a seat the caller owns, then the return checks, then
     /// makes it available (or closes it).
+    #[inline]
     fn reset_and_release(&self, slot: &Slot<M::Connection>, now: Millis) {
         // SAFETY: the caller owns the seat (IN_USE) until release below.
         let reset_ok = unsafe {
@@ -1050,6 +1116,7 @@ impl<M: ManageConnection> Inner<M> {
 
     /// The return checks after a reset, on a seat the caller owns; then the
     /// seat becomes available (or its connection is closed).
+    #[inline]
     fn after_reset(&self, slot: &Slot<M::Connection>, reset_ok: bool, now: Millis) {
         if !reset_ok {
             return self.close_slot(slot, CloseReason::ResetFailed);
@@ -1094,6 +1161,7 @@ impl<M: ManageConnection> Inner<M> {
     /// pair: `release` stores `IDLE` and fences before we load the status;
     /// `close`, `resize` and `soft_evict_all` store, fence, then sweep idle
     /// seats. One of the two sides sees the other.
+    #[inline]
     pub(crate) fn make_available(&self, slot: &Slot<M::Connection>) {
         if self.bag.release(slot) {
             return;
@@ -1113,6 +1181,7 @@ impl<M: ManageConnection> Inner<M> {
     }
 
     /// Closes the connection in a seat the caller owns and frees the seat.
+    #[cold]
     pub(crate) fn close_slot(&self, slot: &Slot<M::Connection>, reason: CloseReason) {
         // SAFETY: the caller owns the seat (IN_USE or RESERVED).
         let conn = unsafe { slot.take() };
@@ -1189,6 +1258,17 @@ impl<M: ManageConnection> Inner<M> {
         if let Some(shard) = &local.shard {
             shard.usage.record_owned(lent_ms);
         }
+        if self.handler.is_some() || self.leaks.is_some() {
+            self.released_events(slot, lent_ms);
+        }
+        // Between loans the stamp reads "never" (see `Slot::lent_at`).
+        slot.lent_at.store(clock::NEVER, Ordering::Relaxed);
+    }
+
+    /// The event handler's check-in event and leak detection's "returned"
+    /// report, out of the way of a pool that has neither.
+    #[inline(never)]
+    fn released_events(&self, slot: &Slot<M::Connection>, lent_ms: Millis) {
         if let Some(h) = &self.handler {
             let id = slot.id.load(Ordering::Relaxed);
             let lent_for = Duration::from_millis(lent_ms);
@@ -1197,8 +1277,6 @@ impl<M: ManageConnection> Inner<M> {
         if let Some(leaks) = &self.leaks {
             leaks.returned(&self.name, slot);
         }
-        // Between loans the stamp reads "never" (see `Slot::lent_at`).
-        slot.lent_at.store(clock::NEVER, Ordering::Relaxed);
     }
 
     /// Every thread's acquire waits and times lent, added up.
@@ -1783,19 +1861,29 @@ impl<M: ManageConnection> DerefMut for PooledConnection<'_, M> {
 impl<M: ManageConnection> Drop for PooledConnection<'_, M> {
     #[inline]
     fn drop(&mut self) {
+        if self.fate == Fate::Return && !std::thread::panicking() {
+            let slot = self.slot();
+            let now = clock::now();
+            let inner = &*self.pool;
+            let local = inner.local();
+            inner.released(local, slot, now);
+            inner.check_in(local, slot, now);
+        } else if self.fate != Fate::Detached {
+            self.close_on_drop();
+        }
+    }
+}
+
+impl<M: ManageConnection> PooledConnection<'_, M> {
+    /// `drop` of a loan marked broken, or dropped while its thread panics:
+    /// its connection is closed, not lent again.
+    #[cold]
+    #[inline(never)]
+    fn close_on_drop(&mut self) {
         let slot = self.slot();
-        if self.fate == Fate::Detached {
-            return;
-        }
-        let now = clock::now();
         let inner = &*self.pool;
-        let local = inner.local();
-        inner.released(local, slot, now);
-        match self.fate {
-            Fate::Return if !std::thread::panicking() => inner.check_in(local, slot, now),
-            Fate::Detached => {}
-            _ => inner.close_slot(slot, CloseReason::Broken),
-        }
+        inner.released(inner.local(), slot, clock::now());
+        inner.close_slot(slot, CloseReason::Broken);
     }
 }
 
