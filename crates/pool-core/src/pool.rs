@@ -1026,10 +1026,9 @@ impl<M: ManageConnection> Inner<M> {
             && self.bag.waiting() == 0
             // SAFETY: as above.
             && unsafe { slot.with_conn(|c| c.is_some_and(|c| self.manager.needs_reset(c))) }
+            && self.send_to_reset(slot)
         {
-            if self.send_to_reset(slot) {
-                return;
-            }
+            return;
         }
         self.reset_and_release(slot, now);
     }
