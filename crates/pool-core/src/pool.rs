@@ -2,6 +2,7 @@
 //! [bag](crate::bag).
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::panic::Location;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -988,11 +989,7 @@ impl<M: ManageConnection> Inner<M> {
                 self.ring_housekeeper();
             }
         }
-        Some(PooledConnection {
-            pool: PoolRef::Borrowed(self),
-            slot: NonNull::from(slot),
-            fate: Fate::Return,
-        })
+        Some(PooledConnection::new(self, slot))
     }
 
     /// The return path: reset, checks, then back to a waiter or idle.
@@ -1661,45 +1658,30 @@ pub(crate) fn guarded<R>(f: impl FnOnce() -> R) -> Option<R> {
 /// The lifetime `'a` is that of the `Pool` handle it came from
 /// ([`Pool::get`]); loans from [`Pool::get_owned`] (or turned by
 /// [`into_owned`](PooledConnection::into_owned)) are `'static`.
+///
+/// Two words: a loan is returned from `get` in registers, not through memory.
 pub struct PooledConnection<'a, M: ManageConnection> {
-    /// The pool, borrowed or counted.
-    pool: PoolRef<'a, M>,
-    /// The seat, owned (`IN_USE`) for as long as this value lives. Valid
+    /// The pool: borrowed for `'a` (from a `Pool` handle, which holds a
+    /// reference), or, with `LOAN_OWNED`, one strong count of its `Arc`
+    /// that this loan holds itself (`Arc::into_raw`).
+    pool: NonNull<Inner<M>>,
+    /// The seat's address, with the `LOAN_*` bits in its low bits. The seat
+    /// is owned (`IN_USE`) for as long as this value lives, and stays valid
     /// because seats are freed only with the bag, which `pool` keeps alive.
-    slot: NonNull<Slot<M::Connection>>,
-    /// What to do with the seat when dropped.
-    fate: Fate,
+    seat: NonNull<Slot<M::Connection>>,
+    _pool: PhantomData<&'a Inner<M>>,
 }
 
-/// How a loan keeps its pool alive: by borrowing a `Pool` handle (which
-/// holds a reference) for `'a`, or by holding a reference of its own.
-enum PoolRef<'a, M: ManageConnection> {
-    Borrowed(&'a Inner<M>),
-    Owned(Arc<Inner<M>>),
-}
-
-impl<M: ManageConnection> Deref for PoolRef<'_, M> {
-    type Target = Inner<M>;
-
-    #[inline]
-    fn deref(&self) -> &Inner<M> {
-        match self {
-            PoolRef::Borrowed(inner) => inner,
-            PoolRef::Owned(inner) => inner,
-        }
-    }
-}
-
-/// What a `PooledConnection`'s drop does.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Fate {
-    /// Return the connection to the pool.
-    Return,
-    /// Close it (`mark_broken`).
-    Close,
-    /// Nothing: `detach` already freed the seat.
-    Detached,
-}
+/// Loan bit: `pool` is a strong count held by the loan (`'static` loans).
+const LOAN_OWNED: usize = 1;
+/// Loan bit: close the connection when dropped (`mark_broken`).
+const LOAN_CLOSE: usize = 2;
+/// Loan bit: `detach` already freed the seat; dropping does nothing more.
+const LOAN_DETACHED: usize = 4;
+/// All the loan bits.
+const LOAN_BITS: usize = LOAN_OWNED | LOAN_CLOSE | LOAN_DETACHED;
+// A seat's address has its low bits zero: they can carry the loan bits.
+const _: () = assert!(std::mem::align_of::<Slot<()>>() > LOAN_BITS);
 
 // SAFETY: a PooledConnection owns its seat exclusively (IN_USE) and gives
 // access only to the connection inside, which is `Send`; moving it to another
@@ -1710,11 +1692,44 @@ unsafe impl<M: ManageConnection> Send for PooledConnection<'_, M> {}
 unsafe impl<M: ManageConnection> Sync for PooledConnection<'_, M> where M::Connection: Sync {}
 
 impl<'a, M: ManageConnection> PooledConnection<'a, M> {
+    /// A loan of `slot` (owned, `IN_USE`) that borrows `pool`.
+    #[inline]
+    fn new(pool: &'a Inner<M>, slot: &Slot<M::Connection>) -> Self {
+        PooledConnection {
+            pool: NonNull::from(pool),
+            seat: NonNull::from(slot),
+            _pool: PhantomData,
+        }
+    }
+
     #[inline]
     fn slot(&self) -> &Slot<M::Connection> {
-        // SAFETY: see the field's note: the bag (inside the pool, which
-        // `self.pool` borrows or holds) never frees a seat while it lives.
-        unsafe { self.slot.as_ref() }
+        let seat = self.seat.as_ptr().map_addr(|a| a & !LOAN_BITS);
+        // SAFETY: `seat` is the address `new` took from a `&Slot`, with the
+        // loan bits cleared (they were zero in it: see `LOAN_BITS`). The
+        // bag (inside the pool, which `self.pool` borrows or holds) never
+        // frees a seat while it lives.
+        unsafe { &*seat }
+    }
+
+    /// The pool.
+    #[inline]
+    fn inner(&self) -> &Inner<M> {
+        // SAFETY: `pool` points to a live `Inner`: borrowed for `'a`, or
+        // kept alive by the strong count this loan holds (`LOAN_OWNED`).
+        unsafe { self.pool.as_ref() }
+    }
+
+    /// The loan bits.
+    #[inline]
+    fn bits(&self) -> usize {
+        self.seat.as_ptr().addr() & LOAN_BITS
+    }
+
+    /// Sets loan bits.
+    #[inline]
+    fn set_bits(&mut self, bits: usize) {
+        self.seat = self.seat.map_addr(|a| a | bits);
     }
 
     /// Turns a loan that borrows its `Pool` handle into one that holds its
@@ -1740,23 +1755,25 @@ impl<'a, M: ManageConnection> PooledConnection<'a, M> {
     /// assert_eq!(*checkout(), 7);
     /// ```
     pub fn into_owned(self) -> PooledConnection<'static, M> {
-        let this = std::mem::ManuallyDrop::new(self);
-        let pool = match &this.pool {
-            PoolRef::Owned(inner) => inner.clone(),
-            PoolRef::Borrowed(inner) => inner
+        // Not dropped: its seat and (if any) its strong count move over.
+        let mut this = std::mem::ManuallyDrop::new(self);
+        if this.bits() & LOAN_OWNED == 0 {
+            let counted = this
+                .inner()
                 .me
                 .upgrade()
-                .expect("a borrowed loan's Pool handle keeps the pool alive"),
-        };
-        // SAFETY: `this` is never dropped (ManuallyDrop), so reading its
-        // `pool` out moves it exactly once; the Arc clone taken above is
-        // separate, and the old `PoolRef` is dropped here to release an
-        // `Owned` reference (a `Borrowed` one has nothing to release).
-        drop(unsafe { std::ptr::read(&this.pool) });
+                .expect("a borrowed loan's Pool handle keeps the pool alive");
+            // The same `Inner` as the borrow, now with a count of its own
+            // (given back by `release_pool`).
+            let raw = Arc::into_raw(counted).cast_mut();
+            // SAFETY: `Arc::into_raw` never returns null.
+            this.pool = unsafe { NonNull::new_unchecked(raw) };
+            this.set_bits(LOAN_OWNED);
+        }
         PooledConnection {
-            pool: PoolRef::Owned(pool),
-            slot: this.slot,
-            fate: this.fate,
+            pool: this.pool,
+            seat: this.seat,
+            _pool: PhantomData,
         }
     }
 
@@ -1783,7 +1800,7 @@ impl<'a, M: ManageConnection> PooledConnection<'a, M> {
     /// # Ok::<(), pool_core::Error>(())
     /// ```
     pub fn mark_broken(&mut self) {
-        self.fate = Fate::Close;
+        self.set_bits(LOAN_CLOSE);
     }
 
     /// Takes the connection out of the pool for good; its place in the pool
@@ -1809,7 +1826,7 @@ impl<'a, M: ManageConnection> PooledConnection<'a, M> {
         let slot = self.slot();
         // SAFETY: we own the seat (IN_USE) until the VACANT store below.
         let conn = unsafe { slot.take() }.expect("a lent seat holds a connection");
-        let inner = &*self.pool;
+        let inner = self.inner();
         inner.released(inner.local(), slot, clock::now());
         Shared::bump(&inner.stats.detached);
         log::debug!(
@@ -1821,7 +1838,7 @@ impl<'a, M: ManageConnection> PooledConnection<'a, M> {
         slot.id.store(0, Ordering::Relaxed);
         slot.state.store(VACANT, Ordering::Release);
         inner.ring_creator_if_short(inner.bag.waiting());
-        self.fate = Fate::Detached;
+        self.set_bits(LOAN_DETACHED);
         conn
     }
 
@@ -1860,15 +1877,19 @@ impl<M: ManageConnection> DerefMut for PooledConnection<'_, M> {
 impl<M: ManageConnection> Drop for PooledConnection<'_, M> {
     #[inline]
     fn drop(&mut self) {
-        if self.fate == Fate::Return && !std::thread::panicking() {
+        let bits = self.bits();
+        if bits & (LOAN_CLOSE | LOAN_DETACHED) == 0 && !std::thread::panicking() {
             let slot = self.slot();
             let now = clock::now();
-            let inner = &*self.pool;
+            let inner = self.inner();
             let local = inner.local();
             inner.released(local, slot, now);
             inner.check_in(local, slot, now);
-        } else if self.fate != Fate::Detached {
+        } else if bits & LOAN_DETACHED == 0 {
             self.close_on_drop();
+        }
+        if bits & LOAN_OWNED != 0 {
+            self.release_pool();
         }
     }
 }
@@ -1880,16 +1901,25 @@ impl<M: ManageConnection> PooledConnection<'_, M> {
     #[inline(never)]
     fn close_on_drop(&mut self) {
         let slot = self.slot();
-        let inner = &*self.pool;
+        let inner = self.inner();
         inner.released(inner.local(), slot, clock::now());
         inner.close_slot(slot, CloseReason::Broken);
+    }
+
+    /// Gives back the strong count of an owned loan (`LOAN_OWNED`), last.
+    #[inline(never)]
+    fn release_pool(&mut self) {
+        // SAFETY: with `LOAN_OWNED`, `pool` came from `Arc::into_raw` (in
+        // `into_owned`) and this loan holds that one count; `drop` calls
+        // this once, after its last use of the pool.
+        drop(unsafe { Arc::from_raw(self.pool.as_ptr().cast_const()) });
     }
 }
 
 impl<M: ManageConnection> fmt::Debug for PooledConnection<'_, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PooledConnection")
-            .field("pool", &self.pool.name)
+            .field("pool", &self.inner().name)
             .field("id", &self.id())
             .finish_non_exhaustive()
     }
