@@ -524,38 +524,15 @@ impl<C> Bag<C> {
     /// or `RESERVED`). Returns `true` if it went to a waiter.
     #[inline]
     pub(crate) fn release(&self, slot: &Slot<C>) -> bool {
-        // The common case, nobody waiting: publish, fence, check again.
-        if self.waiting.load(Ordering::SeqCst) == 0 {
-            slot.state.store(IDLE, Ordering::Release);
-            light_fence();
-            if self.waiting.load(Ordering::Relaxed) == 0 {
-                return false;
-            }
-            return self.release_contended(slot);
-        }
-        self.release_waiting(slot)
-    }
-
-    /// `release` when a waiter registered while the seat was made idle.
-    #[cold]
-    fn release_contended(&self, slot: &Slot<C>) -> bool {
-        if self.starving.load(Ordering::SeqCst) == 0 {
-            self.wake_oldest();
-            return false;
-        }
-        // Someone starves: take the seat back (unless a waiter's scan
-        // already claimed it) and hand it over.
-        if slot
-            .state
-            .compare_exchange(IDLE, IN_USE, Ordering::SeqCst, Ordering::Relaxed)
-            .is_err()
-        {
+        // The common case, nobody waiting: publish the seat and return.
+        if self.waiting.load(Ordering::SeqCst) == 0 && !self.publish(slot) {
             return false;
         }
         self.release_waiting(slot)
     }
 
-    /// `release` while waiters are registered.
+    /// `release` while waiters are registered (or once one registered as
+    /// the seat was published, and `publish` took it back).
     #[inline(never)]
     fn release_waiting(&self, slot: &Slot<C>) -> bool {
         loop {
@@ -565,30 +542,38 @@ impl<C> Bag<C> {
             {
                 return true;
             }
-            // Publish the connection (Release), then the returner's half of
-            // the waiter Dekker: fence, then look for waiters (module docs).
-            slot.state.store(IDLE, Ordering::Release);
-            light_fence();
-            if self.waiting.load(Ordering::Relaxed) == 0 {
-                return false;
-            }
-            if self.starving.load(Ordering::SeqCst) == 0 {
-                // Nobody starves: the seat stays idle for whoever comes
-                // first, and the oldest waiter is woken to try.
-                self.wake_oldest();
-                return false;
-            }
-            // A waiter registered (or started starving) while we were making
-            // the seat idle. Its scan may already have claimed the seat; if
-            // not, take it back and hand it over.
-            if slot
-                .state
-                .compare_exchange(IDLE, IN_USE, Ordering::SeqCst, Ordering::Relaxed)
-                .is_err()
-            {
+            if !self.publish(slot) {
                 return false;
             }
         }
+    }
+
+    /// Makes an owned seat idle. True if a starving waiter registered
+    /// meanwhile and the seat was taken back (the caller owns it again and
+    /// should hand it over); false if it is released for good.
+    #[inline]
+    fn publish(&self, slot: &Slot<C>) -> bool {
+        // Publish the connection (Release), then the returner's half of the
+        // waiter Dekker: fence, then look for waiters (module docs).
+        slot.state.store(IDLE, Ordering::Release);
+        light_fence();
+        self.waiting.load(Ordering::Relaxed) != 0 && self.take_back(slot)
+    }
+
+    /// `publish` found a waiter registered.
+    #[cold]
+    fn take_back(&self, slot: &Slot<C>) -> bool {
+        if self.starving.load(Ordering::SeqCst) == 0 {
+            // Nobody starves: the seat stays idle for whoever comes first,
+            // and the oldest waiter is woken to try.
+            self.wake_oldest();
+            return false;
+        }
+        // Someone starves. The waiter's scan may already have claimed the
+        // seat; if not, take it back to hand it over.
+        slot.state
+            .compare_exchange(IDLE, IN_USE, Ordering::SeqCst, Ordering::Relaxed)
+            .is_ok()
     }
 
     /// Unparks the oldest waiter so that it scans again (a no-op system
