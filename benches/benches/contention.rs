@@ -1,6 +1,9 @@
 //! Threads on one pool (plain `main`, not criterion): throughput, acquire
 //! latency percentiles and fairness, for pool-core, r2d2 (defaults, and with
-//! `test_on_check_out(false)`) and a plain mutex pool, all with no-op managers.
+//! `test_on_check_out(false)`) and a plain mutex pool, all with no-op managers,
+//! and for the same loop with no pool at all (`no-pool`: how evenly the
+//! scheduler alone shares the cores among that many busy threads, the
+//! ceiling for any pool's fairness).
 //!
 //! Scenarios:
 //!
@@ -45,8 +48,11 @@ struct Scenario {
     pools: &'static [&'static str],
 }
 
-/// The four pools every multi-threaded scenario compares.
-const PEERS: &[&str] = &["pool-core", "r2d2", "r2d2-no-test", "mutex-vec"];
+/// The four pools every multi-threaded scenario compares, and `no-pool`: the
+/// same loop with nothing to acquire, the scheduler's own floor (how evenly
+/// the machine shares its cores among that many busy threads, whatever a
+/// pool does).
+const PEERS: &[&str] = &["pool-core", "r2d2", "r2d2-no-test", "mutex-vec", "no-pool"];
 
 const SCENARIOS: &[Scenario] = &[
     Scenario {
@@ -97,6 +103,8 @@ enum Pool {
     Ours(pool_core::Pool<NoopManager>),
     R2d2(r2d2::Pool<R2d2Noop>),
     Mutex(MutexPool),
+    /// Nothing to acquire: the scheduler's floor.
+    Nothing,
 }
 
 impl Pool {
@@ -133,6 +141,7 @@ impl Pool {
             "r2d2" => Pool::R2d2(r2d2(true)),
             "r2d2-no-test" => Pool::R2d2(r2d2(false)),
             "mutex-vec" => Pool::Mutex(MutexPool::new(size as usize)),
+            "no-pool" => Pool::Nothing,
             other => unreachable!("unknown pool {other}"),
         }
     }
@@ -143,6 +152,9 @@ impl Pool {
             Pool::Ours(p) => run_cycles(threads, run_for, hold, timed, &|| p.get().unwrap()),
             Pool::R2d2(p) => run_cycles(threads, run_for, hold, timed, &|| p.get().unwrap()),
             Pool::Mutex(p) => run_cycles(threads, run_for, hold, timed, &|| p.get()),
+            Pool::Nothing => {
+                run_cycles(threads, run_for, hold, timed, &|| std::hint::black_box(()))
+            }
         }
     }
 }

@@ -349,6 +349,22 @@ fn summary_table(res: &Results) -> String {
             goal: Goal::AtLeast(0.9),
             goal_text: "≥ 0.90".into(),
         });
+        // The same loop with no pool at all: how evenly the scheduler shares
+        // the cores among that many busy threads. No pool can be fairer than
+        // the CPU time its threads are given.
+        let floor = metric(&s, "no-pool", "fairness");
+        rows.push(Row {
+            target: "4",
+            what: format!(
+                "{label}: fairness of the same threads with no pool (the scheduler's own)"
+            ),
+            ours: floor.map_or("–".into(), |f| format!("{f:.2}")),
+            peer: "".into(),
+            ratio: floor,
+            ratio_text: floor.map_or("–".into(), |f| format!("{f:.2}")),
+            goal: Goal::None,
+            goal_text: "".into(),
+        });
     }
 
     // 5. Scale: time per cycle at 1024 ÷ at 8.
