@@ -27,7 +27,11 @@
 //! `cargo xtask bench`. Filters match `<scenario>/<pool>`:
 //! `cargo bench -p benches --bench contention -- 8t-4c/pool-core` runs only
 //! pool-core in the `8t-4c` scenario (handy under `perf record`);
-//! `BENCH_PRINT_CYCLES=1` prints every run's per-thread cycle counts.
+//! `BENCH_PRINT_CYCLES=1` prints every run's per-thread cycle counts, CPU
+//! time and cycles per CPU millisecond (which tells a thread that was given
+//! less CPU from one that spent its CPU waiting: with `no-pool` the CPU time
+//! is even, yet cycles per CPU ms differ by up to 1.5× between threads on
+//! this VM's two vCPUs).
 
 use std::time::Duration;
 
@@ -203,7 +207,17 @@ fn main() {
                 let Some(pool) = &pools[p] else { continue };
                 let r = pool.run(s, run_for, false);
                 if std::env::var_os("BENCH_PRINT_CYCLES").is_some() {
-                    eprintln!("{} {}: {:?}", s.name, names[p], r.cycles);
+                    let ms: Vec<u128> = r.cpu.iter().map(|c| c.as_millis()).collect();
+                    let per_ms: Vec<u64> = r
+                        .cycles
+                        .iter()
+                        .zip(&r.cpu)
+                        .map(|(n, c)| (*n as f64 / c.as_secs_f64().max(1e-9) / 1e3) as u64)
+                        .collect();
+                    eprintln!(
+                        "{} {}: cycles {:?}; CPU ms {ms:?}; cycles per CPU ms {per_ms:?}",
+                        s.name, names[p], r.cycles
+                    );
                 }
                 throughput[p].push(r.throughput());
                 fairness[p].push(r.fairness());

@@ -17,6 +17,9 @@ use hdrhistogram::Histogram;
 pub struct LoadResult {
     /// Completed cycles, per thread.
     pub cycles: Vec<u64>,
+    /// CPU time each thread was given during the run (`CLOCK_THREAD_CPUTIME_ID`):
+    /// cycles ÷ CPU time separates a pool's unfairness from the scheduler's.
+    pub cpu: Vec<Duration>,
     /// Wall-clock time from the common start until the last thread stopped.
     pub elapsed: Duration,
     /// Acquire latencies in nanoseconds, all threads merged (only when the
@@ -56,6 +59,12 @@ impl LoadResult {
         for (mine, theirs) in self.cycles.iter_mut().zip(&other.cycles) {
             *mine += theirs;
         }
+        if self.cpu.len() < other.cpu.len() {
+            self.cpu.resize(other.cpu.len(), Duration::ZERO);
+        }
+        for (mine, theirs) in self.cpu.iter_mut().zip(&other.cpu) {
+            *mine += *theirs;
+        }
         self.elapsed += other.elapsed;
         match (&mut self.latency, &other.latency) {
             (Some(mine), Some(theirs)) => {
@@ -66,6 +75,12 @@ impl LoadResult {
             _ => {}
         }
     }
+}
+
+/// CPU time the calling thread has run so far.
+fn thread_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
 /// A histogram for nanosecond latencies from 1 ns to 10 minutes, 3
@@ -118,6 +133,7 @@ where
                         let mut hist = timed.then(new_histogram);
                         let mut n = 0u64;
                         barrier.wait();
+                        let cpu0 = thread_cpu();
                         while !stop.0.load(Ordering::Relaxed) {
                             let latency = work(timed);
                             if let (Some(h), Some(l)) = (hist.as_mut(), latency) {
@@ -125,7 +141,7 @@ where
                             }
                             n += 1;
                         }
-                        (n, hist, Instant::now())
+                        (n, hist, Instant::now(), thread_cpu().saturating_sub(cpu0))
                     })
                     .expect("spawn load thread")
             })
@@ -136,13 +152,15 @@ where
         stop.0.store(true, Ordering::Relaxed);
         let mut result = LoadResult {
             cycles: Vec::with_capacity(threads),
+            cpu: Vec::with_capacity(threads),
             elapsed: Duration::ZERO,
             latency: None,
         };
         let mut end = start;
         for h in handles {
-            let (n, hist, stopped) = h.join().expect("load thread panicked");
+            let (n, hist, stopped, cpu) = h.join().expect("load thread panicked");
             result.cycles.push(n);
+            result.cpu.push(cpu);
             end = end.max(stopped);
             if let Some(hist) = hist {
                 match &mut result.latency {
