@@ -138,9 +138,14 @@ pub enum Isolation {
     /// another, which PgBouncer may send to different servers.)
     ///
     /// Cost when the connection was used: one round trip
-    /// (`SET LOCAL client_min_messages TO error; ROLLBACK`, which does not
-    /// produce a "there is no transaction in progress" warning), two when the
-    /// transaction had failed.
+    /// (`SET LOCAL client_min_messages TO error; BEGIN; ROLLBACK`), two when
+    /// the transaction had failed. The `BEGIN` matters: a bare `ROLLBACK`
+    /// with no transaction open makes the server write "WARNING: there is no
+    /// transaction in progress" to its log (whatever the client's
+    /// `client_min_messages`), which would be one log line per loan. With
+    /// `BEGIN` first, a clean session's reset logs nothing; a session left
+    /// inside a transaction logs one "there is already a transaction in
+    /// progress" as its transaction is rolled back.
     Rollback,
     /// Everything a borrower can leave in the session is undone
     /// (the default):
@@ -193,14 +198,24 @@ pub enum Isolation {
     Full,
 }
 
-/// Batch run by [`Isolation::Rollback`]. `SET LOCAL` silences the warning
-/// `ROLLBACK` gives outside a transaction and is itself undone by the
-/// `ROLLBACK`.
-const ROLLBACK_SQL: &str = "SET LOCAL client_min_messages TO error; ROLLBACK";
+/// Batch run by [`Isolation::Rollback`].
+///
+/// A simple query of several statements runs in an implicit transaction.
+/// `BEGIN` turns that one into an explicit transaction, which `ROLLBACK` then
+/// ends without a word; a bare `ROLLBACK` would end the implicit transaction
+/// with "WARNING: there is no transaction in progress", written to the
+/// server log at every reset (`client_min_messages` hides it only from the
+/// client; `log_min_messages` is for superusers). When the borrower left a
+/// transaction open, `BEGIN` warns instead ("already in progress": once, for
+/// a session that needed the rollback) and `ROLLBACK` ends the borrower's
+/// transaction. `SET LOCAL` keeps that warning from the client and is itself
+/// undone by the `ROLLBACK`.
+const ROLLBACK_SQL: &str = "SET LOCAL client_min_messages TO error; BEGIN; ROLLBACK";
 
-/// Batch run by [`Isolation::Full`]; its last statement lists SQL-level
-/// prepared statements, deallocated in a second round trip when there are any.
-const FULL_SQL: &str = "SET LOCAL client_min_messages TO error; ROLLBACK; \
+/// Batch run by [`Isolation::Full`]; it starts like [`ROLLBACK_SQL`] (and for
+/// the same reason), and its last statement lists SQL-level prepared
+/// statements, deallocated in a second round trip when there are any.
+const FULL_SQL: &str = "SET LOCAL client_min_messages TO error; BEGIN; ROLLBACK; \
     SET SESSION AUTHORIZATION DEFAULT; RESET ALL; CLOSE ALL; UNLISTEN *; \
     SELECT pg_catalog.pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES; \
     SELECT name AS pool_reset_prepared FROM pg_catalog.pg_prepared_statements WHERE from_sql";

@@ -451,3 +451,52 @@ fn an_unused_borrow_sends_nothing() {
         "an unused borrow talked to the server"
     );
 }
+
+/// The server log lines of one backend (by the pid in `log_line_prefix`).
+fn log_lines_of(pg: &PgServer, pid: i32) -> Vec<String> {
+    let log = std::fs::read_to_string(pg.log_path()).unwrap_or_default();
+    let tag = format!("[{pid}] ");
+    log.lines()
+        .filter(|l| l.contains(&tag))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn resetting_a_clean_session_writes_nothing_to_the_server_log() {
+    pool_testkit::require_or_skip!(PgServer::binaries_available());
+    let pg = pool_testkit::shared_pg().expect("start postgres");
+    for isolation in [Isolation::Full, Isolation::Rollback] {
+        let pool = pool_of_one(&pg.url(), isolation);
+        let backend = pid(&mut pool.get().unwrap());
+        for _ in 0..20 {
+            pool.get().unwrap().batch_execute("SELECT 1").unwrap();
+        }
+        // A session left in a transaction is still rolled back, and says so
+        // once (the BEGIN that finds it open).
+        pool.get()
+            .unwrap()
+            .batch_execute("BEGIN; SELECT 1")
+            .unwrap();
+        let mut last = pool.get().unwrap();
+        assert_eq!(
+            text(&mut last, "SELECT pg_current_xact_id_if_assigned()::text"),
+            None,
+            "{isolation:?}: the open transaction survived the reset"
+        );
+        assert_eq!(
+            pid(&mut last),
+            backend,
+            "{isolation:?}: not the same session"
+        );
+        let lines = log_lines_of(pg, backend);
+        let warnings: Vec<_> = lines.iter().filter(|l| l.contains("WARNING")).collect();
+        assert!(
+            warnings.len() <= 1
+                && warnings
+                    .iter()
+                    .all(|l| l.contains("there is already a transaction in progress")),
+            "{isolation:?}: 22 resets, one of a session left in a transaction, logged {warnings:#?}"
+        );
+    }
+}
