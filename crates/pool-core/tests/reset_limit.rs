@@ -9,6 +9,15 @@ use pool_core::Pool;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+/// A pool of `size` over `m`, resetting in the background or not.
+fn pool_of(m: &TestManager, size: u32, background: bool) -> Pool<TestManager> {
+    Pool::builder()
+        .max_size(size)
+        .reset_in_background(background)
+        .build(m.clone())
+        .unwrap()
+}
+
 fn manager_with_limit(ms: u64) -> TestManager {
     let m = TestManager::new();
     m.db.reset_limit_ms.store(ms, Ordering::SeqCst);
@@ -18,11 +27,7 @@ fn manager_with_limit(ms: u64) -> TestManager {
 #[test]
 fn a_reset_past_the_limit_gives_its_connection_up_and_frees_the_seat() {
     let m = manager_with_limit(100);
-    let pool = Pool::builder()
-        .max_size(1)
-        .reset_in_background(true)
-        .build(m.clone())
-        .unwrap();
+    let pool = pool_of(&m, 1, true);
     let mut c = pool.get().unwrap();
     c.dirty = true;
     let stuck = c.id;
@@ -60,11 +65,7 @@ fn a_reset_past_the_limit_gives_its_connection_up_and_frees_the_seat() {
 #[test]
 fn a_reset_within_the_limit_keeps_its_connection() {
     let m = manager_with_limit(5_000);
-    let pool = Pool::builder()
-        .max_size(1)
-        .reset_in_background(true)
-        .build(m.clone())
-        .unwrap();
+    let pool = pool_of(&m, 1, true);
     m.db.reset_delay_ms.store(50, Ordering::SeqCst);
     let mut c = pool.get().unwrap();
     c.dirty = true;
@@ -84,11 +85,7 @@ fn a_watched_reset_runs_its_bounded_calls_on_the_background_thread() {
     // pool's background thread (one hand-off per reset).
     let m = manager_with_limit(5_000);
     m.db.reset_via_deadline.store(true, Ordering::SeqCst);
-    let pool = Pool::builder()
-        .max_size(1)
-        .reset_in_background(true)
-        .build(m.clone())
-        .unwrap();
+    let pool = pool_of(&m, 1, true);
     for _ in 0..3 {
         drop(pool.get_timeout(Duration::from_secs(5)).unwrap());
     }
@@ -104,11 +101,7 @@ fn a_watched_reset_runs_its_bounded_calls_on_the_background_thread() {
     // returning thread.
     let m = TestManager::new();
     m.db.reset_via_deadline.store(true, Ordering::SeqCst);
-    let pool = Pool::builder()
-        .max_size(1)
-        .reset_in_background(true)
-        .build(m.clone())
-        .unwrap();
+    let pool = pool_of(&m, 1, true);
     drop(pool.get().unwrap());
     assert!(eventually(Duration::from_secs(5), || m
         .db
@@ -118,11 +111,7 @@ fn a_watched_reset_runs_its_bounded_calls_on_the_background_thread() {
     assert_eq!(m.db.reset_hops.load(Ordering::SeqCst), 1);
     let m = manager_with_limit(5_000);
     m.db.reset_via_deadline.store(true, Ordering::SeqCst);
-    let pool = Pool::builder()
-        .max_size(1)
-        .reset_in_background(false)
-        .build(m.clone())
-        .unwrap();
+    let pool = pool_of(&m, 1, false);
     drop(pool.get().unwrap());
     assert_eq!(m.db.resets.load(Ordering::SeqCst), 1);
     assert_eq!(m.db.reset_hops.load(Ordering::SeqCst), 1);
@@ -131,11 +120,7 @@ fn a_watched_reset_runs_its_bounded_calls_on_the_background_thread() {
 #[test]
 fn closing_the_pool_does_not_wait_for_a_stuck_reset() {
     let m = manager_with_limit(100);
-    let pool = Pool::builder()
-        .max_size(2)
-        .reset_in_background(true)
-        .build(m.clone())
-        .unwrap();
+    let pool = pool_of(&m, 2, true);
     m.db.reset_delay_ms.store(1_000, Ordering::SeqCst);
     drop(pool.get().unwrap());
     let started = std::time::Instant::now();
