@@ -62,10 +62,7 @@ pub fn check_pool_capacity(pool: &Pool<MysqlManager>) -> Option<Capacity> {
     let share = pool.manager().get_capacity_share();
     let max_size = pool.config().max_size;
     let result = pool.get().map_err(|e| e.to_string()).and_then(|mut conn| {
-        let c = conn
-            .conn_mut()
-            .ok_or_else(|| "connection given up".to_owned())?;
-        check_capacity(c, pool.name(), max_size, share).map_err(|e| e.to_string())
+        check_capacity(conn.conn_mut(), pool.name(), max_size, share).map_err(|e| e.to_string())
     });
     match result {
         Ok(c) => {

@@ -45,38 +45,29 @@ use crate::is_connection_error;
 /// connection as *used*; a connection that comes back unused is not reset,
 /// saving a round trip (see [`Isolation`](crate::Isolation)).
 pub struct MysqlConnection {
-    /// `None` only after a timed-out validation or reset gave the connection
-    /// up (the pool then closes it and never lends it again).
+    /// `Some` until [`into_conn`](Self::into_conn) or `drop` takes it out
+    /// (a `MysqlConnection` is never seen without it).
     conn: Option<Conn>,
     used: bool,
     broken: bool,
     /// What a full reset runs after resetting the session (may be empty).
     restore: String,
-    /// Whether a full reset uses `COM_CHANGE_USER` (which also selects the
-    /// options' database again) rather than `COM_RESET_CONNECTION`.
-    change_user: bool,
 }
 
-const GIVEN_UP: &str = "this connection was given up after a timed-out validation or reset \
-                        and must not be used (the pool never lends it again)";
+const GIVEN_UP: &str = "a MysqlConnection holds its mysql::Conn until it is dropped";
 
 impl MysqlConnection {
-    pub(crate) fn new(conn: Conn, restore: String, change_user: bool) -> Self {
+    pub(crate) fn new(conn: Conn, restore: String) -> Self {
         MysqlConnection {
             conn: Some(conn),
             used: false,
             broken: false,
             restore,
-            change_user,
         }
     }
 
     pub(crate) fn restore_sql(&self) -> &str {
         &self.restore
-    }
-
-    pub(crate) fn resets_by_change_user(&self) -> bool {
-        self.change_user
     }
 
     /// True when the connection may have been used since the last session
@@ -128,27 +119,14 @@ impl MysqlConnection {
 
     /// Unwraps the `mysql::Conn` (for example after
     /// [`PooledConnection::detach`](pool_core::PooledConnection::detach)).
-    ///
-    /// # Panics
-    ///
-    /// If the connection was given up after a timed-out validation or reset,
-    /// which the pool never hands out.
     pub fn into_conn(mut self) -> Conn {
         self.conn.take().expect(GIVEN_UP)
     }
 
     // ---- for the manager: access without marking the connection as used ----
 
-    pub(crate) fn conn_mut(&mut self) -> Option<&mut Conn> {
-        self.conn.as_mut()
-    }
-
-    pub(crate) fn take_conn(&mut self) -> Option<Conn> {
-        self.conn.take()
-    }
-
-    pub(crate) fn put_conn(&mut self, conn: Conn) {
-        self.conn = Some(conn);
+    pub(crate) fn conn_mut(&mut self) -> &mut Conn {
+        self.conn.as_mut().expect(GIVEN_UP)
     }
 
     pub(crate) fn mark_clean(&mut self) {

@@ -37,8 +37,8 @@ pub enum Error {
         /// The server address, `host:port` or the socket path (never the password).
         target: String,
     },
-    /// An operation could not run: its worker thread panicked or could not
-    /// be started, or the connection had already been given up.
+    /// An operation could not run: the worker thread that bounds a connect
+    /// panicked or could not be started.
     Worker {
         /// What was being done.
         operation: &'static str,
@@ -85,8 +85,7 @@ impl fmt::Display for Error {
             ),
             Error::Worker { operation } => write!(
                 f,
-                "{operation} failed: its worker thread panicked or could not start, \
-                 or the connection was given up"
+                "{operation} failed: its worker thread panicked or could not start"
             ),
         }
     }

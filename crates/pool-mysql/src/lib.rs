@@ -22,10 +22,11 @@
 //!   connect timeout that covers the whole start-up (TCP, TLS and
 //!   authentication, not only the TCP handshake) and TCP keepalives after
 //!   60 s idle.
-//! * **Validation with a real time limit**: `COM_PING` runs on a helper
-//!   thread and is given up after the validation timeout, so a black-holed
-//!   connection does not hang a borrower (the driver offers no per-call
-//!   socket timeout).
+//! * **Validation and resets with a real time limit**: `COM_PING` and the
+//!   session reset run with the socket's read timeout set to what is left
+//!   of their limit, on the calling thread (JDBC's `setNetworkTimeout`
+//!   does the same), so a black-holed connection hangs neither a borrower
+//!   nor the thread returning a connection, and no thread hand-off is paid.
 //! * **Broken-connection detection without I/O**: [`MysqlConnection`]
 //!   remembers the connection errors it saw.
 //! * **Session isolation between borrowers** (see [`Isolation`]), skipped
@@ -49,7 +50,8 @@ mod connection;
 mod error;
 
 use std::fmt;
-use std::time::Duration;
+use std::io;
+use std::time::{Duration, Instant};
 
 use mysql::prelude::Queryable;
 use mysql::{Conn, Opts, OptsBuilder};
@@ -140,36 +142,36 @@ pub enum Isolation {
     /// cache is cleared with them), and `LAST_INSERT_ID()` reset; the
     /// options' `init` statements run again.
     ///
-    /// How, in one round trip when the options name a database:
+    /// How: `COM_RESET_CONNECTION` ([`mysql::Conn::reset`], which also runs
+    /// the options' `init` statements again; on servers without it, MySQL
+    /// before 5.7.3 and MariaDB before 10.2.4, the driver falls back to
+    /// `COM_CHANGE_USER`), then, as one more statement, what that reset
+    /// leaves in place:
     ///
-    /// * On MariaDB with a database in the options: `COM_CHANGE_USER` to the
-    ///   same user and database, which resets the session as
-    ///   `COM_RESET_CONNECTION` does and also selects the database again (a
-    ///   borrower's `USE other` is undone). It authenticates again with the
-    ///   options' password, so after a password change the reset fails and
-    ///   the connection is closed instead of being lent again.
-    /// * Otherwise `COM_RESET_CONNECTION` ([`mysql::Conn::reset`]; on
-    ///   servers without it, MySQL before 5.7.3 and MariaDB before 10.2.4,
-    ///   the driver falls back to `COM_CHANGE_USER`). It leaves the current
-    ///   database as the borrower set it, so when the options name one the
-    ///   manager sends `USE` for it in a second round trip (with no database
-    ///   in the options there is nothing to go back to, so name one).
-    /// * On MariaDB, when the user has any role granted, `SET ROLE` back to
+    /// * `USE` of the database named in the options: the reset keeps a
+    ///   borrower's `USE other` (with no database in the options there is
+    ///   nothing to go back to, so name one);
+    /// * on MariaDB, when the user has any role granted, `SET ROLE` back to
     ///   the role active at login (found out once, when the connection is
-    ///   opened): a borrower's `SET ROLE` survives `COM_RESET_CONNECTION`.
-    ///   One more round trip.
+    ///   opened): a borrower's `SET ROLE` survives the reset.
     ///
-    /// Cost when the connection was used: one round trip; two on MySQL when
-    /// the options name a database, or when the MariaDB user has roles.
+    /// Not `COM_CHANGE_USER`, although it also selects the database again:
+    /// MariaDB answers it with an authentication switch (a fresh scramble),
+    /// so it takes two round trips as well, costs the server a password
+    /// check, and fails after a password change or with authentication
+    /// plugins that cannot answer again.
+    ///
+    /// Cost when the connection was used: one round trip, two when the
+    /// options name a database or the MariaDB user has roles (plus one per
+    /// `init` statement).
     ///
     /// Measured per borrow that runs `SELECT 1` (MariaDB 10.11 over loopback
     /// on a small 2-core VM, options naming a database, best of three rounds
     /// of 5000, `mysql_isolation_cost` example): raw held connection 10.4 µs;
     /// pool with `None` 10.6 µs, `Rollback` 18.8 µs, `Full` 27.3 µs (a pool of
-    /// one, so each borrow waits for the previous reset; about 6 µs more with a
-    /// [reset time limit](MysqlManager::reset_timeout)). These figures were
-    /// taken when `Full` was `COM_RESET_CONNECTION` plus `USE` (two round
-    /// trips) and a limited background reset hopped to a second thread.
+    /// one, so each borrow waits for the previous reset). A
+    /// [reset time limit](MysqlManager::reset_timeout) then cost about 6 µs
+    /// more, through a helper thread; it now costs two `setsockopt` calls.
     /// The reset runs off the borrower's thread (see
     /// `ManageConnection::background_reset`): with more connections than busy
     /// borrowers, a borrower does not wait for it. A borrow without a
@@ -321,22 +323,31 @@ impl MysqlManager {
     /// comes back (default [`DEFAULT_RESET_TIMEOUT`]). A reset that does not
     /// finish in time closes the connection.
     ///
-    /// The driver has no per-call timeout, so the limit is kept by the pool
-    /// or by a helper thread:
+    /// The socket keeps the limit: its read timeout (`SO_RCVTIMEO`) is set
+    /// to the time left before each step of the reset and put back to the
+    /// options' `read_timeout` after it, on whichever thread resets. A reply
+    /// that does not come in time fails the reset with [`Error::Timeout`].
     ///
     /// * While nobody waits for a connection, the pool resets on its
-    ///   background thread (the borrower's `drop` does not wait), and the
-    ///   pool's housekeeper gives the connection up once the limit has
+    ///   background thread (the borrower's `drop` does not wait); the pool's
+    ///   housekeeper also gives the connection's seat up once the limit has
     ///   passed (see `ManageConnection::reset_limit`).
     /// * While others wait (a saturated pool), or always with
-    ///   `Builder::reset_in_background(false)`, the returning thread resets,
-    ///   through a helper thread (a hand-off each way) so that it waits at
-    ///   most the limit.
+    ///   `Builder::reset_in_background(false)`, the returning thread resets
+    ///   and waits at most about the limit.
     ///
-    /// `None` trusts the network: a reset on the returning thread then
-    /// waits as long as the server does (a black-holed connection can block
-    /// it for many minutes), and a background reset keeps its connection's
-    /// seat that long. It saves the hand-offs.
+    /// `None` trusts the network: a reset then waits as long as the server
+    /// does (a black-holed connection can block it for many minutes), and a
+    /// background reset keeps its connection's seat that long. It saves
+    /// two `setsockopt` calls per reset.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let (manager, _) = pool_mysql::MysqlManager::from_url("mysql://app@db/app")?;
+    /// let manager = manager.reset_timeout(Some(Duration::from_secs(2)));
+    /// assert_eq!(manager.get_reset_timeout(), Some(Duration::from_secs(2)));
+    /// # Ok::<(), pool_core::Error>(())
+    /// ```
     pub fn reset_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.reset_timeout = timeout;
         self
@@ -374,73 +385,118 @@ impl MysqlManager {
         &self.opts
     }
 
-    /// Runs `op` on the connection, on a helper thread when `limit` is set,
-    /// giving the connection up (and marking it broken) when the limit passes.
-    fn with_limit<T, F>(
+    /// Runs `op` on the connection with each wait for the server bounded by
+    /// what is left of `limit`, on this thread (see [`Limit`]). Any failure
+    /// marks the connection broken; one caused by the limit is an
+    /// [`Error::Timeout`].
+    fn with_limit<T>(
         &self,
         conn: &mut MysqlConnection,
         limit: Option<Duration>,
         operation: &'static str,
-        op: F,
-    ) -> Result<T, Error>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Conn) -> mysql::Result<T> + Send + 'static,
-    {
-        let result = match limit {
-            None => match conn.conn_mut() {
-                Some(c) => op(c),
-                None => return Err(Error::Worker { operation }),
-            },
-            Some(limit) => {
-                let Some(mut c) = conn.take_conn() else {
-                    return Err(Error::Worker { operation });
-                };
-                match deadline::run(limit, move || {
-                    let r = op(&mut c);
-                    (c, r)
-                }) {
-                    Ok((c, r)) => {
-                        conn.put_conn(c);
-                        r
-                    }
-                    Err(missed) => {
-                        conn.set_broken();
-                        return Err(match missed {
-                            deadline::Missed::TimedOut => Error::Timeout {
-                                operation,
-                                after: limit,
-                                target: self.target.clone(),
-                            },
-                            deadline::Missed::Failed => Error::Worker { operation },
-                        });
-                    }
-                }
-            }
+        op: impl FnOnce(&mut Conn, &Limit) -> mysql::Result<T>,
+    ) -> Result<T, Error> {
+        let c = conn.conn_mut();
+        let limit = limit.map(Limit::starting_now);
+        let result = match &limit {
+            None => op(c, &Limit::NONE),
+            Some(l) => l
+                .arm(c)
+                .and_then(|()| op(c, l))
+                // Back to the options' own read timeout for the borrowers.
+                .and_then(|value| Limit::disarm(c, self.opts.get_read_timeout()).map(|()| value)),
         };
         result.map_err(|e| {
             conn.set_broken();
-            Error::Mysql(e)
+            match limit {
+                Some(l) if Limit::is_timeout(&e) => Error::Timeout {
+                    operation,
+                    after: l.limit,
+                    target: self.target.clone(),
+                },
+                _ => Error::Mysql(e),
+            }
         })
     }
 }
 
-/// Opens a connection and works out how [`Isolation::Full`] resets it, and
-/// what the reset leaves behind that it must restore:
+/// A time limit on a call to the server, kept on the calling thread by the
+/// socket's read timeout ([`deadline::limit_socket_reads`]), the way JDBC's
+/// `setNetworkTimeout` keeps it: a thread hand-off each way, which a helper
+/// thread would cost, is a large share of a round trip on a busy machine.
 ///
-/// * the database named in the options: on MariaDB, the reset is a
-///   `COM_CHANGE_USER` to the same user, which selects that database again
-///   in the same round trip; elsewhere `COM_RESET_CONNECTION` keeps a
-///   borrower's `USE`, so a `USE` follows it;
+/// The socket bounds each wait for data, so a call of several steps
+/// [`arm`](Self::arm)s it with the time left before each step; within one
+/// step (a reset with `init` statements, or an authentication exchange on
+/// old servers) each reply may take up to that. A read that times out
+/// leaves the driver mid-reply: the connection is then broken and closed.
+struct Limit {
+    limit: Duration,
+    due: Option<Instant>,
+}
+
+impl Limit {
+    /// No limit: [`arm`](Self::arm) does nothing.
+    const NONE: Limit = Limit {
+        limit: Duration::ZERO,
+        due: None,
+    };
+
+    fn starting_now(limit: Duration) -> Limit {
+        Limit {
+            limit,
+            due: Instant::now().checked_add(limit),
+        }
+    }
+
+    /// Sets the socket's read timeout to the time left; fails as a timed-out
+    /// read would when none is left.
+    fn arm(&self, c: &Conn) -> mysql::Result<()> {
+        let Some(due) = self.due else {
+            return Ok(());
+        };
+        let left = due.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "no time left").into());
+        }
+        deadline::limit_socket_reads(c, Some(left))?;
+        Ok(())
+    }
+
+    /// Gives the socket its read timeout from the options back.
+    fn disarm(c: &Conn, timeout: Option<&Duration>) -> mysql::Result<()> {
+        deadline::limit_socket_reads(c, timeout.copied())?;
+        Ok(())
+    }
+
+    /// Whether `e` is a read that waited past the limit (or found none left).
+    fn is_timeout(e: &mysql::Error) -> bool {
+        use mysql_common::proto::codec::error::PacketCodecError;
+        let io = match e {
+            mysql::Error::IoError(io) | mysql::Error::CodecError(PacketCodecError::Io(io)) => io,
+            _ => return false,
+        };
+        matches!(
+            io.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        )
+    }
+}
+
+/// Opens a connection and works out what [`Isolation::Full`]'s
+/// `COM_RESET_CONNECTION` leaves behind that the reset must restore:
+///
+/// * the database named in the options (the reset keeps a borrower's
+///   `USE`);
 /// * on MariaDB, the role active at login (a borrower's `SET ROLE` survives
-///   `COM_RESET_CONNECTION`) when the user has any role to switch to.
+///   the reset) when the user has any role to switch to.
 ///
 /// (Only for [`Isolation::Full`]: costs one or two queries per connect.)
-fn open(opts: Opts, full_isolation: bool) -> mysql::Result<(Conn, String, bool)> {
+fn open(opts: Opts, full_isolation: bool) -> mysql::Result<(Conn, String)> {
     let mut conn = Conn::new(opts.clone())?;
     let mut restore = Vec::new();
     if !full_isolation {
-        return Ok((conn, String::new(), false));
+        return Ok((conn, String::new()));
     }
     // (`Conn::server_version` reports MariaDB's "5.5.5-" compatibility prefix.)
     let version: Option<String> = conn.query_first("SELECT VERSION()")?;
@@ -458,11 +514,10 @@ fn open(opts: Opts, full_isolation: bool) -> mysql::Result<(Conn, String, bool)>
             }
         }
     }
-    let change_user = mariadb && opts.get_db_name().is_some();
-    if let Some(db) = opts.get_db_name().filter(|_| !change_user) {
+    if let Some(db) = opts.get_db_name() {
         restore.push(format!("USE {}", quote_ident(db)));
     }
-    Ok((conn, restore.join("; "), change_user))
+    Ok((conn, restore.join("; ")))
 }
 
 /// Quotes an identifier with backticks (backticks doubled).
@@ -523,7 +578,7 @@ impl ManageConnection for MysqlManager {
 
     fn connect(&self) -> Result<MysqlConnection, Error> {
         let full = self.isolation == Isolation::Full;
-        let (conn, restore, change_user) = match self.opts.get_tcp_connect_timeout() {
+        let (conn, restore) = match self.opts.get_tcp_connect_timeout() {
             None => open(self.opts.clone(), full)?,
             Some(limit) => {
                 let opts = self.opts.clone();
@@ -544,11 +599,11 @@ impl ManageConnection for MysqlManager {
                 }
             }
         };
-        Ok(MysqlConnection::new(conn, restore, change_user))
+        Ok(MysqlConnection::new(conn, restore))
     }
 
     fn is_valid(&self, conn: &mut MysqlConnection, timeout: Duration) -> Result<(), Error> {
-        self.with_limit(conn, Some(timeout), "validating the connection", |c| {
+        self.with_limit(conn, Some(timeout), "validating the connection", |c, _| {
             c.ping()
         })
     }
@@ -581,33 +636,22 @@ impl ManageConnection for MysqlManager {
         let operation = "resetting the session";
         match self.isolation {
             Isolation::None => unreachable!("handled above"),
-            Isolation::Rollback => self.with_limit(conn, self.reset_timeout, operation, |c| {
-                c.query_drop("ROLLBACK")
-            })?,
+            Isolation::Rollback => {
+                self.with_limit(conn, self.reset_timeout, operation, |c, _| {
+                    c.query_drop("ROLLBACK")
+                })?
+            }
             Isolation::Full => {
                 let restore = conn.restore_sql().to_owned();
-                let change_user = conn.resets_by_change_user();
-                // `COM_CHANGE_USER` does not run the options' `init`
-                // statements again (`Conn::reset` does).
-                let init = if change_user {
-                    self.opts.get_init().to_vec()
-                } else {
-                    Vec::new()
-                };
-                self.with_limit(conn, self.reset_timeout, operation, move |c| {
-                    if change_user {
-                        c.change_user(mysql::ChangeUserOpts::DEFAULT)?;
-                        for statement in init {
-                            c.query_drop(statement)?;
-                        }
-                    } else {
-                        c.reset()?;
-                    }
+                self.with_limit(conn, self.reset_timeout, operation, |c, limit| {
+                    // `COM_RESET_CONNECTION`, then the options' `init`
+                    // statements again.
+                    c.reset()?;
                     if restore.is_empty() {
-                        Ok(())
-                    } else {
-                        c.query_drop(restore)
+                        return Ok(());
                     }
+                    limit.arm(c)?;
+                    c.query_drop(restore)
                 })?
             }
         }

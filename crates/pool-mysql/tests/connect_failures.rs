@@ -172,3 +172,74 @@ fn network_black_holed_after_connecting() {
     drop(pool);
     assert!(start.elapsed() < Duration::from_secs(2));
 }
+
+/// A reset or a validation whose server stops answering ends after the
+/// manager's limit on the calling thread (the socket's read timeout), with a
+/// timeout error, and the connection is never lent again.
+#[test]
+fn a_black_holed_reset_or_ping_gives_up_after_its_limit() {
+    use pool_core::ManageConnection;
+    use pool_mysql::Error;
+
+    pool_testkit::require_or_skip!(MariaDbServer::binaries_available());
+    let db = pool_testkit::shared_mariadb().expect("start mariadb");
+    let proxy = FaultProxy::start(db.addr()).expect("proxy");
+    let url = format!(
+        "mysql://{MARIADB_USER}:{MARIADB_PASSWORD}@127.0.0.1:{}/{MARIADB_DATABASE}",
+        proxy.port()
+    );
+    let limit = Duration::from_millis(300);
+    let (manager, _) = MysqlManager::from_url(&url).expect("url");
+    let manager = manager.reset_timeout(Some(limit));
+
+    // The manager alone: a used connection's reset, then a ping.
+    let mut conn = manager.connect().expect("connect");
+    conn.query_drop("SET @left_behind = 1").unwrap();
+    manager
+        .reset(&mut conn)
+        .expect("a reset through a working proxy");
+    conn.query_drop("SELECT 1").unwrap();
+    let mut pinged = manager.connect().expect("connect");
+    proxy.set_mode(FaultMode::Blackhole);
+
+    let start = Instant::now();
+    let err = manager.reset(&mut conn).expect_err("no answer");
+    let took = start.elapsed();
+    assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+    assert!(
+        took >= limit.mul_f32(0.9) && took < limit * 4,
+        "the reset gave up after {took:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains("timed out after 300ms resetting the session"),
+        "{err}"
+    );
+    assert!(manager.has_broken(&mut conn));
+
+    let start = Instant::now();
+    let err = manager.is_valid(&mut pinged, limit).expect_err("no answer");
+    let took = start.elapsed();
+    assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+    assert!(took < limit * 4, "the ping gave up after {took:?}");
+    assert!(manager.has_broken(&mut pinged));
+
+    // In a pool, on the returning thread (as when borrowers wait): `drop`
+    // comes back after the limit and the connection is closed.
+    proxy.set_mode(FaultMode::PassThrough);
+    let pool = pool_core::Pool::builder()
+        .max_size(1)
+        .reset_in_background(false)
+        .connection_timeout(Duration::from_secs(5))
+        .build(manager)
+        .expect("pool");
+    let mut lent = pool.get().unwrap();
+    lent.query_drop("SELECT 1").unwrap();
+    proxy.set_mode(FaultMode::Blackhole);
+    let start = Instant::now();
+    drop(lent);
+    let took = start.elapsed();
+    assert!(took < limit * 4, "drop() took {took:?}");
+    assert_eq!(pool.metrics().closed.reset_failed, 1);
+    assert_eq!(pool.state().total, 0);
+}
