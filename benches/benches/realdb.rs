@@ -16,9 +16,10 @@
 //! * `raw-held`: no pool, each thread owns one connection (so 8 connections
 //!   at 8 threads: a ceiling, not a peer).
 //!
-//! MariaDB: `pool-core` (over [`benches::db::MysqlManager`]), `pool-mysql`
-//! (pool-core over pool-mysql's manager with its defaults: it resets the
-//! session with `COM_RESET_CONNECTION` when a used connection comes back), `r2d2`
+//! MariaDB, every variant over loopback TCP: `pool-core` (over
+//! [`benches::db::MysqlManager`]), `pool-mysql` (pool-core over pool-mysql's
+//! manager with its defaults: it resets the session with
+//! `COM_RESET_CONNECTION` and `USE` when a used connection comes back), `r2d2`
 //! (r2d2_mysql, which also pings in `has_broken`, i.e. on every return),
 //! `mysql::Pool` (its defaults but 4 connections: it pings on checkout and
 //! resets the connection on return), `connect-per-query`, `raw-held`.
@@ -187,7 +188,11 @@ fn postgres_bench() -> Result<Value, String> {
 fn mariadb_bench() -> Result<Value, String> {
     MariaDbServer::binaries_available()?;
     let server = MariaDbServer::start().map_err(|e| format!("cannot start MariaDB: {e}"))?;
-    let url = server.url();
+    // TCP for everyone. The `mysql` crate's own default (`prefer_socket`)
+    // would move every peer but pool-mysql (whose default is to connect
+    // where the URL says) to the server's Unix socket, faster than
+    // loopback TCP, and make each connect-per-query connect twice.
+    let url = format!("{}?prefer_socket=false", server.url());
     let err = |e: &dyn std::fmt::Display| e.to_string();
     let opts = mysql::Opts::from_url(&url).map_err(|e| err(&e))?;
 
