@@ -171,7 +171,7 @@ pub enum Isolation {
     /// pool with `None` 10.6 µs, `Rollback` 18.8 µs, `Full` 27.3 µs (a pool of
     /// one, so each borrow waits for the previous reset). A
     /// [reset time limit](MysqlManager::reset_timeout) then cost about 6 µs
-    /// more, through a helper thread; it now costs two `setsockopt` calls.
+    /// more, through a helper thread; it now costs three `setsockopt` calls.
     /// The reset runs off the borrower's thread (see
     /// `ManageConnection::background_reset`): with more connections than busy
     /// borrowers, a borrower does not wait for it. A borrow without a
@@ -339,7 +339,8 @@ impl MysqlManager {
     /// `None` trusts the network: a reset then waits as long as the server
     /// does (a black-holed connection can block it for many minutes), and a
     /// background reset keeps its connection's seat that long. It saves
-    /// two `setsockopt` calls per reset.
+    /// the `setsockopt` calls (two per reset, three for a `Full` one that
+    /// restores a database or role).
     ///
     /// ```
     /// # use std::time::Duration;
