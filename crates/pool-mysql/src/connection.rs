@@ -54,7 +54,7 @@ pub struct MysqlConnection {
     restore: String,
 }
 
-const GIVEN_UP: &str = "a MysqlConnection holds its mysql::Conn until it is dropped";
+const ALWAYS_HELD: &str = "a MysqlConnection holds its mysql::Conn until it is dropped";
 
 impl MysqlConnection {
     pub(crate) fn new(conn: Conn, restore: String) -> Self {
@@ -120,13 +120,13 @@ impl MysqlConnection {
     /// Unwraps the `mysql::Conn` (for example after
     /// [`PooledConnection::detach`](pool_core::PooledConnection::detach)).
     pub fn into_conn(mut self) -> Conn {
-        self.conn.take().expect(GIVEN_UP)
+        self.conn.take().expect(ALWAYS_HELD)
     }
 
     // ---- for the manager: access without marking the connection as used ----
 
     pub(crate) fn conn_mut(&mut self) -> &mut Conn {
-        self.conn.as_mut().expect(GIVEN_UP)
+        self.conn.as_mut().expect(ALWAYS_HELD)
     }
 
     pub(crate) fn mark_clean(&mut self) {
@@ -137,7 +137,7 @@ impl MysqlConnection {
     /// marks the connection as used.
     fn parts(&mut self) -> (&mut Conn, &mut bool) {
         self.used = true;
-        (self.conn.as_mut().expect(GIVEN_UP), &mut self.broken)
+        (self.conn.as_mut().expect(ALWAYS_HELD), &mut self.broken)
     }
 }
 
@@ -173,14 +173,14 @@ impl Deref for MysqlConnection {
     type Target = Conn;
 
     fn deref(&self) -> &Conn {
-        self.conn.as_ref().expect(GIVEN_UP)
+        self.conn.as_ref().expect(ALWAYS_HELD)
     }
 }
 
 impl DerefMut for MysqlConnection {
     fn deref_mut(&mut self) -> &mut Conn {
         self.used = true;
-        self.conn.as_mut().expect(GIVEN_UP)
+        self.conn.as_mut().expect(ALWAYS_HELD)
     }
 }
 
