@@ -139,16 +139,22 @@ fn black_holed_address() {
     no_secret_logged();
 }
 
-#[test]
-fn network_black_holed_after_connecting() {
-    pool_testkit::require_or_skip!(MariaDbServer::binaries_available());
+/// A fault proxy in front of the shared MariaDB server, and a URL to the
+/// server through it (`params`: the URL's query string, or "").
+fn behind_proxy(params: &str) -> (FaultProxy, String) {
     let db = pool_testkit::shared_mariadb().expect("start mariadb");
     let proxy = FaultProxy::start(db.addr()).expect("proxy");
     let url = format!(
-        "mysql://{MARIADB_USER}:{MARIADB_PASSWORD}@127.0.0.1:{}/{MARIADB_DATABASE}\
-         ?connection_limit=1&connect_timeout=1&validation_timeout=0.3",
+        "mysql://{MARIADB_USER}:{MARIADB_PASSWORD}@127.0.0.1:{}/{MARIADB_DATABASE}{params}",
         proxy.port()
     );
+    (proxy, url)
+}
+
+#[test]
+fn network_black_holed_after_connecting() {
+    pool_testkit::require_or_skip!(MariaDbServer::binaries_available());
+    let (proxy, url) = behind_proxy("?connection_limit=1&connect_timeout=1&validation_timeout=0.3");
     let (builder, manager) = builder_from_url(&url).unwrap();
     let pool = builder.build(manager).expect("pool");
     pool.get().unwrap().query_drop("SELECT 1").unwrap();
@@ -182,12 +188,7 @@ fn a_black_holed_reset_or_ping_gives_up_after_its_limit() {
     use pool_mysql::Error;
 
     pool_testkit::require_or_skip!(MariaDbServer::binaries_available());
-    let db = pool_testkit::shared_mariadb().expect("start mariadb");
-    let proxy = FaultProxy::start(db.addr()).expect("proxy");
-    let url = format!(
-        "mysql://{MARIADB_USER}:{MARIADB_PASSWORD}@127.0.0.1:{}/{MARIADB_DATABASE}",
-        proxy.port()
-    );
+    let (proxy, url) = behind_proxy("");
     let limit = Duration::from_millis(300);
     let (manager, _) = MysqlManager::from_url(&url).expect("url");
     let manager = manager.reset_timeout(Some(limit));
