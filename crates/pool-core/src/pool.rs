@@ -40,9 +40,31 @@ fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
-/// The least time a borrow-time validation is given, even when the
-/// borrower's wait is (nearly) over.
-const MIN_VALIDATION_BUDGET: Duration = Duration::from_millis(100);
+/// How much time a borrow-time validation may take: what is left of the
+/// borrower's one deadline, fixed when `get` was called.
+#[derive(Clone, Copy, Debug)]
+enum Budget {
+    /// The fast path: the borrower's whole timeout. Its clock starts when
+    /// the validation does (the fast path reads no `Instant` before), and a
+    /// failed validation hands that start to the slow path
+    /// (`LocalSeats::fast_start`), so the borrower keeps one deadline.
+    Fresh(Duration),
+    /// The slow path: the borrower's deadline (`None`: none that an
+    /// `Instant` can hold).
+    Until(Option<Instant>),
+}
+
+/// What a borrow-time check found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Vetted {
+    /// Lend it.
+    Good,
+    /// Close it for this reason.
+    Bad(CloseReason),
+    /// The borrower's deadline passed before the validation could start:
+    /// the connection was not tested, and goes back as it was.
+    NoTime,
+}
 
 /// Entries in a thread's cache of recently returned seats.
 const LOCAL_SEATS: usize = 4;
@@ -151,6 +173,10 @@ struct LocalSeats {
     thread_no: u64,
     /// This thread's metrics (when metrics are on).
     shard: Option<Box<Shard>>,
+    /// When the fast path's failed validation started, for the slow path
+    /// that follows it at once: the borrower's wait began then
+    /// (`Budget::Fresh`). Touched only on those cold paths.
+    fast_start: Mutex<Option<Instant>>,
 }
 
 /// Numbers pools, for [`LAST_LOCAL`]: never 0, never reused.
@@ -181,6 +207,7 @@ impl LocalSeats {
             scan_from: SCAN_SEQ.fetch_add(1, Ordering::Relaxed).wrapping_mul(3) as u32,
             thread_no: THREAD_SEQ.fetch_add(1, Ordering::Relaxed) as u64,
             shard: metrics.then(|| Box::new(Shard::new())),
+            fast_start: Mutex::new(None),
         }
     }
 
@@ -842,7 +869,7 @@ impl<M: ManageConnection> Inner<M> {
                 // which `&self` keeps alive.
                 let slot = unsafe { &*(seat as *const Slot<M::Connection>) };
                 if slot.try_claim(IN_USE) {
-                    return self.check_out(local, slot, now, timeout, 0);
+                    return self.check_out(local, slot, now, Budget::Fresh(timeout), 0);
                 }
             }
         }
@@ -852,8 +879,23 @@ impl<M: ManageConnection> Inner<M> {
     #[cold]
     #[track_caller]
     fn acquire_slow(&self, timeout: Duration) -> Result<PooledConnection<'_, M>, Error> {
-        let start = Instant::now();
+        // One deadline for the whole call, fixed here (or when the fast
+        // path's failed validation began): every validation and wait below
+        // gets what is left of it, never more.
+        let start = self
+            .local()
+            .fast_start
+            .lock()
+            .take()
+            .unwrap_or_else(Instant::now);
         let deadline = start.checked_add(timeout);
+        // `try_get` (no wait) still gives an idle connection's validation
+        // its `validation_timeout`: that is not a wait for another borrower.
+        let vet_until = if timeout.is_zero() {
+            Instant::now().checked_add(self.config.validation_timeout)
+        } else {
+            deadline
+        };
         let remaining = || match deadline {
             Some(d) => d
                 .checked_duration_since(Instant::now())
@@ -874,12 +916,15 @@ impl<M: ManageConnection> Inner<M> {
             let max = self.max_size.load(Ordering::Acquire);
             let may_scan = !self.bag.starving();
             if let Some(index) = may_scan.then(|| self.bag.scan(scan_from, max)).flatten() {
-                let budget = remaining().unwrap_or(Duration::ZERO);
                 let waited = micros(start.elapsed());
-                if let Some(conn) =
-                    self.check_out(local, self.bag.slot(index), clock::now(), budget, waited)
-                {
+                let slot = self.bag.slot(index);
+                let budget = Budget::Until(vet_until);
+                if let Some(conn) = self.check_out(local, slot, clock::now(), budget, waited) {
                     return Ok(conn);
+                }
+                if vet_until.is_some_and(|d| Instant::now() >= d) {
+                    self.ring_creator_if_short(1);
+                    return Err(self.timeout_error(start));
                 }
                 continue;
             }
@@ -903,11 +948,10 @@ impl<M: ManageConnection> Inner<M> {
             );
             match outcome {
                 WaitOutcome::Got(index) => {
-                    let budget = remaining().unwrap_or(Duration::ZERO);
                     let waited = micros(start.elapsed());
-                    if let Some(conn) =
-                        self.check_out(local, self.bag.slot(index), clock::now(), budget, waited)
-                    {
+                    let slot = self.bag.slot(index);
+                    let budget = Budget::Until(deadline);
+                    if let Some(conn) = self.check_out(local, slot, clock::now(), budget, waited) {
                         return Ok(conn);
                     }
                 }
@@ -922,29 +966,37 @@ impl<M: ManageConnection> Inner<M> {
         }
     }
 
-    /// The time a borrow-time validation may take: `validation_timeout`,
-    /// but no more than what the borrower has left of its wait, given at
-    /// least `MIN_VALIDATION_BUDGET` (a healthy connection must not be closed
-    /// for lack of time).
-    #[inline]
-    fn validation_limit(&self, budget: Duration) -> Duration {
-        self.config
-            .validation_timeout
-            .min(budget.max(MIN_VALIDATION_BUDGET))
-    }
-
     /// Validates a connection about to be lent that has not been used within
-    /// the alive-bypass window: `Some(FailedValidation)` if it must not be.
-    /// Out of line: the borrow of a recently used connection never gets here.
+    /// the alive-bypass window, within `validation_timeout` and what is left
+    /// of the borrower's deadline. Out of line: the borrow of a recently
+    /// used connection never gets here.
     #[cold]
     #[inline(never)]
-    fn validate(&self, conn: &mut M::Connection, budget: Duration) -> Option<CloseReason> {
-        let ok = guarded(|| {
-            self.manager
-                .is_valid(conn, self.validation_limit(budget))
-                .is_ok()
-        });
-        (ok != Some(true)).then_some(CloseReason::FailedValidation)
+    fn validate(&self, local: &LocalSeats, conn: &mut M::Connection, budget: Budget) -> Vetted {
+        let now = Instant::now();
+        let (fresh, deadline) = match budget {
+            Budget::Fresh(timeout) if timeout.is_zero() => {
+                (true, now.checked_add(self.config.validation_timeout))
+            }
+            Budget::Fresh(timeout) => (true, now.checked_add(timeout)),
+            Budget::Until(deadline) => (false, deadline),
+        };
+        let limit = match deadline {
+            None => self.config.validation_timeout,
+            Some(d) => match d.checked_duration_since(now).filter(|r| !r.is_zero()) {
+                Some(left) => self.config.validation_timeout.min(left),
+                None => return Vetted::NoTime,
+            },
+        };
+        let ok = guarded(|| self.manager.is_valid(conn, limit).is_ok());
+        if ok == Some(true) {
+            return Vetted::Good;
+        }
+        if fresh {
+            // The slow path comes next and keeps this deadline.
+            *local.fast_start.lock() = Some(now);
+        }
+        Vetted::Bad(CloseReason::FailedValidation)
     }
 
     /// Vets a seat the caller just claimed (`IN_USE`) and wraps it, or closes
@@ -956,7 +1008,7 @@ impl<M: ManageConnection> Inner<M> {
         local: &LocalSeats,
         slot: &Slot<M::Connection>,
         now: Millis,
-        budget: Duration,
+        budget: Budget,
         waited_us: u64,
     ) -> Option<PooledConnection<'_, M>> {
         let status = self.status.load(Ordering::SeqCst);
@@ -966,30 +1018,40 @@ impl<M: ManageConnection> Inner<M> {
             self.check_in(local, slot, now);
             return None;
         }
-        let reason = if slot.flags.load(Ordering::Relaxed) & FLAG_EVICT != 0
+        let vetted = if slot.flags.load(Ordering::Relaxed) & FLAG_EVICT != 0
             || slot.index as usize >= self.max_size.load(Ordering::Relaxed)
         {
-            Some(CloseReason::Evicted)
+            Vetted::Bad(CloseReason::Evicted)
         } else if now >= slot.retire_at.load(Ordering::Relaxed) {
-            Some(CloseReason::MaxLifetime)
+            Vetted::Bad(CloseReason::MaxLifetime)
         } else {
             // SAFETY: we claimed the seat (IN_USE) and have not released it.
             unsafe {
                 slot.with_conn(|conn| {
-                    let conn = conn?;
+                    let Some(conn) = conn else {
+                        return Vetted::Good;
+                    };
                     if guarded(|| self.manager.has_broken(conn)).unwrap_or(true) {
-                        return Some(CloseReason::Broken);
+                        return Vetted::Bad(CloseReason::Broken);
                     }
                     if now.saturating_sub(slot.last_used.load(Ordering::Relaxed)) > self.bypass_ms {
-                        return self.validate(conn, budget);
+                        return self.validate(local, conn, budget);
                     }
-                    None
+                    Vetted::Good
                 })
             }
         };
-        if let Some(reason) = reason {
-            self.close_slot(slot, reason);
-            return None;
+        match vetted {
+            Vetted::Good => {}
+            Vetted::Bad(reason) => {
+                self.close_slot(slot, reason);
+                return None;
+            }
+            Vetted::NoTime => {
+                // Untested, not known bad: back to the next borrower.
+                self.make_available(slot);
+                return None;
+            }
         }
         slot.lent_at.store(now, Ordering::Relaxed);
         if let Some(shard) = &local.shard {
@@ -1242,12 +1304,14 @@ impl<M: ManageConnection> Inner<M> {
         }
     }
 
-    /// Asks the creator for a connection if the pool is below `min_idle` or
-    /// has waiters, and has room.
+    /// Asks the creator for a connection if the pool has waiters or fewer
+    /// than `min_idle` idle connections, and has room. (Slow paths only: it
+    /// may count the idle seats.)
     pub(crate) fn ring_creator_if_short(&self, waiting: usize) {
         let total = self.total.load(Ordering::Relaxed);
+        let min_idle = self.min_idle.load(Ordering::Relaxed);
         if total < self.max_size.load(Ordering::Relaxed)
-            && (waiting > 0 || total < self.min_idle.load(Ordering::Relaxed))
+            && (waiting > 0 || total < min_idle || self.idle_count() < min_idle)
         {
             self.ring_creator();
         }

@@ -41,6 +41,10 @@ const HOUSEKEEPING_PERIOD: Millis = 30_000;
 const HOUSEKEEPING_MIN_SLEEP: Millis = 5;
 /// Max lifetime is shortened by up to this fraction, at random.
 const LIFETIME_VARIANCE: f64 = 0.025;
+/// While the pool has room and a `min_idle`, the creator looks this often
+/// whether borrows took the idle count below `min_idle` (a borrow does not
+/// ring it: that would cost the uncontended borrow a scan of every seat).
+const MIN_IDLE_POLL: Duration = Duration::from_millis(100);
 
 /// A small xorshift generator for jitter: no need for cryptographic quality,
 /// nor for a dependency.
@@ -75,7 +79,10 @@ pub(crate) fn creator<M: ManageConnection>(weak: Weak<Inner<M>>, bell: Receiver<
                 return;
             }
             if !should_create(&inner) {
-                None
+                let total = inner.total.load(Ordering::SeqCst);
+                (total < inner.max_size.load(Ordering::SeqCst)
+                    && inner.min_idle.load(Ordering::Relaxed) > 0)
+                    .then_some(MIN_IDLE_POLL)
             } else {
                 match retry_at.and_then(|t| t.checked_duration_since(Instant::now())) {
                     Some(wait) if !wait.is_zero() => Some(wait),
@@ -269,6 +276,9 @@ fn housekeep<M: ManageConnection>(inner: &Inner<M>) -> Millis {
     let now = clock::now();
     let max = inner.max_size.load(Ordering::SeqCst);
     let min_idle = inner.min_idle.load(Ordering::Relaxed);
+    // `min_idle` counts idle connections, not lent ones: only idle ones
+    // beyond it may time out (HikariCP's rule).
+    let mut idle = inner.idle_count();
     let idle_timeout = inner.config.idle_timeout.map(clock::millis);
     let keepalive = inner.config.keepalive_time.map(clock::millis);
     let mut next = clock::after(now, HOUSEKEEPING_PERIOD);
@@ -315,7 +325,7 @@ fn housekeep<M: ManageConnection>(inner: &Inner<M>) -> Millis {
         let evict = slot.flags.load(Ordering::Relaxed) & FLAG_EVICT != 0
             || i >= max
             || inner.total.load(Ordering::SeqCst) > max;
-        let surplus = inner.total.load(Ordering::SeqCst) > min_idle;
+        let surplus = idle > min_idle;
         let idle_due = idle_timeout.map(|t| clock::after(last_used, t));
         let keep_due = keepalive.map(|k| clock::after(checked, k));
         let reason = if evict {
@@ -333,7 +343,10 @@ fn housekeep<M: ManageConnection>(inner: &Inner<M>) -> Millis {
                 continue; // borrowed meanwhile: nothing to do
             }
             match reason {
-                Some(reason) => inner.close_slot(slot, reason),
+                Some(reason) => {
+                    idle = idle.saturating_sub(1);
+                    inner.close_slot(slot, reason);
+                }
                 None => {
                     // SAFETY: we claimed the seat (RESERVED) just above.
                     let valid = unsafe {
