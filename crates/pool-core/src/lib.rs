@@ -83,7 +83,7 @@ pub use health::{Alert, Health, HealthStatus, HealthThresholds};
 #[cfg(not(pool_loom))]
 pub use leak::LeakReport;
 #[cfg(not(pool_loom))]
-pub use manager::ManageConnection;
+pub use manager::{ConnectFailure, ManageConnection};
 #[cfg(not(pool_loom))]
 pub use metrics::{ClosedCounts, Distribution, Metrics};
 #[cfg(not(pool_loom))]

@@ -152,6 +152,47 @@ pub trait ManageConnection: Send + Sync + 'static {
         None
     }
 
+    /// What a failed [`connect`](ManageConnection::connect) says about the
+    /// database, for the pool's fail-fast rule (see
+    /// [`Builder::fail_fast`](crate::Builder::fail_fast)).
+    ///
+    /// The default, [`ConnectFailure::Unreachable`], suits a manager that
+    /// cannot tell: the pool then fails fast once connects have failed
+    /// repeatedly while it holds no connection. The driver crates classify
+    /// their errors: a refused or timed-out TCP connection is `Unreachable`,
+    /// a wrong password or database `Rejected`, a server at its connection
+    /// limit or still starting `Busy`.
+    ///
+    /// ```
+    /// use pool_core::{ConnectFailure, ManageConnection};
+    /// use std::io::ErrorKind;
+    /// use std::time::Duration;
+    ///
+    /// struct Db;
+    ///
+    /// impl ManageConnection for Db {
+    ///     type Connection = ();
+    ///     type Error = std::io::Error;
+    ///     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    ///     fn is_valid(&self, _: &mut (), _: Duration) -> Result<(), std::io::Error> { Ok(()) }
+    ///     fn has_broken(&self, _: &mut ()) -> bool { false }
+    ///     fn classify_connect_error(&self, error: &std::io::Error) -> ConnectFailure {
+    ///         match error.kind() {
+    ///             ErrorKind::PermissionDenied => ConnectFailure::Rejected,
+    ///             ErrorKind::WouldBlock => ConnectFailure::Busy,
+    ///             _ => ConnectFailure::Unreachable,
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// let denied = std::io::Error::from(ErrorKind::PermissionDenied);
+    /// assert_eq!(Db.classify_connect_error(&denied), ConnectFailure::Rejected);
+    /// ```
+    fn classify_connect_error(&self, error: &Self::Error) -> ConnectFailure {
+        let _ = error;
+        ConnectFailure::Unreachable
+    }
+
     /// Closes a connection the pool is done with.
     ///
     /// Runs on whichever thread retires the connection, with no lock held.
@@ -160,5 +201,40 @@ pub trait ManageConnection: Send + Sync + 'static {
     /// dropping can block.
     fn close(&self, conn: Self::Connection) {
         drop(conn);
+    }
+}
+
+/// What a failed connect says about the database: the input of the pool's
+/// fail-fast rule (see [`Builder::fail_fast`](crate::Builder::fail_fast)).
+///
+/// ```
+/// use pool_core::ConnectFailure;
+/// assert!(ConnectFailure::Unreachable.means_down());
+/// assert!(!ConnectFailure::Busy.means_down());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ConnectFailure {
+    /// The server could not be reached: refused, unreachable, reset, or no
+    /// answer in time. Repeated, it means the database is down.
+    Unreachable,
+    /// The server answered and refused the login for good: wrong password,
+    /// unknown user or database. Retrying will not help until the settings
+    /// change; the pool fails fast at once, saying so.
+    Rejected,
+    /// The server is up but cannot take this session now: at its connection
+    /// limit, starting up or shutting down. Never a reason to fail fast:
+    /// borrowers wait for a connection to come back.
+    Busy,
+    /// Anything else. Borrowers wait (until their timeout, which then names
+    /// this error).
+    Other,
+}
+
+impl ConnectFailure {
+    /// True for the kinds that, repeated, mean the database is down
+    /// ([`Unreachable`](Self::Unreachable) and [`Rejected`](Self::Rejected)).
+    pub fn means_down(self) -> bool {
+        matches!(self, ConnectFailure::Unreachable | ConnectFailure::Rejected)
     }
 }

@@ -25,7 +25,7 @@ use crate::health::{self, Health, History, Sample};
 use crate::leak::{LeakReport, LeakTracker};
 use crate::metrics::{self as m, Counts, Metrics, Shard, Shared};
 use crate::workers;
-use crate::ManageConnection;
+use crate::{ConnectFailure, ManageConnection};
 
 /// Pool status: lending normally.
 const RUNNING: u8 = 0;
@@ -229,12 +229,75 @@ impl LocalSeats {
     }
 }
 
+/// Connect failures that mean "down" ([`ConnectFailure::means_down`]), in a
+/// row, before borrowers fail fast: one failure is a blip (a login killed
+/// in a restart, a refused connect while a server reboots), not an outage.
+const FAIL_FAST_FAILURES: u64 = 2;
+/// ... spanning at least this long: a database that refused every connect
+/// for a second is down; a shorter blip (a restart, a failover's switch) is
+/// waited out. With the creator's backoff (50 ms doubling, jittered) the
+/// verdict comes with the failure about 1.5 s into an outage.
+const FAIL_FAST_SPAN: Duration = Duration::from_secs(1);
+/// A fail-fast verdict older than this is not repeated: the borrower waits
+/// for the next connect attempt instead (within its own timeout), so a
+/// database that came back is not reported down from an old failure.
+const FAIL_FAST_FRESH: Duration = Duration::from_millis(500);
+
 /// The most recent connect failure and the failure streak.
 #[derive(Default)]
 pub(crate) struct ConnectFailures {
     pub(crate) last: Option<SharedError>,
     /// Consecutive failed attempts; 0 after a success.
     pub(crate) streak: u64,
+    /// What the manager made of the last failure.
+    pub(crate) last_kind: Option<ConnectFailure>,
+    /// When the last failure happened.
+    pub(crate) last_at: Option<Instant>,
+    /// Consecutive failures of kinds that mean "down", and when the first
+    /// of them happened. A failure of another kind (the server answered)
+    /// ends the run.
+    pub(crate) down_streak: u64,
+    pub(crate) down_since: Option<Instant>,
+}
+
+impl ConnectFailures {
+    /// Records a failed connect.
+    pub(crate) fn record(&mut self, error: SharedError, kind: ConnectFailure, now: Instant) {
+        self.streak += 1;
+        self.last = Some(error);
+        self.last_kind = Some(kind);
+        self.last_at = Some(now);
+        if kind.means_down() {
+            self.down_streak += 1;
+            self.down_since.get_or_insert(now);
+        } else {
+            self.down_streak = 0;
+            self.down_since = None;
+        }
+    }
+
+    /// Records a successful connect; returns the failure streak it ends.
+    pub(crate) fn clear(&mut self) -> u64 {
+        let streak = self.streak;
+        *self = ConnectFailures::default();
+        streak
+    }
+
+    /// Whether the failures so far say the database is down: a login the
+    /// server rejected, or repeated failures to reach it over a span.
+    pub(crate) fn database_down(&self) -> bool {
+        match self.last_kind {
+            Some(ConnectFailure::Rejected) => true,
+            Some(ConnectFailure::Unreachable) => {
+                self.down_streak >= FAIL_FAST_FAILURES
+                    && match (self.down_since, self.last_at) {
+                        (Some(first), Some(last)) => last - first >= FAIL_FAST_SPAN,
+                        _ => false,
+                    }
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Everything the pool shares between handles, lent connections and its
@@ -264,6 +327,10 @@ pub(crate) struct Inner<M: ManageConnection> {
     bypass_ms: Millis,
     local: ThreadLocal<LocalSeats>,
     pub(crate) failures: Mutex<ConnectFailures>,
+    /// A borrower failed fast (or found the verdict stale) since the last
+    /// connect attempt: the creator probes again on its backoff, whatever
+    /// `min_idle` says, so that the pool notices when the database is back.
+    pub(crate) wanted: std::sync::atomic::AtomicBool,
     /// Connect attempts so far (for `build`'s wait).
     pub(crate) attempts: AtomicU64,
     /// Guards status changes that sleepers wait for (suspend, build).
@@ -425,6 +492,7 @@ impl<M: ManageConnection> Pool<M> {
             },
             local: ThreadLocal::new(),
             failures: Mutex::new(ConnectFailures::default()),
+            wanted: std::sync::atomic::AtomicBool::new(false),
             attempts: AtomicU64::new(0),
             events: Mutex::new(()),
             events_cv: Condvar::new(),
@@ -930,7 +998,6 @@ impl<M: ManageConnection> Inner<M> {
             }
             if self.config.fail_fast {
                 if let Some(err) = self.down_error() {
-                    self.ring_creator();
                     return Err(err);
                 }
             }
@@ -1043,6 +1110,12 @@ impl<M: ManageConnection> Inner<M> {
         };
         match vetted {
             Vetted::Good => {}
+            Vetted::Bad(reason @ (CloseReason::FailedValidation | CloseReason::Broken)) => {
+                // Likely dead: closing it may block (a black-holed
+                // network), and the borrower's deadline is not for that.
+                self.close_slot_off_thread(slot, reason);
+                return None;
+            }
             Vetted::Bad(reason) => {
                 self.close_slot(slot, reason);
                 return None;
@@ -1254,6 +1327,23 @@ impl<M: ManageConnection> Inner<M> {
                 CloseReason::Evicted
             };
             self.close_slot(slot, reason);
+        }
+    }
+
+    /// Closes the connection in a seat the caller owns on a `pool-io`
+    /// thread, which owns the seat until the connection is closed (so its
+    /// replacement still waits for the close: invariant 2); on this thread
+    /// if no worker can take it.
+    #[cold]
+    #[inline(never)]
+    fn close_slot_off_thread(&self, slot: &Slot<M::Connection>, reason: CloseReason) {
+        let Some(inner) = self.me.upgrade() else {
+            return self.close_slot(slot, reason);
+        };
+        let index = slot.index as usize;
+        let job = Box::new(move || inner.close_slot(inner.bag.slot(index), reason));
+        if let Err(job) = crate::deadline::detach(job) {
+            job();
         }
     }
 
@@ -1476,13 +1566,24 @@ impl<M: ManageConnection> Inner<M> {
         }
     }
 
-    /// The error to return while the database is known to be down, if it is.
+    /// The error to return while the database is known to be down, if it
+    /// is: the pool holds no connection, and the recent connect failures say
+    /// down (`ConnectFailures::database_down`). Either way, while connects
+    /// fail, it asks the creator to probe again.
     fn down_error(&self) -> Option<Error> {
         if self.total.load(Ordering::SeqCst) != 0 {
             return None;
         }
         let failures = self.failures.lock();
         if failures.streak == 0 {
+            return None;
+        }
+        self.wanted.store(true, Ordering::SeqCst);
+        self.ring_creator();
+        let fresh = failures
+            .last_at
+            .is_some_and(|t| t.elapsed() < FAIL_FAST_FRESH);
+        if !failures.database_down() || !fresh {
             return None;
         }
         let source = failures.last.clone()?;

@@ -27,7 +27,7 @@ use crate::clock::{self, Millis};
 use crate::events::AcquireEvent;
 use crate::leak::LeakCheck;
 use crate::pool::{guarded, CloseReason, Inner};
-use crate::ManageConnection;
+use crate::{ConnectFailure, ManageConnection};
 
 /// First retry delay after a failed connect.
 const BACKOFF_BASE: Duration = Duration::from_millis(50);
@@ -109,6 +109,7 @@ fn should_create<M: ManageConnection>(inner: &Inner<M>) -> bool {
     let total = inner.total.load(Ordering::SeqCst);
     total < inner.max_size.load(Ordering::SeqCst)
         && (inner.bag.waiting() > 0
+            || inner.wanted.load(Ordering::SeqCst)
             || total < inner.init_target.load(Ordering::Relaxed)
             || inner.idle_count() < inner.min_idle.load(Ordering::Relaxed))
 }
@@ -127,6 +128,7 @@ fn create_one<M: ManageConnection>(
         return None;
     };
     let slot = inner.bag.slot(seat);
+    inner.wanted.store(false, Ordering::SeqCst);
     let started = Instant::now();
     let result = guarded(|| inner.manager.connect());
     inner.attempts.fetch_add(1, Ordering::SeqCst);
@@ -156,7 +158,7 @@ fn create_one<M: ManageConnection>(
                 .stats
                 .creation
                 .record_shared(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
-            let streak = std::mem::take(&mut inner.failures.lock().streak);
+            let streak = inner.failures.lock().clear();
             if streak > 0 {
                 log::info!(
                     "pool \"{}\": connected again after {streak} failed attempt(s)",
@@ -181,22 +183,30 @@ fn create_one<M: ManageConnection>(
         }
         failed => {
             slot.state.store(crate::bag::VACANT, Ordering::Release);
-            let error: crate::SharedError = match failed {
-                Some(Err(e)) => Arc::new(e),
-                _ => Arc::new(ConnectPanicked),
+            let (error, kind): (crate::SharedError, _) = match failed {
+                Some(Err(e)) => {
+                    let kind = guarded(|| inner.manager.classify_connect_error(&e))
+                        .unwrap_or(ConnectFailure::Other);
+                    (Arc::new(e), kind)
+                }
+                _ => (Arc::new(ConnectPanicked), ConnectFailure::Other),
             };
             inner
                 .stats
                 .connection_errors
                 .fetch_add(1, Ordering::Relaxed);
-            let streak = {
-                let mut failures = inner.failures.lock();
-                failures.streak += 1;
-                failures.last = Some(error.clone());
-                failures.streak
-            };
             let now = Instant::now();
-            if streak == 1 {
+            let (streak, down) = {
+                let mut failures = inner.failures.lock();
+                failures.record(error.clone(), kind, now);
+                (failures.streak, failures.database_down())
+            };
+            if streak == 1 && inner.init_target.load(Ordering::Relaxed) > 0 {
+                // `build` is waiting and reports the error itself (and
+                // closes the pool if it gives up).
+                log::warn!("pool \"{}\": cannot connect: {error}", inner.name);
+                *last_failure_log = Some(now);
+            } else if streak == 1 {
                 log::warn!(
                     "pool \"{}\": cannot connect: {error}; retrying in the background",
                     inner.name
@@ -209,7 +219,7 @@ fn create_one<M: ManageConnection>(
                 );
                 *last_failure_log = Some(now);
             }
-            if inner.config.fail_fast && inner.total.load(Ordering::SeqCst) == 0 {
+            if inner.config.fail_fast && down && inner.total.load(Ordering::SeqCst) == 0 {
                 inner.bag.wake_all(false);
             }
             let exp = BACKOFF_BASE.saturating_mul(1 << (streak - 1).min(16) as u32);
