@@ -11,6 +11,7 @@ mod ci;
 mod leaks;
 mod loom;
 mod stress;
+mod stress_faults;
 mod test;
 mod util;
 

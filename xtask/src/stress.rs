@@ -255,6 +255,16 @@ trait Backend: Send + Sync + 'static {
     fn helper_threads(&self) -> &'static [&'static str] {
         &[]
     }
+    /// Whether a fail-fast `Error::Connect` is correct now, i.e. the
+    /// database is really down. Backends that cannot tell accept it under
+    /// chaos only.
+    fn fail_fast_expected(&self, chaos: bool) -> bool {
+        chaos
+    }
+    /// Verdicts the backend judges itself: (name, ok, detail, first messages).
+    fn extra_verdicts(&self) -> Vec<(&'static str, bool, String, Vec<String>)> {
+        Vec::new()
+    }
 }
 
 /// Shows a connection id: the server's id, prefixed with the server's
@@ -509,6 +519,8 @@ const V_GET_LATE: &str = "get-late";
 const V_SESSION: &str = "session";
 const V_CLOSE: &str = "close";
 const V_THREADS: &str = "threads";
+/// A fail-fast `Connect` error while the database was up.
+const V_FAIL_FAST: &str = "fail-fast";
 
 /// Counters of the workload.
 #[derive(Default)]
@@ -809,10 +821,26 @@ fn acquire<'a, B: Backend>(
                     Acquire::Try => &c.try_misses,
                 }),
                 pool_core::Error::Closed { .. } => bump(&c.closed_errors),
-                // Fail-fast while the (chaos-stricken) database is down.
-                pool_core::Error::Connect { .. } if shared.chaos => {
+                // Fail-fast while the database is really down: correct.
+                pool_core::Error::Connect { .. }
+                    if shared.backend.fail_fast_expected(shared.chaos) =>
+                {
                     bump(&c.connect_errors);
                     shared.note_fail_fast();
+                }
+                // Fail-fast while it is up (a capacity refusal, one failed
+                // login) is not (issue 15, item 3).
+                pool_core::Error::Connect { .. } => {
+                    bump(&c.connect_errors);
+                    shared.note_fail_fast();
+                    shared.violations.report(
+                        V_FAIL_FAST,
+                        format!(
+                            "{how:?} failed fast at {:.3}s in phase {} while the database was up: {e}",
+                            shared.start.elapsed().as_secs_f64(),
+                            shared.phase().name()
+                        ),
+                    );
                 }
                 other => {
                     bump(&c.other_errors);
@@ -1515,6 +1543,23 @@ fn drive<B: Backend>(shared: &Arc<Shared<B>>, args: &StressArgs, seed: u64) -> R
         ),
     });
     verdicts.push(Verdict {
+        name: "fail fast only while the database is down",
+        ok: v.count(V_FAIL_FAST) == 0,
+        detail: format!(
+            "{} fail-fast error(s) while it was up, {} in all",
+            v.count(V_FAIL_FAST),
+            get(&shared.counters.connect_errors)
+        ),
+    });
+    let extra = shared.backend.extra_verdicts();
+    for (name, ok, detail, _) in &extra {
+        verdicts.push(Verdict {
+            name,
+            ok: *ok,
+            detail: detail.clone(),
+        });
+    }
+    verdicts.push(Verdict {
         name: "borrowers always find a clean session (reset)",
         ok: v.count(V_SESSION) == 0,
         detail: format!("{} dirty session(s)", v.count(V_SESSION)),
@@ -1529,12 +1574,14 @@ fn drive<B: Backend>(shared: &Arc<Shared<B>>, args: &StressArgs, seed: u64) -> R
         V_DOUBLE_LEND,
         V_GET_BOUND,
         V_GET_LATE,
+        V_FAIL_FAST,
         V_SESSION,
         V_CLOSE,
         V_THREADS,
     ]
     .into_iter()
     .map(|k| (k, v.messages(k)))
+    .chain(extra.into_iter().map(|(name, _, _, m)| (name, m)))
     .filter(|(_, m)| !m.is_empty())
     .collect();
 
@@ -1953,6 +2000,7 @@ mod real {
         Arc, AtomicBool, AtomicU64, BTreeMap, Backend, BackendKind, Duration, Instant,
         ManageConnection, OpError, Ordering, Result, StressArgs,
     };
+    use crate::stress_faults::{ServerWatch, CAPACITY, FREEZE};
 
     /// How often the monitor asks the server for the pool's sessions.
     const SAMPLE_EVERY: Duration = Duration::from_millis(10);
@@ -2214,7 +2262,7 @@ mod real {
         /// The monitoring connection (a plain driver connection).
         type Admin: Send + 'static;
         /// The pool-testkit server of `--local`.
-        type Server: Send + 'static;
+        type Server: Send + crate::stress_faults::ServerFaults + 'static;
         /// Names of the driver's process-wide helper threads.
         const HELPER_THREADS: &'static [&'static str];
 
@@ -2595,6 +2643,11 @@ mod real {
         restarts: AtomicU64,
         restart_failures: AtomicU64,
         restart_ms_max: AtomicU64,
+        /// The pool's `max_size`.
+        max_size: u32,
+        /// Freeze and capacity faults, the server's own session count and
+        /// when the database was down (see [`crate::stress_faults`]).
+        watch: ServerWatch,
         // Dropped last, in this order: the proxy, then the server.
         proxy: Option<FaultProxy>,
         server: Option<parking_lot::Mutex<D::Server>>,
@@ -2617,6 +2670,7 @@ mod real {
                     Ok(conn) => admin.conn = Some(conn),
                     Err(_) => {
                         self.monitor_failures.fetch_add(1, Ordering::Relaxed);
+                        self.watch.seen_down();
                         return None;
                     }
                 }
@@ -2631,6 +2685,7 @@ mod real {
                 Err(_) => {
                     admin.conn = None;
                     self.monitor_failures.fetch_add(1, Ordering::Relaxed);
+                    self.watch.seen_down();
                     None
                 }
             }
@@ -2662,6 +2717,7 @@ mod real {
         fn restart(&self) {
             let Some(server) = &self.server else { return };
             let mut server = server.lock();
+            self.watch.down_begins();
             let started = Instant::now();
             if let Err(e) = D::stop(&mut server) {
                 eprintln!("stress: chaos: stopping the server failed: {e}");
@@ -2678,6 +2734,24 @@ mod real {
                     self.restart_failures.fetch_add(1, Ordering::Relaxed);
                     eprintln!("stress: chaos: starting the server again failed: {e}");
                 }
+            }
+            self.watch.down_ends();
+        }
+
+        /// A freeze or a capacity limit of the throwaway server, for two to
+        /// four seconds (see [`crate::stress_faults`]).
+        fn server_fault(&self, event: &str, rng: &mut fastrand::Rng, stop: &AtomicBool) {
+            let Some(server) = &self.server else { return };
+            let server = server.lock();
+            let hold = Duration::from_millis(rng.u64(2000..4000));
+            let result = if event == FREEZE {
+                self.watch.freeze(&*server, hold, stop)
+            } else {
+                let limit = (self.max_size / 2).max(1);
+                self.watch.limit(&*server, limit, hold, stop)
+            };
+            if let Err(e) = result {
+                eprintln!("stress: chaos: {event} failed: {e}");
             }
         }
 
@@ -2744,7 +2818,16 @@ mod real {
                 .iter()
                 .filter(|id| book.live.contains_key(id) || !book.closed.contains(id))
                 .count();
+            let closed_so_far = book.closed_count;
             drop(book);
+            // The server's own count of the pool user's sessions, in a
+            // separate client; skipped while the chaos holds the server.
+            if let Some(server) = self.server.as_ref().and_then(|s| s.try_lock()) {
+                self.watch
+                    .sample(&*server, self.max_size, closed_so_far, || {
+                        format!("({} listed by the monitor)", ids.len())
+                    });
+            }
             self.server_peak_raw
                 .fetch_max(ids.len() as u64, Ordering::Relaxed);
             self.server_lagging_max
@@ -2762,7 +2845,7 @@ mod real {
                 if menu.is_empty() {
                     menu.extend([KILL_ALL, KILL_SOME]);
                     if self.server.is_some() {
-                        menu.push(RESTART);
+                        menu.extend([RESTART, FREEZE, CAPACITY]);
                     }
                     if self.proxy.is_some() {
                         menu.extend([NET_LATENCY, NET_BLACKHOLE, NET_RESET, NET_REFUSE]);
@@ -2784,15 +2867,27 @@ mod real {
                     self.restart();
                     None
                 }
+                FREEZE | CAPACITY => {
+                    self.server_fault(event, rng, stop);
+                    None
+                }
                 NET_LATENCY => Some(FaultMode::Latency(Duration::from_millis(rng.u64(10..100)))),
                 NET_BLACKHOLE => Some(FaultMode::Blackhole),
                 NET_RESET => Some(FaultMode::Reset),
                 _ => Some(FaultMode::Refuse),
             };
             if let (Some(mode), Some(proxy)) = (fault, &self.proxy) {
+                // Latency slows the database down; the others cut it off.
+                let down = !matches!(mode, FaultMode::Latency(_));
+                if down {
+                    self.watch.down_begins();
+                }
                 proxy.set_mode(mode);
                 hold(Duration::from_millis(rng.u64(1000..2000)), stop);
                 self.heal_network();
+                if down {
+                    self.watch.down_ends();
+                }
             }
             Some(event)
         }
@@ -2881,6 +2976,36 @@ mod real {
 
         fn helper_threads(&self) -> &'static [&'static str] {
             D::HELPER_THREADS
+        }
+
+        /// Whatever the chaos flag: the run knows when it made the database
+        /// unreachable, and the monitor sees when it is.
+        fn fail_fast_expected(&self, _chaos: bool) -> bool {
+            self.watch.down_recently()
+        }
+
+        fn extra_verdicts(&self) -> Vec<(&'static str, bool, String, Vec<String>)> {
+            if self.server.is_none() {
+                return Vec::new();
+            }
+            let w = &self.watch;
+            let (violations, messages) = w.violations();
+            let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+            vec![(
+                "the server's own count of the pool user's sessions never above max_size",
+                violations == 0,
+                format!(
+                    "{violations} sample(s) above max_size {} beyond the closes still lagging; \
+                     peak {} in {} samples ({} failed); {} freeze(s), {} capacity limit(s)",
+                    self.max_size,
+                    get(&w.peak),
+                    get(&w.samples),
+                    get(&w.sample_failures),
+                    get(&w.freezes),
+                    get(&w.limits),
+                ),
+                messages,
+            )]
         }
     }
 
@@ -2983,6 +3108,7 @@ mod real {
         ctx: Ctx,
         description: String,
         setup: Setup<D::Server>,
+        max_size: u32,
     ) -> Real<D> {
         let ctx = Arc::new(ctx);
         Real {
@@ -3007,6 +3133,8 @@ mod real {
             restarts: AtomicU64::new(0),
             restart_failures: AtomicU64::new(0),
             restart_ms_max: AtomicU64::new(0),
+            max_size,
+            watch: ServerWatch::default(),
             proxy: setup.proxy,
             server: setup.server.map(parking_lot::Mutex::new),
         }
@@ -3023,9 +3151,16 @@ mod real {
                 // The pool logs in as the superuser (trust authentication):
                 // an unoptimised (dev profile) build spends about 50 ms of
                 // CPU on each SCRAM-SHA-256 login of the password user,
-                // which would make the run connect-bound.
+                // which would make the run connect-bound. Under chaos it
+                // logs in as the password user all the same: superusers are
+                // exempt from the role connection limit of the capacity
+                // fault, and the server's own session count is that user's.
                 let addr = via.unwrap_or_else(|| server.addr());
-                let pool = format!("postgres://{PG_SUPERUSER}@{addr}/{PG_DATABASE}");
+                let pool = if args.chaos {
+                    server.url_via(addr)
+                } else {
+                    format!("postgres://{PG_SUPERUSER}@{addr}/{PG_DATABASE}")
+                };
                 (pool, server.superuser_url())
             },
         )?;
@@ -3074,6 +3209,7 @@ mod real {
             ctx,
             description,
             setup,
+            args.pool_size,
         ))
     }
 
@@ -3141,6 +3277,7 @@ mod real {
             ctx,
             description,
             setup,
+            args.pool_size,
         ))
     }
     #[cfg(test)]

@@ -6,6 +6,10 @@
 //! * [`PgBouncer`]: PgBouncer in front of a [`PgServer`].
 //! * [`FaultProxy`]: a thread-based TCP proxy whose behaviour (latency, black
 //!   hole, resets, refused connects) can be switched at run time.
+//! * Faults on the servers themselves: `freeze_guard()` stops a whole server
+//!   with `SIGSTOP` until its [`Frozen`] guard drops; `set_connection_limit`
+//!   caps the test user's sessions with the server's own limit;
+//!   `session_count` counts that user's sessions on the server.
 //! * [`shared_pg`] / [`shared_mariadb`]: one lazily started server per test
 //!   binary.
 //!
@@ -43,6 +47,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod faults;
 mod mariadb;
 mod pg;
 mod pgbouncer;
@@ -52,6 +57,7 @@ mod util;
 use std::io;
 use std::sync::OnceLock;
 
+pub use faults::Frozen;
 pub use mariadb::{
     MariaDbServer, MariaDbServerBuilder, MARIADB_DATABASE, MARIADB_PASSWORD, MARIADB_USER,
 };

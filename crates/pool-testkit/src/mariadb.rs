@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use rustix::process::Signal;
 
+use crate::faults::{self, Frozen};
 use crate::util::{self, opt, other, RunAs, Supervisor};
 
 /// Name of the password-authenticated user created in every [`MariaDbServer`]
@@ -19,6 +20,12 @@ pub const MARIADB_USER: &str = "pool_test";
 pub const MARIADB_PASSWORD: &str = "pool_test_pw";
 /// Database on which [`MARIADB_USER`] has all privileges.
 pub const MARIADB_DATABASE: &str = "pool_test";
+
+/// The per-account limit of [`MARIADB_USER`] when none is set: MariaDB counts
+/// an account's sessions only when they log in while the account has a
+/// limit, so "no limit" is a limit no test reaches, and a limit set later
+/// with [`MariaDbServer::set_connection_limit`] counts every open session.
+const UNLIMITED_BUT_COUNTED: u32 = 1_000_000;
 
 /// Default `max_connections` of a harness MariaDB server.
 const DEFAULT_MAX_CONNECTIONS: u32 = 200;
@@ -263,6 +270,8 @@ impl MariaDbServer {
              GRANT ALL PRIVILEGES ON `{d}`.* TO '{u}'@'%';\n\
              GRANT ALL PRIVILEGES ON `{d}`.* TO '{u}'@'127.0.0.1';\n\
              GRANT ALL PRIVILEGES ON `{d}`.* TO '{u}'@'localhost';\n\
+             ALTER USER '{u}'@'%', '{u}'@'127.0.0.1', '{u}'@'localhost' \
+             WITH MAX_USER_CONNECTIONS {UNLIMITED_BUT_COUNTED};\n\
              CREATE USER IF NOT EXISTS 'root'@'127.0.0.1';\n\
              GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;\n\
              FLUSH PRIVILEGES;"
@@ -393,6 +402,94 @@ impl MariaDbServer {
     /// True when the mariadbd process is alive.
     pub fn is_running(&self) -> bool {
         self.sup.is_running()
+    }
+
+    /// Freezes the server with `SIGSTOP` (mariadbd is one process). The
+    /// listening socket stays open, so new TCP connections are accepted by
+    /// the kernel but never greeted; established sessions stop answering too.
+    /// Stays frozen until [`thaw`](Self::thaw), [`stop`](Self::stop) or drop;
+    /// prefer [`freeze_guard`](Self::freeze_guard), which thaws even when the
+    /// test panics.
+    ///
+    /// ```no_run
+    /// let db = pool_testkit::MariaDbServer::start().unwrap();
+    /// db.freeze().unwrap();
+    /// // ... connects and queries hang here ...
+    /// db.thaw().unwrap();
+    /// assert_eq!(db.run_sql("SELECT 1").unwrap(), "1");
+    /// ```
+    pub fn freeze(&self) -> io::Result<()> {
+        self.freeze_guard()?.disarm();
+        Ok(())
+    }
+
+    /// Freezes the server like [`freeze`](Self::freeze) and returns a guard
+    /// that thaws it when dropped.
+    ///
+    /// ```no_run
+    /// let db = pool_testkit::MariaDbServer::start().unwrap();
+    /// let frozen = db.freeze_guard().unwrap();
+    /// assert_eq!(frozen.pids(), &[db.pid().unwrap()]);
+    /// drop(frozen); // SIGCONT
+    /// assert_eq!(db.run_sql("SELECT 1").unwrap(), "1");
+    /// ```
+    pub fn freeze_guard(&self) -> io::Result<Frozen> {
+        faults::freeze_tree(self.pid(), &self.sup.root, "mariadbd")
+    }
+
+    /// Thaws a frozen server (`SIGCONT`); harmless when it is not frozen.
+    /// See [`freeze`](Self::freeze).
+    pub fn thaw(&self) -> io::Result<()> {
+        faults::thaw_tree(self.pid(), &self.sup.root, &[])
+    }
+
+    /// Sets the per-account connection limit of [`MARIADB_USER`] (all three
+    /// of its host entries): `ALTER USER .. WITH MAX_USER_CONNECTIONS n`.
+    /// It holds for new logins at once; sessions already open stay, and count
+    /// against it. A login beyond the limit fails with error 1226,
+    /// `User 'pool_test' has exceeded the 'max_user_connections' resource
+    /// (current value: n)`.
+    ///
+    /// `None` lifts the limit. MariaDB counts an account's sessions only when
+    /// they log in while the account has *some* limit (a session opened under
+    /// limit 0 is never counted, not even against a limit set later), so the
+    /// harness gives the user a limit of one million from the start, and
+    /// `None` restores that rather than 0.
+    ///
+    /// ```no_run
+    /// let db = pool_testkit::MariaDbServer::start().unwrap();
+    /// db.set_connection_limit(Some(2)).unwrap();
+    /// // A third session of pool_test is refused while two are open.
+    /// db.set_connection_limit(None).unwrap();
+    /// ```
+    pub fn set_connection_limit(&self, limit: Option<u32>) -> io::Result<()> {
+        let u = MARIADB_USER;
+        self.run_sql(&format!(
+            "ALTER USER '{u}'@'%', '{u}'@'127.0.0.1', '{u}'@'localhost' \
+             WITH MAX_USER_CONNECTIONS {}",
+            limit.unwrap_or(UNLIMITED_BUT_COUNTED)
+        ))
+        .map(drop)
+    }
+
+    /// How many sessions [`MARIADB_USER`] has on the server right now
+    /// (`information_schema.PROCESSLIST` rows with that user; a connection
+    /// still in its handshake shows as `unauthenticated user` and is not
+    /// counted). The count runs through [`run_sql`](Self::run_sql) as root,
+    /// so its own session is not counted and it works while the user is at
+    /// its limit. Each call starts the `mariadb` client (some 10-30 ms).
+    ///
+    /// ```no_run
+    /// let db = pool_testkit::MariaDbServer::start().unwrap();
+    /// assert_eq!(db.session_count().unwrap(), 0);
+    /// ```
+    pub fn session_count(&self) -> io::Result<u32> {
+        let out = self.run_sql(&format!(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = '{MARIADB_USER}'"
+        ))?;
+        out.trim()
+            .parse()
+            .map_err(|e| other(format!("session count {out:?} is not a number: {e}")))
     }
 
     /// Stops the server (SIGTERM; SIGKILL after 30 s). Does nothing if it is

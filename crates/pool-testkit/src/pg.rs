@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use rustix::process::Signal;
 
+use crate::faults::{self, Frozen};
 use crate::util::{self, other, RunAs, Supervisor};
 
 /// Name of the password-authenticated role created in every [`PgServer`].
@@ -418,6 +419,89 @@ impl PgServer {
     /// True when the postmaster process is alive.
     pub fn is_running(&self) -> bool {
         self.sup.is_running()
+    }
+
+    /// Freezes the whole server with `SIGSTOP`: the postmaster first, then
+    /// every process below it (backends, checkpointer, walwriter...). The
+    /// listening socket stays open, so new TCP connections are still accepted
+    /// by the kernel but never answered; established sessions stop answering
+    /// too. Stays frozen until [`thaw`](Self::thaw), [`stop`](Self::stop) or
+    /// drop; prefer [`freeze_guard`](Self::freeze_guard), which thaws even
+    /// when the test panics.
+    ///
+    /// ```no_run
+    /// let pg = pool_testkit::PgServer::start().unwrap();
+    /// pg.freeze().unwrap();
+    /// // ... connects and queries hang here ...
+    /// pg.thaw().unwrap();
+    /// assert_eq!(pg.run_sql("SELECT 1").unwrap(), "1");
+    /// ```
+    pub fn freeze(&self) -> io::Result<()> {
+        self.freeze_guard()?.disarm();
+        Ok(())
+    }
+
+    /// Freezes the server like [`freeze`](Self::freeze) and returns a guard
+    /// that thaws it when dropped.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    ///
+    /// let pg = pool_testkit::PgServer::start().unwrap();
+    /// let frozen = pg.freeze_guard().unwrap();
+    /// assert!(frozen.pids().len() > 1, "postmaster and its children");
+    /// std::thread::sleep(Duration::from_secs(1));
+    /// drop(frozen); // SIGCONT to every process stopped
+    /// assert_eq!(pg.run_sql("SELECT 1").unwrap(), "1");
+    /// ```
+    pub fn freeze_guard(&self) -> io::Result<Frozen> {
+        faults::freeze_tree(self.pid(), &self.sup.root, "postgres")
+    }
+
+    /// Thaws a frozen server (`SIGCONT` to the postmaster, its descendants
+    /// and every process in the server's directory). Harmless when it is not
+    /// frozen. See [`freeze`](Self::freeze).
+    pub fn thaw(&self) -> io::Result<()> {
+        faults::thaw_tree(self.pid(), &self.sup.root, &[])
+    }
+
+    /// Sets the connection limit of [`PG_USER`], the role the URLs log in as
+    /// (`ALTER ROLE .. CONNECTION LIMIT n`; `None` lifts it, `-1`). It holds
+    /// for new logins at once; sessions already open stay. A login beyond the
+    /// limit fails with SQLSTATE 53300, `FATAL: too many connections for role
+    /// "pool_test"`. The limit is kept across restarts (it is in the catalog).
+    ///
+    /// ```no_run
+    /// let pg = pool_testkit::PgServer::start().unwrap();
+    /// pg.set_connection_limit(Some(2)).unwrap();
+    /// // A third session of pool_test is refused while two are open.
+    /// pg.set_connection_limit(None).unwrap();
+    /// ```
+    pub fn set_connection_limit(&self, limit: Option<u32>) -> io::Result<()> {
+        let n = limit.map_or(-1, i64::from);
+        self.run_sql(&format!("ALTER ROLE {PG_USER} CONNECTION LIMIT {n}"))
+            .map(drop)
+    }
+
+    /// How many sessions [`PG_USER`] has on the server right now: client
+    /// backends in `pg_stat_activity` logged in as that role (a backend still
+    /// authenticating has no user yet and is not counted). The count runs
+    /// through [`run_sql`](Self::run_sql) as the superuser, so its own session
+    /// is not counted and it works while the role is at its limit. Each call
+    /// starts `psql` (some 10-30 ms).
+    ///
+    /// ```no_run
+    /// let pg = pool_testkit::PgServer::start().unwrap();
+    /// assert_eq!(pg.session_count().unwrap(), 0);
+    /// ```
+    pub fn session_count(&self) -> io::Result<u32> {
+        let out = self.run_sql(&format!(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE usename = '{PG_USER}' AND backend_type = 'client backend'"
+        ))?;
+        out.trim()
+            .parse()
+            .map_err(|e| other(format!("session count {out:?} is not a number: {e}")))
     }
 
     /// Stops the server with a fast shutdown (SIGINT; SIGKILL after 10 s).

@@ -27,7 +27,7 @@ pub(crate) const PID_FILE: &str = ".ptk-server-pid";
 /// It is started once per server instance with a pipe as stdin whose write
 /// end only the test process holds. When the test process exits, however it
 /// exits (normally, panic abort, SIGKILL), the pipe reaches EOF and the script
-/// stops the server, kills stragglers whose working directory is inside the
+/// thaws a frozen server (`SIGCONT`), stops it, kills stragglers whose working directory is inside the
 /// temporary root, removes a leaked PostgreSQL System V shared memory segment
 /// and finally deletes the temporary root.
 ///
@@ -47,9 +47,12 @@ stragglers() {
     \( -lname "$dir" -o -lname "$dir/*" \) 2>/dev/null |
     sed -n 's|^/proc/\([0-9][0-9]*\)/cwd$|\1|p'
 }
+left=$(stragglers)
+[ -n "$left" ] && kill -CONT $left 2>/dev/null
 if [ -f "$dir/.ptk-server-pid" ]; then
   pid=$(cat "$dir/.ptk-server-pid" 2>/dev/null)
   if [ -n "$pid" ] && alive "$pid"; then
+    kill -CONT "$pid" 2>/dev/null
     kill -"$sig" "$pid" 2>/dev/null
     i=0
     while alive "$pid" && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done
@@ -477,7 +480,11 @@ impl Supervisor {
     }
 
     /// Sends the graceful stop signal, waits up to `timeout`, then SIGKILLs.
+    ///
+    /// A frozen server (see [`crate::Frozen`]) is thawed first: it could not
+    /// act on the stop signal otherwise.
     pub(crate) fn stop(&mut self, timeout: Duration) -> io::Result<()> {
+        crate::faults::thaw_all(self.pid(), &self.root);
         let Some(mut child) = self.child.take() else {
             return Ok(());
         };
@@ -513,12 +520,14 @@ impl Supervisor {
     }
 
     /// SIGKILLs the server process and reaps it (its children may linger
-    /// for a moment, exactly as after a real crash).
+    /// for a moment, exactly as after a real crash). Children of a frozen
+    /// server are thawed after the kill, so they can notice it and exit.
     pub(crate) fn kill(&mut self) -> io::Result<()> {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             child.wait()?;
         }
+        crate::faults::thaw_all(None, &self.root);
         let _ = fs::remove_file(self.root.join(PID_FILE));
         Ok(())
     }

@@ -99,3 +99,24 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+/// How many of this process's threads are `pool-io` helper threads
+/// (`/proc/self/task/*/comm`).
+pub fn pool_io_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm"))
+                .is_ok_and(|name| name.starts_with("pool-io"))
+        })
+        .count()
+}
+
+/// Serialises the tests of one file that freeze servers or count threads:
+/// run side by side on a 2-core machine they would blur each other's timing
+/// and thread counts.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,0 +1,259 @@
+//! The server freezes (SIGSTOP of mariadbd, from outside the process): `get()` keeps to `connection_timeout`, connects the
+//! pool gave up on do not log in later, and helper threads stay bounded
+//! (issue 15, items 1 and 2).
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{pool_io_threads, serial, wait_until, with_params};
+use mysql::prelude::Queryable;
+use pool_core::{Error, Pool};
+use pool_mysql::{builder_from_url, MysqlManager};
+use pool_testkit::MariaDbServer;
+
+/// Scheduling slack allowed past `connection_timeout` (2 noisy cores).
+const SLACK: Duration = Duration::from_millis(500);
+/// How much shorter than the call itself the reported wait may be.
+const REPORT_SLACK: Duration = Duration::from_millis(100);
+
+/// Calls `get()` on a pool that cannot lend anything; checks it fails within
+/// `timeout` + [`SLACK`] and that a timeout error reports the time it took.
+fn get_fails_in_time(pool: &Pool<MysqlManager>, timeout: Duration, what: &str) {
+    let start = Instant::now();
+    let result = pool.get().map(|_| ());
+    let took = start.elapsed();
+    let err = result.expect_err("nothing can be lent from a frozen server");
+    println!("{what}: get() failed after {took:?}: {err}");
+    assert!(
+        took <= timeout + SLACK,
+        "{what}: get() took {took:?} with connection_timeout {timeout:?}: {err}"
+    );
+    if let Error::Timeout { waited, .. } = &err {
+        assert!(
+            *waited + REPORT_SLACK >= took,
+            "{what}: the error says it waited {waited:?}, the call took {took:?}"
+        );
+        assert!(
+            *waited <= timeout + SLACK,
+            "{what}: the error says it waited {waited:?} (timeout {timeout:?})"
+        );
+    }
+}
+
+#[test]
+fn get_keeps_to_connection_timeout_when_the_server_freezes_under_idle_connections() {
+    pool_testkit::require_or_skip!(MariaDbServer::binaries_available());
+    let _serial = serial();
+    let db = MariaDbServer::start().expect("start mariadb");
+    let timeout = Duration::from_secs(1);
+    // The default validation timeout (5 s) is longer than connection_timeout:
+    // one deadline per get() must bound every validation.
+    let (builder, manager) = builder_from_url(&with_params(
+        &db.url(),
+        "connection_limit=4&min_idle=4&pool_timeout=1",
+    ))
+    .unwrap();
+    let pool = builder.build(manager).expect("pool");
+    assert!(wait_until(Duration::from_secs(5), || pool.state().idle == 4));
+    // Use all four on this thread, so its seat cache holds them: the fast
+    // path validates those before the slow path starts.
+    {
+        let mut conns: Vec<_> = (0..4).map(|_| pool.get().unwrap()).collect();
+        for c in &mut conns {
+            c.query_drop("SELECT 1").unwrap();
+        }
+    }
+    assert!(wait_until(Duration::from_secs(5), || pool.state().idle == 4));
+    // Past the alive-bypass window (500 ms): every borrow validates first.
+    std::thread::sleep(Duration::from_millis(700));
+
+    let _frozen = db.freeze_guard().expect("freeze");
+    for round in 0..3 {
+        get_fails_in_time(&pool, timeout, &format!("frozen, get #{round}"));
+    }
+    // Several borrowers at once, from threads with empty seat caches.
+    let pool = Arc::new(pool);
+    let borrowers: Vec<_> = (0..4)
+        .map(|i| {
+            let pool = pool.clone();
+            std::thread::spawn(move || {
+                get_fails_in_time(&pool, timeout, &format!("frozen, borrower thread {i}"))
+            })
+        })
+        .collect();
+    for b in borrowers {
+        b.join().expect("borrower");
+    }
+}
+
+#[test]
+fn get_keeps_to_connection_timeout_when_connects_hang_on_a_frozen_server() {
+    pool_testkit::require_or_skip!(MariaDbServer::binaries_available());
+    let _serial = serial();
+    let db = MariaDbServer::start().expect("start mariadb");
+    let timeout = Duration::from_secs(1);
+    let _frozen = db.freeze_guard().expect("freeze");
+    // The driver's default connect limit (5 s) is longer than
+    // connection_timeout; TCP handshakes succeed (the kernel still accepts),
+    // the server never sends its greeting.
+    let (builder, manager) =
+        builder_from_url(&with_params(&db.url(), "connection_limit=4&pool_timeout=1")).unwrap();
+    let pool = Arc::new(builder.build_unchecked(manager).expect("unchecked build"));
+    for round in 0..2 {
+        get_fails_in_time(&pool, timeout, &format!("fresh pool, get #{round}"));
+    }
+    let borrowers: Vec<_> = (0..4)
+        .map(|i| {
+            let pool = pool.clone();
+            std::thread::spawn(move || {
+                for round in 0..2 {
+                    get_fails_in_time(
+                        &pool,
+                        timeout,
+                        &format!("fresh pool, thread {i} get #{round}"),
+                    );
+                }
+            })
+        })
+        .collect();
+    for b in borrowers {
+        b.join().expect("borrower");
+    }
+}
+
+/// Lines of the general query log after byte `from` saying `pool_test`
+/// logged in (`Connect pool_test@127.0.0.1 on pool_test using TCP/IP`; a
+/// refused login is logged as `Access denied for user 'pool_test'...`).
+fn logins_since(db: &MariaDbServer, from: usize) -> Vec<String> {
+    let log = std::fs::read(general_log(db)).expect("general log");
+    String::from_utf8_lossy(&log[from.min(log.len())..])
+        .lines()
+        .filter(|l| l.contains("Connect") && l.contains("pool_test@"))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn general_log(db: &MariaDbServer) -> std::path::PathBuf {
+    db.data_dir().join("general.log")
+}
+
+#[test]
+fn connects_abandoned_during_a_freeze_never_log_in_and_helper_threads_stay_bounded() {
+    pool_testkit::require_or_skip!(MariaDbServer::binaries_available());
+    let _serial = serial();
+    // The general log, relative to the data directory, records each login.
+    let db = MariaDbServer::builder()
+        .server_arg("--general-log=1")
+        .server_arg("--general-log-file=general.log")
+        .start()
+        .expect("start mariadb");
+    const MAX_SIZE: u32 = 2;
+    const FREEZE: Duration = Duration::from_secs(8);
+    // Connect limit 0.5 s: the freeze lasts 16 of them.
+    let (builder, manager) = builder_from_url(&with_params(
+        &db.url(),
+        "connection_limit=2&connect_timeout=0.5&pool_timeout=1",
+    ))
+    .unwrap();
+    let pool = builder.build(manager).expect("pool");
+    assert!(wait_until(Duration::from_secs(5), || pool.state().total == MAX_SIZE));
+    // Past the alive-bypass window: a borrow validates its connection
+    // (which fails while frozen) instead of lending it straight into a query
+    // that would hang for the whole freeze.
+    std::thread::sleep(Duration::from_millis(700));
+    let threads_before = pool_io_threads();
+
+    let frozen = db.freeze_guard().expect("freeze");
+    let froze_at = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+    let borrowers: Vec<_> = (0..4)
+        .map(|_| {
+            let (pool, stop, ok, failed) = (pool.clone(), stop.clone(), ok.clone(), failed.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Acquire) {
+                    match pool.get() {
+                        Ok(mut conn) => {
+                            if conn.query_drop("SELECT 1").is_ok() {
+                                ok.fetch_add(1, Ordering::Relaxed);
+                            } else {
+                                conn.mark_broken();
+                            }
+                        }
+                        Err(_) => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            })
+        })
+        .collect();
+    let mut max_threads = threads_before;
+    while froze_at.elapsed() < FREEZE {
+        max_threads = max_threads.max(pool_io_threads());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let ok_while_frozen = ok.load(Ordering::Relaxed);
+    let failed_while_frozen = failed.load(Ordering::Relaxed);
+
+    // Thaw, and watch the server's own count of the pool's sessions while
+    // the borrowers go on (the pool refills).
+    let log_at_thaw = std::fs::metadata(general_log(&db)).unwrap().len() as usize;
+    frozen.thaw().expect("thaw");
+    let max_sessions = std::thread::scope(|s| {
+        let sampler = s.spawn(|| {
+            let start = Instant::now();
+            let mut max = 0;
+            let mut samples = 0;
+            while start.elapsed() < Duration::from_secs(3) {
+                if let Ok(n) = db.session_count() {
+                    max = max.max(n);
+                    samples += 1;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (max, samples)
+        });
+        sampler.join().expect("sampler")
+    });
+    stop.store(true, Ordering::Release);
+    for b in borrowers {
+        b.join().expect("borrower");
+    }
+    let logins = logins_since(&db, log_at_thaw);
+    println!(
+        "frozen {FREEZE:?}: {ok_while_frozen} loans, {failed_while_frozen} failed gets; \
+         pool-io threads {threads_before} before, at most {max_threads} during; \
+         after the thaw: {} pool_test logins, at most {} sessions ({} samples), {} loans in all",
+        logins.len(),
+        max_sessions.0,
+        max_sessions.1,
+        ok.load(Ordering::Relaxed)
+    );
+    assert!(max_sessions.1 > 10, "too few session samples");
+    assert!(
+        max_sessions.0 <= MAX_SIZE,
+        "the server saw {} sessions of the pool's user after the thaw; max_size is {MAX_SIZE}",
+        max_sessions.0
+    );
+    assert!(
+        logins.len() <= MAX_SIZE as usize,
+        "{} logins after the thaw for a pool of max_size {MAX_SIZE} (connects the pool \
+         had given up on went on and logged in):\n{}",
+        logins.len(),
+        logins.join("\n")
+    );
+    assert!(
+        max_threads <= threads_before + MAX_SIZE as usize + 2,
+        "pool-io threads grew from {threads_before} to {max_threads} during a {FREEZE:?} freeze \
+         (max_size {MAX_SIZE})"
+    );
+    assert!(
+        ok.load(Ordering::Relaxed) > ok_while_frozen,
+        "no loan after the thaw"
+    );
+}
