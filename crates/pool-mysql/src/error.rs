@@ -55,6 +55,49 @@ impl Error {
         }
     }
 
+    /// What this error, returned by a connect, says about the database, for
+    /// the pool's fail-fast rule: see [`pool_core::ConnectFailure`].
+    ///
+    /// Login refused for good (access denied, unknown database, host not
+    /// allowed: errors 1044, 1045, 1049, 1130, 1698) is `Rejected`; a server
+    /// at its connection limits or shutting down (1040, 1053, 1203, 1226,
+    /// 1129) is `Busy`; a refused, reset or timed-out connection is
+    /// `Unreachable`.
+    ///
+    /// ```
+    /// use pool_core::ConnectFailure;
+    /// use std::time::Duration;
+    ///
+    /// let timeout = pool_mysql::Error::Timeout {
+    ///     operation: "connecting",
+    ///     after: Duration::from_secs(5),
+    ///     target: "db:3306".into(),
+    /// };
+    /// assert_eq!(timeout.connect_failure(), ConnectFailure::Unreachable);
+    /// ```
+    pub fn connect_failure(&self) -> pool_core::ConnectFailure {
+        use pool_core::ConnectFailure;
+        match self {
+            Error::Timeout { .. } => ConnectFailure::Unreachable,
+            Error::Worker { .. } => ConnectFailure::Other,
+            Error::Mysql(mysql::Error::MySqlError(e)) => match e.code {
+                1044 | 1045 | 1049 | 1130 | 1698 => ConnectFailure::Rejected,
+                1040 | 1053 | 1129 | 1203 | 1226 => ConnectFailure::Busy,
+                _ => ConnectFailure::Other,
+            },
+            Error::Mysql(mysql::Error::IoError(_) | mysql::Error::CodecError(_)) => {
+                ConnectFailure::Unreachable
+            }
+            Error::Mysql(mysql::Error::DriverError(e)) => match e {
+                mysql::DriverError::CouldNotConnect(_)
+                | mysql::DriverError::ConnectTimeout
+                | mysql::DriverError::Timeout => ConnectFailure::Unreachable,
+                _ => ConnectFailure::Other,
+            },
+            Error::Mysql(_) => ConnectFailure::Other,
+        }
+    }
+
     /// The driver error, if this is one.
     pub fn as_mysql(&self) -> Option<&mysql::Error> {
         match self {

@@ -613,6 +613,10 @@ impl ManageConnection for MysqlManager {
         conn.is_broken()
     }
 
+    fn classify_connect_error(&self, error: &Error) -> pool_core::ConnectFailure {
+        error.connect_failure()
+    }
+
     /// Only a borrower that sent something can have left session state.
     fn needs_reset(&self, conn: &mut MysqlConnection) -> bool {
         conn.was_used() && self.isolation != Isolation::None

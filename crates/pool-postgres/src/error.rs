@@ -65,6 +65,54 @@ impl Error {
         }
     }
 
+    /// What this error, returned by a connect, says about the database, for
+    /// the pool's fail-fast rule: see [`pool_core::ConnectFailure`].
+    ///
+    /// Login refused for good (wrong password, unknown role or database:
+    /// SQLSTATE class 28, 3D000) is `Rejected`; a server at its connection
+    /// limit, short of resources, starting up or shutting down (53xxx,
+    /// 57P01–57P03) is `Busy`; a refused, reset or timed-out TCP
+    /// connection is `Unreachable`.
+    ///
+    /// ```
+    /// use pool_core::ConnectFailure;
+    /// use std::time::Duration;
+    ///
+    /// let timeout = pool_postgres::Error::Timeout {
+    ///     operation: "connecting",
+    ///     after: Duration::from_secs(5),
+    ///     target: "db:5432".into(),
+    /// };
+    /// assert_eq!(timeout.connect_failure(), ConnectFailure::Unreachable);
+    /// ```
+    pub fn connect_failure(&self) -> pool_core::ConnectFailure {
+        use pool_core::ConnectFailure;
+        match self {
+            Error::Timeout { .. } => ConnectFailure::Unreachable,
+            Error::Worker { .. } => ConnectFailure::Other,
+            Error::Postgres(e) => match e.as_db_error() {
+                Some(db) => {
+                    let code = db.code();
+                    if code.code().starts_with("28") || *code == SqlState::INVALID_CATALOG_NAME {
+                        ConnectFailure::Rejected
+                    } else if code.code().starts_with("53")
+                        || *code == SqlState::ADMIN_SHUTDOWN
+                        || *code == SqlState::CRASH_SHUTDOWN
+                        || *code == SqlState::CANNOT_CONNECT_NOW
+                    {
+                        ConnectFailure::Busy
+                    } else {
+                        ConnectFailure::Other
+                    }
+                }
+                // No answer from a server: the socket failed, closed, or
+                // the driver's own connect timeout passed.
+                None if is_connection_error(e) => ConnectFailure::Unreachable,
+                None => ConnectFailure::Other,
+            },
+        }
+    }
+
     /// The driver error, if this is one.
     pub fn as_postgres(&self) -> Option<&postgres::Error> {
         match self {

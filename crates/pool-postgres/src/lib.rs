@@ -553,6 +553,10 @@ where
         conn.is_broken()
     }
 
+    fn classify_connect_error(&self, error: &Error) -> pool_core::ConnectFailure {
+        error.connect_failure()
+    }
+
     /// Only a borrower that sent something can have left session state.
     fn needs_reset(&self, conn: &mut PgConnection) -> bool {
         conn.was_used() && self.isolation != Isolation::None
