@@ -140,6 +140,13 @@ pub(crate) struct Slot<C> {
     conn: UnsafeCell<Option<C>>,
 }
 
+/// `reset_since` while a watched reset is being given up (see
+/// [`Slot::give_up_watch`]); never a clock reading.
+pub(crate) const GIVING_UP: u64 = u64::MAX - 1;
+/// `reset_since` once the giver-up has handed the seat back to the
+/// resetting thread ([`Slot::hand_back`]).
+pub(crate) const GIVEN_UP: u64 = u64::MAX;
+
 impl<C> Slot<C> {
     fn new(index: u32) -> Self {
         Slot {
@@ -208,18 +215,40 @@ impl<C> Slot<C> {
     }
 
     /// Gives up the watched reset stamped `since` (read from `reset_since`
-    /// and found overdue). True: the caller owns the seat (still `IN_USE`,
-    /// with no connection in it) and must free it; the resetting thread will
-    /// drop the connection. False: the reset ended first (or another began).
+    /// and found overdue). True: the caller may count the connection closed
+    /// and must then call [`hand_back`](Self::hand_back); it must not free
+    /// the seat, which goes back to the resetting thread: that thread drops
+    /// the connection when its reset returns and only then frees the seat,
+    /// so a replacement never opens while the given-up session may still
+    /// be open (invariant 2). False: the reset ended first.
     ///
-    /// Comparing the stamp alone is enough: a later reset of this seat with
-    /// the same stamp began at the same time, so it is just as overdue.
+    /// Comparing the stamp alone is enough: the seat is not freed before
+    /// the watched reset returns, so no later reset of it can be under way.
     pub(crate) fn give_up_watch(&self, since: u64) -> bool {
-        since != 0
+        (since != 0 && since < GIVING_UP)
             && self
                 .reset_since
-                .compare_exchange(since, 0, Ordering::AcqRel, Ordering::Relaxed)
+                .compare_exchange(since, GIVING_UP, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
+    }
+
+    /// Ends the giver-up's part (after `give_up_watch` returned true): the
+    /// resetting thread, waiting in [`wait_given_up`](Self::wait_given_up),
+    /// owns the seat again.
+    pub(crate) fn hand_back(&self) {
+        // Release: the giver-up's reads of the seat happen before the
+        // resetting thread frees it.
+        self.reset_since.store(GIVEN_UP, Ordering::Release);
+    }
+
+    /// On the resetting thread after `end_watch` failed: waits until the
+    /// giver-up has handed the seat back (a few instructions, no I/O, on its
+    /// side), then owns the seat again, without its connection.
+    pub(crate) fn wait_given_up(&self) {
+        while self.reset_since.load(Ordering::Acquire) != GIVEN_UP {
+            crate::sync::spin_yield();
+        }
+        self.reset_since.store(0, Ordering::Relaxed);
     }
 
     /// Puts a connection into a seat the caller owns.

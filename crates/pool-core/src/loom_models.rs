@@ -227,10 +227,11 @@ fn loom_barging_wake_up_is_passed_on_by_a_leaving_waiter() {
 #[test]
 fn loom_watched_reset_is_ended_or_given_up_exactly_once() {
     // A background reset under watch (`Inner::reset_in_background`) races the
-    // housekeeper, which gives the seat up once the reset is overdue (here:
-    // at once). Exactly one side must own the seat afterwards, and the loser
-    // must not touch it: loom's cell tracking fails the model if the
-    // housekeeper's `take` could race the job's `put`.
+    // housekeeper, which gives the connection up once the reset is overdue
+    // (here: at once). Exactly one side wins; if the housekeeper does, the
+    // seat goes back to the job only after the housekeeper's part, and the
+    // job frees it after dropping the connection: loom's cell tracking
+    // fails the model if the job's `take` could race anything.
     loom::model(|| {
         let bag = bag_with_owned_seat();
         let housekeeper = {
@@ -241,9 +242,9 @@ fn loom_watched_reset_is_ended_or_given_up_exactly_once() {
                 if !slot.give_up_watch(since) {
                     return false;
                 }
-                // SAFETY: winning `give_up_watch` gives us the seat.
-                assert_eq!(unsafe { slot.take() }, None, "the job holds the connection");
-                slot.state.store(VACANT, Ordering::Release);
+                // Counted closed here (the pool's `give_up_reset`); the seat
+                // goes back to the job, which frees it.
+                slot.hand_back();
                 true
             })
         };
@@ -258,6 +259,12 @@ fn loom_watched_reset_is_ended_or_given_up_exactly_once() {
             unsafe { slot.put(conn) };
             touch(slot);
             bag.release(slot);
+        } else {
+            drop(conn); // the pool closes it here, before freeing the seat
+            slot.wait_given_up();
+            // SAFETY: `wait_given_up` gave the seat back to us.
+            assert_eq!(unsafe { slot.take() }, None, "the seat is empty");
+            slot.state.store(VACANT, Ordering::Release);
         }
         let gave_up = housekeeper.join().unwrap();
         assert!(

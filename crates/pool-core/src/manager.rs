@@ -49,10 +49,58 @@ pub trait ManageConnection: Send + Sync + 'static {
 
     /// Opens a new connection.
     ///
-    /// Called only on the pool's creator thread, never while the pool holds a
-    /// lock and never on a borrower's thread. It should honour its own connect
-    /// timeout: the pool cannot interrupt a blocked connect.
+    /// Called only by the pool's creator (on its thread, or on a `pool-io`
+    /// thread when [`connect_limit`](ManageConnection::connect_limit) is
+    /// set), never while the pool holds a lock and never on a borrower's
+    /// thread. It should honour its own connect timeout: the pool cannot
+    /// interrupt a blocked connect.
     fn connect(&self) -> Result<Self::Connection, Self::Error>;
+
+    /// The longest the pool waits for one [`connect`](ManageConnection::connect).
+    ///
+    /// With a limit, the creator runs each connect on a `pool-io` thread and
+    /// stops waiting for it after the limit (the attempt counts as failed,
+    /// [`ConnectFailure::Unreachable`]). A connect given up this way keeps its
+    /// place in the pool's `max_size` until it really returns: if it then
+    /// brings a connection, that connection is closed at once
+    /// ([`Metrics::late_connects`](crate::Metrics::late_connects)). So however long a
+    /// server hangs, one pool never has more than `max_size` sessions open
+    /// or being opened, nor more than `max_size` threads waiting in connects.
+    /// A manager whose connect can end itself at the limit (a socket read
+    /// timeout) should still return it here: it is the pool's bound.
+    ///
+    /// The default, `None`, calls `connect` on the creator thread and waits
+    /// as long as it takes.
+    ///
+    /// ```
+    /// use pool_core::ManageConnection;
+    /// use std::time::Duration;
+    ///
+    /// struct Slow;
+    ///
+    /// impl ManageConnection for Slow {
+    ///     type Connection = ();
+    ///     type Error = std::io::Error;
+    ///     fn connect(&self) -> Result<(), std::io::Error> {
+    ///         std::thread::sleep(Duration::from_millis(300)); // a hung server
+    ///         Ok(())
+    ///     }
+    ///     fn is_valid(&self, _: &mut (), _: Duration) -> Result<(), std::io::Error> { Ok(()) }
+    ///     fn has_broken(&self, _: &mut ()) -> bool { false }
+    ///     fn connect_limit(&self) -> Option<Duration> {
+    ///         Some(Duration::from_millis(50))
+    ///     }
+    /// }
+    ///
+    /// let err = pool_core::Pool::builder()
+    ///     .initialization_fail_timeout(Duration::from_millis(100))
+    ///     .build(Slow)
+    ///     .unwrap_err();
+    /// assert!(err.to_string().contains("did not finish within 50ms"), "{err}");
+    /// ```
+    fn connect_limit(&self) -> Option<Duration> {
+        None
+    }
 
     /// Checks that `conn` still works, in at most `timeout`.
     ///

@@ -189,6 +189,9 @@ pub(crate) struct Shared {
     pub(crate) validation_failures: AtomicU64,
     pub(crate) connection_errors: AtomicU64,
     pub(crate) leaks_detected: AtomicU64,
+    /// Connects that brought a connection after the pool had given up on
+    /// them (and that was then closed at once).
+    pub(crate) late_connects: AtomicU64,
     /// Connect durations, in microseconds.
     pub(crate) creation: Histogram,
     /// Connection lifetimes at close, in milliseconds.
@@ -222,6 +225,7 @@ impl Shared {
             validation_failures: AtomicU64::new(0),
             connection_errors: AtomicU64::new(0),
             leaks_detected: AtomicU64::new(0),
+            late_connects: AtomicU64::new(0),
             creation: Histogram::new(),
             lifetime: Histogram::new(),
         }
@@ -326,6 +330,10 @@ pub struct Metrics {
     pub connection_errors: u64,
     /// Loans reported as possible leaks.
     pub leaks_detected: u64,
+    /// Connects that finished after the pool had stopped waiting for them
+    /// (see [`ManageConnection::connect_limit`](crate::ManageConnection::connect_limit)):
+    /// their connections were closed at once.
+    pub late_connects: u64,
     /// The pool's counts now.
     pub state: State,
     /// Lent connections as a share of `max_size` now, from 0 to 1.

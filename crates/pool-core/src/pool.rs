@@ -316,6 +316,11 @@ pub(crate) struct Inner<M: ManageConnection> {
     /// Open connections (seats with a connection). Changed only when one is
     /// opened or closed.
     pub(crate) total: AtomicUsize,
+    /// Seats held by work the pool gave up on: connects past
+    /// `connect_limit`, background resets past `reset_limit`. Their sessions
+    /// may still be open (or about to be), so they count against `max_size`
+    /// until the work returns and the session is closed (invariant 2).
+    pub(crate) abandoned: AtomicUsize,
     /// Connections `build` wants open before it returns (0 afterwards).
     pub(crate) init_target: AtomicUsize,
     pub(crate) next_id: AtomicU64,
@@ -482,6 +487,7 @@ impl<M: ManageConnection> Pool<M> {
             max_size: AtomicUsize::new(max),
             min_idle: AtomicUsize::new(min_idle),
             total: AtomicUsize::new(0),
+            abandoned: AtomicUsize::new(0),
             init_target: AtomicUsize::new(if wait { min_idle.max(1) } else { 0 }),
             next_id: AtomicU64::new(1),
             uid: POOL_SEQ.fetch_add(1, Ordering::Relaxed),
@@ -1236,15 +1242,16 @@ impl<M: ManageConnection> Inner<M> {
         }
         let ok = crate::deadline::watched(|| guarded(|| self.manager.reset(&mut conn).is_ok()));
         if !slot.end_watch(since) {
-            // Given up by the housekeeper: the seat is no longer ours, and
-            // the connection was counted as closed then.
+            // Given up by the housekeeper: the connection was counted as
+            // closed then. Close it, then free the seat it held.
             if guarded(move || self.manager.close(conn)).is_none() {
                 log::warn!(
                     "pool \"{}\": closing a given-up connection panicked",
                     self.name
                 );
             }
-            return;
+            slot.wait_given_up();
+            return self.end_abandoned(slot);
         }
         // SAFETY: winning `end_watch` gives the seat back to this job.
         unsafe { slot.put(conn) };
@@ -1289,12 +1296,31 @@ impl<M: ManageConnection> Inner<M> {
     pub(crate) fn give_up_reset(&self, slot: &Slot<M::Connection>, limit: Millis) {
         log::warn!(
             "pool \"{}\": the session reset of connection {} took longer than {limit} ms: \
-             connection given up (it is dropped when the reset returns)",
+             connection given up (it is closed when the reset returns, and holds its place \
+             in max_size until then)",
             self.name,
             slot.id.load(Ordering::Relaxed)
         );
+        self.abandoned.fetch_add(1, Ordering::SeqCst);
         self.retire(slot, CloseReason::ResetFailed, None);
+        // The seat goes back to the resetting thread, which frees it once
+        // the connection is closed (`reset_in_background`).
+        slot.hand_back();
+    }
+
+    /// The end of work the pool gave up on (a late connect, a given-up
+    /// reset) on a seat the caller owns again and has emptied: the seat is
+    /// free, and `max_size` has room again.
+    pub(crate) fn end_abandoned(&self, slot: &Slot<M::Connection>) {
+        self.abandoned.fetch_sub(1, Ordering::SeqCst);
         self.vacate(slot);
+    }
+
+    /// Open connections plus seats held by abandoned work: what counts
+    /// against `max_size`.
+    #[inline]
+    pub(crate) fn occupied(&self) -> usize {
+        self.total.load(Ordering::SeqCst) + self.abandoned.load(Ordering::SeqCst)
     }
 
     /// Whether the pool holds more connections than it may (after `resize`
@@ -1400,7 +1426,7 @@ impl<M: ManageConnection> Inner<M> {
     pub(crate) fn ring_creator_if_short(&self, waiting: usize) {
         let total = self.total.load(Ordering::Relaxed);
         let min_idle = self.min_idle.load(Ordering::Relaxed);
-        if total < self.max_size.load(Ordering::Relaxed)
+        if self.occupied() < self.max_size.load(Ordering::Relaxed)
             && (waiting > 0 || total < min_idle || self.idle_count() < min_idle)
         {
             self.ring_creator();
@@ -1557,6 +1583,7 @@ impl<M: ManageConnection> Inner<M> {
             validation_failures: get(&self.stats.validation_failures),
             connection_errors: get(&self.stats.connection_errors),
             leaks_detected: get(&self.stats.leaks_detected),
+            late_connects: get(&self.stats.late_connects),
             utilization: f64::from(state.active) / f64::from(state.max_size.max(1)),
             state,
             acquire_wait: wait.distribution(Duration::from_micros(1)),

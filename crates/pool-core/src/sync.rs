@@ -81,6 +81,16 @@ pub(crate) fn park_timeout(timeout: std::time::Duration) {
     }
 }
 
+/// Lets another thread run while this one waits for a step that takes a
+/// few instructions on the other side (no I/O, no lock).
+#[inline]
+pub(crate) fn spin_yield() {
+    #[cfg(not(pool_loom))]
+    std::thread::yield_now();
+    #[cfg(pool_loom)]
+    loom::thread::yield_now();
+}
+
 /// The light half of an asymmetric fence, for the hot side of a Dekker pair
 /// (a returner storing `IDLE`, then looking for waiters).
 ///

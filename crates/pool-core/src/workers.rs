@@ -79,8 +79,7 @@ pub(crate) fn creator<M: ManageConnection>(weak: Weak<Inner<M>>, bell: Receiver<
                 return;
             }
             if !should_create(&inner) {
-                let total = inner.total.load(Ordering::SeqCst);
-                (total < inner.max_size.load(Ordering::SeqCst)
+                (inner.occupied() < inner.max_size.load(Ordering::SeqCst)
                     && inner.min_idle.load(Ordering::Relaxed) > 0)
                     .then_some(MIN_IDLE_POLL)
             } else {
@@ -107,7 +106,7 @@ pub(crate) fn creator<M: ManageConnection>(weak: Weak<Inner<M>>, bell: Receiver<
 /// Whether the pool wants one more connection right now.
 fn should_create<M: ManageConnection>(inner: &Inner<M>) -> bool {
     let total = inner.total.load(Ordering::SeqCst);
-    total < inner.max_size.load(Ordering::SeqCst)
+    inner.occupied() < inner.max_size.load(Ordering::SeqCst)
         && (inner.bag.waiting() > 0
             || inner.wanted.load(Ordering::SeqCst)
             || total < inner.init_target.load(Ordering::Relaxed)
@@ -130,7 +129,13 @@ fn create_one<M: ManageConnection>(
     let slot = inner.bag.slot(seat);
     inner.wanted.store(false, Ordering::SeqCst);
     let started = Instant::now();
-    let result = guarded(|| inner.manager.connect());
+    let (result, abandoned) = match inner.manager.connect_limit() {
+        None => (guarded(|| inner.manager.connect()), false),
+        Some(limit) => match connect_within(inner, seat, limit) {
+            Attempt::Done(result) => (result, false),
+            Attempt::Abandoned => (None, true),
+        },
+    };
     inner.attempts.fetch_add(1, Ordering::SeqCst);
     let outcome = match result {
         Some(Ok(conn)) => {
@@ -182,14 +187,23 @@ fn create_one<M: ManageConnection>(
             None
         }
         failed => {
-            slot.state.store(crate::bag::VACANT, Ordering::Release);
             let (error, kind): (crate::SharedError, _) = match failed {
+                _ if abandoned => {
+                    // The seat stays taken until the connect returns
+                    // (`Inner::end_abandoned`).
+                    let limit = inner.manager.connect_limit().unwrap_or_default();
+                    (Arc::new(ConnectGivenUp(limit)), ConnectFailure::Unreachable)
+                }
                 Some(Err(e)) => {
+                    slot.state.store(crate::bag::VACANT, Ordering::Release);
                     let kind = guarded(|| inner.manager.classify_connect_error(&e))
                         .unwrap_or(ConnectFailure::Other);
                     (Arc::new(e), kind)
                 }
-                _ => (Arc::new(ConnectPanicked), ConnectFailure::Other),
+                _ => {
+                    slot.state.store(crate::bag::VACANT, Ordering::Release);
+                    (Arc::new(ConnectPanicked), ConnectFailure::Other)
+                }
             };
             inner
                 .stats
@@ -233,6 +247,114 @@ fn create_one<M: ManageConnection>(
     }
     outcome
 }
+
+/// The outcome of a connect with a limit.
+enum Attempt<C, E> {
+    /// It returned in time (`None`: it panicked).
+    Done(Option<Result<C, E>>),
+    /// The limit passed first; the connect goes on, holding its seat.
+    Abandoned,
+}
+
+/// A bounded connect's race between its result and the creator's limit.
+const CONNECT_PENDING: u8 = 0;
+const CONNECT_DONE: u8 = 1;
+const CONNECT_ABANDONED: u8 = 2;
+
+/// Runs `connect` on a `pool-io` thread for the seat `seat` (claimed,
+/// `RESERVED`) and waits at most `limit` for it. If the limit passes first,
+/// the attempt is abandoned: the seat stays taken and counted
+/// (`Inner::abandoned`) until the connect returns on its thread, which then
+/// closes any connection it brought and frees the seat. One CAS on a shared
+/// word decides whether the creator or the late thread owns the result.
+fn connect_within<M: ManageConnection>(
+    inner: &Arc<Inner<M>>,
+    seat: usize,
+    limit: Duration,
+) -> Attempt<M::Connection, M::Error> {
+    use std::sync::atomic::AtomicU8;
+    let race = Arc::new(AtomicU8::new(CONNECT_PENDING));
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let job = {
+        let (inner, race) = (inner.clone(), race.clone());
+        Box::new(move || {
+            // Watched: the manager's own `deadline::run` runs inline here
+            // rather than hop to yet another thread.
+            let result = crate::deadline::watched(|| guarded(|| inner.manager.connect()));
+            if race
+                .compare_exchange(
+                    CONNECT_PENDING,
+                    CONNECT_DONE,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok()
+            {
+                let _ = tx.send(result); // capacity 1: never blocks
+                return;
+            }
+            let slot = inner.bag.slot(seat);
+            if let Some(Ok(conn)) = result {
+                inner.stats.late_connects.fetch_add(1, Ordering::Relaxed);
+                log::warn!(
+                    "pool \"{}\": a connect given up after {limit:?} finished late; its \
+                     connection is closed at once",
+                    inner.name
+                );
+                if guarded(|| inner.manager.close(conn)).is_none() {
+                    log::warn!(
+                        "pool \"{}\": closing a late connection panicked",
+                        inner.name
+                    );
+                }
+            }
+            inner.end_abandoned(slot);
+        })
+    };
+    if let Err(job) = crate::deadline::detach(job) {
+        job(); // no worker thread: connect here, unbounded
+    }
+    match rx.recv_timeout(limit) {
+        Ok(result) => Attempt::Done(result),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Attempt::Done(None),
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            // Counted before the CAS, so that the late thread's decrement
+            // never comes first.
+            inner.abandoned.fetch_add(1, Ordering::SeqCst);
+            if race
+                .compare_exchange(
+                    CONNECT_PENDING,
+                    CONNECT_ABANDONED,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok()
+            {
+                Attempt::Abandoned
+            } else {
+                inner.abandoned.fetch_sub(1, Ordering::SeqCst);
+                Attempt::Done(rx.recv().ok().flatten())
+            }
+        }
+    }
+}
+
+/// The error recorded for a connect the pool stopped waiting for.
+#[derive(Debug)]
+struct ConnectGivenUp(Duration);
+
+impl std::fmt::Display for ConnectGivenUp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the connect did not finish within {:?} (the manager's connect_limit): the \
+             database is not answering",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for ConnectGivenUp {}
 
 /// The error recorded when a manager's `connect` panics.
 #[derive(Debug)]
@@ -301,7 +423,7 @@ fn housekeep<M: ManageConnection>(inner: &Inner<M>) -> Millis {
                 // the seat up, so capacity does not wait for the server.
                 if let Some(limit) = inner.reset_watch {
                     let since = slot.reset_since.load(Ordering::Relaxed);
-                    if since != 0 {
+                    if since != 0 && since < crate::bag::GIVING_UP {
                         let due = clock::after(since, limit);
                         if now < due {
                             next = next.min(due);

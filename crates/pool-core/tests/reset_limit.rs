@@ -1,6 +1,6 @@
 //! Background resets under the manager's reset limit
 //! (`ManageConnection::reset_limit`): the pool gives up a connection whose
-//! reset outlives it, and a watched reset costs one hand-off, not two.
+//! reset outlives it (holding its place in `max_size` until it is closed), and a watched reset costs one hand-off, not two.
 
 mod common;
 
@@ -25,37 +25,42 @@ fn manager_with_limit(ms: u64) -> TestManager {
 }
 
 #[test]
-fn a_reset_past_the_limit_gives_its_connection_up_and_frees_the_seat() {
+fn a_reset_past_the_limit_gives_its_connection_up_and_holds_the_seat_until_it_is_closed() {
     let m = manager_with_limit(100);
     let pool = pool_of(&m, 1, true);
     let mut c = pool.get().unwrap();
     c.dirty = true;
     let stuck = c.id;
     // The reset hangs far longer than its limit (a server that never answers).
-    m.db.reset_delay_ms.store(2_000, Ordering::SeqCst);
+    m.db.reset_delay_ms.store(1_500, Ordering::SeqCst);
     drop(c);
 
-    // The only seat is freed once the limit has passed, and a new connection
-    // is lent while the stuck reset is still running.
+    // Past the limit the connection is given up: counted closed, never lent
+    // again. Its session is still open until the reset returns, so it keeps
+    // its place in max_size: no replacement may open beside it.
+    assert!(eventually(Duration::from_secs(2), || pool
+        .metrics()
+        .closed
+        .reset_failed
+        == 1));
+    assert_eq!(pool.state().total, 0, "{}", pool.state());
+    let err = pool.get_timeout(Duration::from_millis(300)).unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    assert_eq!(m.db.open_now(), 1, "only the stuck connection is open");
+
+    // Once the reset returns, the stuck connection is closed, exactly once,
+    // and only then is the seat free for a replacement.
+    m.db.reset_delay_ms.store(0, Ordering::SeqCst);
     let c = pool.get_timeout(Duration::from_secs(5)).unwrap();
     assert_ne!(c.id, stuck, "the stuck connection was lent again");
-    assert_eq!(
-        m.db.resets.load(Ordering::SeqCst),
-        0,
-        "the stuck reset has not returned yet"
-    );
-    assert_eq!(pool.metrics().closed.reset_failed, 1);
-    assert_eq!(pool.state().total, 1, "{:?}", pool.state());
-    // Counted closed, but the connection itself is dropped by its reset's
-    // thread when the reset returns, exactly once.
-    assert_eq!(m.db.open_now(), 2);
-    m.db.reset_delay_ms.store(0, Ordering::SeqCst);
-    assert!(eventually(Duration::from_secs(5), || m
-        .db
-        .closed
-        .load(Ordering::SeqCst)
-        == 1));
     assert!(!m.db.open_ids.lock().unwrap().contains(&stuck));
+    assert_eq!(m.db.closed.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        m.db.peak_open.load(Ordering::SeqCst),
+        1,
+        "a replacement was open beside the given-up connection"
+    );
+    assert_eq!(pool.state().total, 1, "{:?}", pool.state());
     drop(c);
     drop(pool);
     assert_eq!(m.db.open_now(), 0);

@@ -582,8 +582,21 @@ impl ManageConnection for MysqlManager {
         let (conn, restore) = match self.opts.get_tcp_connect_timeout() {
             None => open(self.opts.clone(), full)?,
             Some(limit) => {
-                let opts = self.opts.clone();
-                match deadline::run(limit, move || open(opts, full)) {
+                // Every read of the login waits at most the limit, so a
+                // connect to a server that stopped answering really ends
+                // (its socket closed) instead of logging in whenever the
+                // server wakes up. The options' own read timeout comes
+                // back once the login is done.
+                let own_read_timeout = self.opts.get_read_timeout().copied();
+                let opts: Opts = OptsBuilder::from_opts(self.opts.clone())
+                    .read_timeout(Some(own_read_timeout.map_or(limit, |t| t.min(limit))))
+                    .into();
+                let login = move || {
+                    let (conn, restore) = open(opts, full)?;
+                    Limit::disarm(&conn, own_read_timeout.as_ref())?;
+                    Ok::<_, mysql::Error>((conn, restore))
+                };
+                match deadline::run(limit, login) {
                     Ok(result) => result?,
                     Err(deadline::Missed::TimedOut) => {
                         return Err(Error::Timeout {
@@ -611,6 +624,13 @@ impl ManageConnection for MysqlManager {
 
     fn has_broken(&self, conn: &mut MysqlConnection) -> bool {
         conn.is_broken()
+    }
+
+    /// The TCP connect timeout (`tcp_connect_timeout_ms`, or `connect_timeout`
+    /// in the URL; [`DEFAULT_CONNECT_TIMEOUT`] unless the options set one)
+    /// bounds the whole connect, login included.
+    fn connect_limit(&self) -> Option<Duration> {
+        self.opts.get_tcp_connect_timeout()
     }
 
     fn classify_connect_error(&self, error: &Error) -> pool_core::ConnectFailure {

@@ -553,6 +553,15 @@ where
         conn.is_broken()
     }
 
+    /// The connect timeout (per host, times the number of hosts) bounds the
+    /// whole connect, login included. The `postgres` crate cannot end a
+    /// login that waits for a server's answer, so a connect given up this
+    /// way logs in when the server answers at last, and the pool closes it
+    /// at once; until then it holds its place in `max_size`.
+    fn connect_limit(&self) -> Option<Duration> {
+        self.connect_deadline()
+    }
+
     fn classify_connect_error(&self, error: &Error) -> pool_core::ConnectFailure {
         error.connect_failure()
     }
