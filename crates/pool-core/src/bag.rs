@@ -90,6 +90,9 @@ pub(crate) const RESERVED: u8 = 3;
 pub(crate) const FLAG_EVICT: u8 = 1;
 /// Seat flag: the current loan was reported as a possible leak.
 pub(crate) const FLAG_LEAK_REPORTED: u8 = 2;
+/// Seat flag: given back by its borrower, the connection is being reset or
+/// closed on a `pool-io` thread (the seat is `IN_USE`, but not lent).
+pub(crate) const FLAG_RETURNING: u8 = 4;
 
 /// One seat of the bag.
 ///

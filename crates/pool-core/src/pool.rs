@@ -16,7 +16,9 @@ use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Condvar, Mutex};
 use thread_local::ThreadLocal;
 
-use crate::bag::{Bag, Slot, WaitOutcome, FLAG_EVICT, IDLE, IN_USE, RESERVED, VACANT};
+use crate::bag::{
+    Bag, Slot, WaitOutcome, FLAG_EVICT, FLAG_RETURNING, IDLE, IN_USE, RESERVED, VACANT,
+};
 use crate::clock::{self, Millis};
 use crate::config::{Config, MAX_SIZE_LIMIT};
 use crate::error::{Error, SharedError};
@@ -65,6 +67,10 @@ enum Vetted {
     /// the connection was not tested, and goes back as it was.
     NoTime,
 }
+
+/// How long `close` waits for background resets in flight when the manager
+/// sets no `reset_limit`.
+const CLOSE_WAITS_FOR_RETURNS: Duration = Duration::from_secs(5);
 
 /// Entries in a thread's cache of recently returned seats.
 const LOCAL_SEATS: usize = 4;
@@ -137,6 +143,14 @@ pub struct State {
     pub idle: u32,
     /// Connections lent to borrowers.
     pub active: u32,
+    /// Connections their borrowers gave back that the pool is still
+    /// resetting (or closing) in the background: neither lent nor yet idle.
+    pub returning: u32,
+    /// Connects and resets the pool gave up on after their time limit whose
+    /// sessions may still be open: not counted in `total`, but they hold a
+    /// place in `max_size` until they end (see
+    /// [`ManageConnection::connect_limit`](crate::ManageConnection::connect_limit)).
+    pub given_up: u32,
     /// Borrowers waiting for a connection.
     pub waiting: u32,
     /// The current `max_size`.
@@ -151,7 +165,14 @@ impl fmt::Display for State {
             f,
             "total={}, active={}, idle={}, waiting={}",
             self.total, self.active, self.idle, self.waiting
-        )
+        )?;
+        if self.returning > 0 {
+            write!(f, ", returning={}", self.returning)?;
+        }
+        if self.given_up > 0 {
+            write!(f, ", given_up={}", self.given_up)?;
+        }
+        Ok(())
     }
 }
 
@@ -1208,11 +1229,16 @@ impl<M: ManageConnection> Inner<M> {
             return false;
         };
         let index = slot.index as usize;
+        slot.flags.fetch_or(FLAG_RETURNING, Ordering::Relaxed);
         let job = Box::new(move || {
             let slot = inner.bag.slot(index);
             inner.reset_in_background(slot);
         });
-        crate::deadline::detach(job).is_ok()
+        if crate::deadline::detach(job).is_ok() {
+            return true;
+        }
+        slot.flags.fetch_and(!FLAG_RETURNING, Ordering::Relaxed);
+        false
     }
 
     /// The background job of `check_in`, on a worker thread that owns the
@@ -1275,6 +1301,7 @@ impl<M: ManageConnection> Inner<M> {
     /// seat becomes available (or its connection is closed).
     #[inline]
     fn after_reset(&self, slot: &Slot<M::Connection>, reset_ok: bool, now: Millis) {
+        slot.flags.fetch_and(!FLAG_RETURNING, Ordering::Relaxed);
         if !reset_ok {
             return self.close_slot(slot, CloseReason::ResetFailed);
         }
@@ -1302,6 +1329,7 @@ impl<M: ManageConnection> Inner<M> {
             slot.id.load(Ordering::Relaxed)
         );
         self.abandoned.fetch_add(1, Ordering::SeqCst);
+        slot.flags.fetch_and(!FLAG_RETURNING, Ordering::Relaxed);
         self.retire(slot, CloseReason::ResetFailed, None);
         // The seat goes back to the resetting thread, which frees it once
         // the connection is closed (`reset_in_background`).
@@ -1367,6 +1395,7 @@ impl<M: ManageConnection> Inner<M> {
             return self.close_slot(slot, reason);
         };
         let index = slot.index as usize;
+        slot.flags.fetch_or(FLAG_RETURNING, Ordering::Relaxed);
         let job = Box::new(move || inner.close_slot(inner.bag.slot(index), reason));
         if let Err(job) = crate::deadline::detach(job) {
             job();
@@ -1414,6 +1443,9 @@ impl<M: ManageConnection> Inner<M> {
     /// Marks a seat the caller owns (and has emptied) vacant.
     fn vacate(&self, slot: &Slot<M::Connection>) {
         slot.id.store(0, Ordering::Relaxed);
+        if slot.flags.load(Ordering::Relaxed) & FLAG_RETURNING != 0 {
+            slot.flags.fetch_and(!FLAG_RETURNING, Ordering::Relaxed);
+        }
         slot.state.store(VACANT, Ordering::Release);
         if self.status.load(Ordering::Acquire) != CLOSED {
             self.ring_creator_if_short(self.bag.waiting());
@@ -1645,19 +1677,42 @@ impl<M: ManageConnection> Inner<M> {
 
     /// Counts seats.
     pub(crate) fn state(&self) -> State {
-        let cap = self.bag.capacity();
-        let active = (0..cap)
-            .filter(|&i| self.bag.slot(i).state.load(Ordering::Relaxed) == IN_USE)
-            .count() as u32;
+        let (mut active, mut returning) = (0u32, 0u32);
+        for i in 0..self.bag.capacity() {
+            let slot = self.bag.slot(i);
+            if slot.state.load(Ordering::Relaxed) == IN_USE {
+                if slot.flags.load(Ordering::Relaxed) & FLAG_RETURNING != 0 {
+                    returning += 1;
+                } else {
+                    active += 1;
+                }
+            }
+        }
         let total = self.total.load(Ordering::Relaxed) as u32;
+        let active = active.min(total);
+        let returning = returning.min(total - active);
         State {
             total,
-            active: active.min(total),
-            idle: total.saturating_sub(active),
+            active,
+            returning,
+            given_up: self.abandoned.load(Ordering::Relaxed) as u32,
+            idle: total - active - returning,
             waiting: self.bag.waiting() as u32,
             max_size: self.max_size.load(Ordering::Relaxed) as u32,
             min_idle: self.min_idle.load(Ordering::Relaxed) as u32,
         }
+    }
+
+    /// Seats whose connection is being reset or closed on a `pool-io`
+    /// thread after its loan.
+    fn returning_count(&self) -> usize {
+        (0..self.bag.capacity())
+            .map(|i| self.bag.slot(i))
+            .filter(|s| {
+                s.state.load(Ordering::Acquire) == IN_USE
+                    && s.flags.load(Ordering::Relaxed) & FLAG_RETURNING != 0
+            })
+            .count()
     }
 
     /// Idle connections (seats `IDLE`).
@@ -1787,13 +1842,27 @@ impl<M: ManageConnection> Inner<M> {
                 let _ = t.join();
             }
         }
+        // Connections their borrowers just gave back are still being reset
+        // (or closed) on pool-io threads: wait for them, at most the reset
+        // limit; each closes its connection itself when done, seeing the
+        // pool closed.
+        let limit = self
+            .reset_watch
+            .map_or(CLOSE_WAITS_FOR_RETURNS, Duration::from_millis);
+        let until = Instant::now() + limit;
+        while self.returning_count() > 0 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         // Anything the threads released while stopping.
         self.sweep_idle(0, CloseReason::PoolClosed);
         // close() does not wait for lent connections: name them, so that one
         // that never comes back (a leak) can be traced.
         let lent: Vec<String> = (0..self.bag.capacity())
             .map(|i| self.bag.slot(i))
-            .filter(|s| s.state.load(Ordering::Acquire) == IN_USE)
+            .filter(|s| {
+                s.state.load(Ordering::Acquire) == IN_USE
+                    && s.flags.load(Ordering::Relaxed) & FLAG_RETURNING == 0
+            })
             .map(|s| {
                 let id = s.id.load(Ordering::Relaxed);
                 match self.leaks.as_ref().map(|l| l.site_of(s)) {
