@@ -122,6 +122,18 @@ pub enum Alert {
         /// Timeouts in the window.
         timeouts: u64,
     },
+    /// Connects failed in the window while the pool was below `max_size`:
+    /// the pool cannot open the connections its borrowers may need.
+    ConnectFailures {
+        /// Failed connects in the window.
+        failures: u64,
+        /// Open connections now.
+        total: u32,
+        /// The pool's `max_size`.
+        max_size: u32,
+        /// The most recent connect error.
+        last_error: String,
+    },
 }
 
 impl fmt::Display for Alert {
@@ -143,6 +155,16 @@ impl fmt::Display for Alert {
             Alert::PoolExhausted { timeouts } => {
                 write!(f, "pool exhausted: {timeouts} borrow(s) timed out")
             }
+            Alert::ConnectFailures {
+                failures,
+                total,
+                max_size,
+                last_error,
+            } => write!(
+                f,
+                "{failures} connect(s) failed while the pool held {total} of max_size \
+                 {max_size} connections; last error: {last_error}"
+            ),
         }
     }
 }
@@ -202,6 +224,8 @@ pub(crate) struct Sample {
     pub(crate) wait_sum_us: u64,
     pub(crate) usage_sum_ms: u64,
     pub(crate) released: u64,
+    /// Failed connect attempts.
+    pub(crate) connect_errors: u64,
 }
 
 /// The recent samples.
@@ -255,7 +279,17 @@ pub(crate) struct Inputs<'a> {
     pub(crate) max_lifetime: Option<Duration>,
     /// (location, count, longest) of current leak suspects.
     pub(crate) leaks: Vec<(String, usize, Duration)>,
+    /// Open connections now.
+    pub(crate) total: u32,
+    /// The most recent connect error, while connects are failing.
+    pub(crate) last_connect_error: Option<String>,
+    /// Connects failed in a row, up to now.
+    pub(crate) connect_streak: u64,
 }
+
+/// Failed connects in a window, while below `max_size`, that make the pool
+/// at least Warning: one failure is a blip, two are a pattern.
+const CONNECT_FAILURES_WARNING: u64 = 2;
 
 /// Computes a verdict from the change between `base` and `now`.
 pub(crate) fn verdict(base: Sample, now: Sample, i: Inputs<'_>) -> Health {
@@ -286,13 +320,24 @@ pub(crate) fn verdict(base: Sample, now: Sample, i: Inputs<'_>) -> Health {
             .unwrap_or(0),
     );
     let arrival_rate = attempts as f64 / window.as_secs_f64();
+    let connect_failures = now.connect_errors.saturating_sub(base.connect_errors);
+    // Connects keep failing while the pool is below max_size: it cannot grow
+    // to what its borrowers need. With no connection at all, or with
+    // borrowers already timing out or waiting long, that is critical.
+    let failing = i.last_connect_error.is_some()
+        && i.total < i.max_size
+        && (connect_failures.max(i.connect_streak) >= CONNECT_FAILURES_WARNING || i.total == 0);
+    let starved =
+        failing && (i.total == 0 || timeouts > 0 || mean_acquire_wait > t.warning_acquire_wait);
 
-    let status = if error_rate > t.critical_error_rate
+    let status = if starved
+        || error_rate > t.critical_error_rate
         || utilization > t.critical_utilization
         || mean_acquire_wait > t.critical_acquire_wait
     {
         HealthStatus::Critical
-    } else if error_rate > t.warning_error_rate
+    } else if failing
+        || error_rate > t.warning_error_rate
         || utilization > t.warning_utilization
         || mean_acquire_wait > t.warning_acquire_wait
     {
@@ -320,6 +365,14 @@ pub(crate) fn verdict(base: Sample, now: Sample, i: Inputs<'_>) -> Health {
     }
     if timeouts > 0 {
         alerts.push(Alert::PoolExhausted { timeouts });
+    }
+    if failing {
+        alerts.push(Alert::ConnectFailures {
+            failures: connect_failures,
+            total: i.total,
+            max_size: i.max_size,
+            last_error: i.last_connect_error.clone().unwrap_or_default(),
+        });
     }
 
     let mut advice = Vec::new();
@@ -366,6 +419,15 @@ pub(crate) fn verdict(base: Sample, now: Sample, i: Inputs<'_>) -> Health {
             i.oldest,
             i.max_lifetime
                 .map_or("off".to_string(), |l| format!("{l:?}"))
+        ));
+    }
+    if failing {
+        advice.push(format!(
+            "connects are failing ({connect_failures} in {window:?}), so the pool holds only {} \
+             of its max_size {}: check that the database is up and reachable, the credentials, \
+             and its connection limits (max_connections, a per-role or per-user limit) against \
+             application instances × max_size",
+            i.total, i.max_size
         ));
     }
     for (location, count, longest) in &i.leaks {

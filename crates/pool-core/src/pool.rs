@@ -1529,6 +1529,7 @@ impl<M: ManageConnection> Inner<M> {
             wait_sum_us: wait.sum,
             usage_sum_ms: usage.sum,
             released: usage.count,
+            connect_errors: self.stats.connection_errors.load(Ordering::Relaxed),
         }
     }
 
@@ -1571,6 +1572,11 @@ impl<M: ManageConnection> Inner<M> {
             }
         }
         let capacity = self.server_capacity.load(Ordering::Relaxed);
+        let (connect_streak, last_connect_error) = {
+            let failures = self.failures.lock();
+            let last = failures.last.as_ref().map(ToString::to_string);
+            (failures.streak, last.filter(|_| failures.streak > 0))
+        };
         health::verdict(
             base,
             now,
@@ -1582,6 +1588,9 @@ impl<M: ManageConnection> Inner<M> {
                 oldest: Duration::from_millis(oldest),
                 max_lifetime: self.config.max_lifetime,
                 leaks,
+                total: self.total.load(Ordering::Relaxed) as u32,
+                connect_streak,
+                last_connect_error,
             },
         )
     }

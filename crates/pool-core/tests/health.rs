@@ -210,3 +210,81 @@ fn the_verdict_covers_a_recent_window_not_the_whole_life() {
     let h = p.health();
     assert_eq!(h.status, HealthStatus::Healthy, "{h}");
 }
+
+/// A database that takes 3 sessions and refuses more.
+struct ThreeSessions(TestManager);
+
+impl pool_core::ManageConnection for ThreeSessions {
+    type Connection = common::Conn;
+    type Error = std::io::Error;
+    fn connect(&self) -> Result<common::Conn, std::io::Error> {
+        if self.0.db.open_now() >= 3 {
+            return Err(std::io::Error::other(
+                "too many connections for role \"app\" (test database)",
+            ));
+        }
+        self.0.connect()
+    }
+    fn is_valid(&self, c: &mut common::Conn, t: Duration) -> Result<(), std::io::Error> {
+        self.0.is_valid(c, t)
+    }
+    fn has_broken(&self, c: &mut common::Conn) -> bool {
+        self.0.has_broken(c)
+    }
+}
+
+#[test]
+fn a_pool_held_below_max_size_by_failing_connects_is_not_healthy() {
+    // The database takes 3 sessions; the pool of 8 keeps trying for more
+    // (min_idle 8) and keeps failing. Nobody's borrow fails, so error rate
+    // and utilization alone would say healthy.
+    let m = TestManager::new();
+    let pool = Pool::builder()
+        .max_size(8)
+        .health_thresholds(HealthThresholds {
+            window: Duration::from_secs(2),
+            ..HealthThresholds::default()
+        })
+        .build_unchecked(ThreeSessions(m.clone()))
+        .unwrap();
+    assert!(common::eventually(Duration::from_secs(5), || pool
+        .metrics()
+        .connection_errors
+        >= 3));
+    assert_eq!(pool.state().total, 3);
+    let h = pool.health();
+    assert!(h.status >= HealthStatus::Warning, "{h}");
+    let alert = h
+        .alerts
+        .iter()
+        .find(|a| matches!(a, Alert::ConnectFailures { .. }))
+        .unwrap_or_else(|| panic!("no connect-failure alert: {h}"));
+    assert!(
+        alert.to_string().contains("too many connections"),
+        "{alert}"
+    );
+    assert!(alert.to_string().contains("3 of max_size 8"), "{alert}");
+    assert!(
+        h.recommendations
+            .iter()
+            .any(|r| r.contains("connection limits")),
+        "{h}"
+    );
+}
+
+#[test]
+fn a_pool_that_cannot_connect_at_all_is_critical() {
+    let m = TestManager::new();
+    m.db.refuse.store(true, Ordering::SeqCst);
+    let pool = Pool::builder()
+        .max_size(2)
+        .health_thresholds(thresholds())
+        .build_unchecked(m.clone())
+        .unwrap();
+    assert!(common::eventually(Duration::from_secs(3), || pool
+        .metrics()
+        .connection_errors
+        >= 1));
+    let h = pool.health();
+    assert_eq!(h.status, HealthStatus::Critical, "{h}");
+}
