@@ -257,8 +257,13 @@ impl Builder {
     /// How many idle connections the pool keeps ready; `None` means
     /// "as many as `max_size`" (a fixed-size pool, HikariCP's recommendation).
     ///
-    /// Default: `None`. Idle connections above this number are closed after
-    /// [`idle_timeout`](Builder::idle_timeout).
+    /// Lent connections do not count: with `min_idle` 2 and 3 connections
+    /// lent, the pool holds 5 (within `max_size`). When borrows take the idle
+    /// count below `min_idle`, the pool opens replacements within about
+    /// 100 ms. Only idle connections above `min_idle` idle ones are closed
+    /// after [`idle_timeout`](Builder::idle_timeout).
+    ///
+    /// Default: `None`.
     pub fn min_idle(mut self, min_idle: Option<u32>) -> Self {
         self.config.min_idle = min_idle;
         self
@@ -266,6 +271,12 @@ impl Builder {
 
     /// How long [`Pool::get`] waits for a connection before failing with
     /// [`Error::Timeout`].
+    ///
+    /// One deadline per call, fixed when `get` is called: every validation
+    /// of an idle connection and every wait within the call gets what is
+    /// left of it, so `get` returns within this time (plus scheduling),
+    /// whatever path it takes and however many idle connections hang on a
+    /// frozen server. The error reports the real time waited.
     ///
     /// Default: 30 s. At least 1 ms.
     pub fn connection_timeout(mut self, timeout: Duration) -> Self {
@@ -276,8 +287,10 @@ impl Builder {
     /// The time limit given to [`ManageConnection::is_valid`].
     ///
     /// On borrow the check is also bounded by what the borrower has left of
-    /// its wait (but given at least 100 ms), so `get` returns within about
-    /// `connection_timeout` even when validation hangs.
+    /// its wait, so `get` returns within `connection_timeout` even when
+    /// validation hangs; a connection reached after the deadline is not
+    /// tested (nor closed) but left for the next borrower. `try_get` gives
+    /// the validation of the idle connection it takes this whole limit.
     ///
     /// Default: 5 s. At least 1 ms.
     pub fn validation_timeout(mut self, timeout: Duration) -> Self {
@@ -358,14 +371,33 @@ impl Builder {
         self
     }
 
-    /// Whether borrowers fail at once while the database is known to be down,
-    /// instead of waiting out `connection_timeout`.
+    /// Whether borrowers fail at once while the database is down, instead of
+    /// waiting out `connection_timeout`.
     ///
-    /// The database counts as down when the pool has no open connection and
-    /// its latest connect attempt failed; `get` then returns
-    /// [`Error::Connect`] with the driver's error. The creator thread keeps
-    /// probing (with capped exponential backoff) and the first success ends
-    /// the failure state.
+    /// The rule: `get` fails fast, with [`Error::Connect`] and the driver's
+    /// error, only while the pool holds no open connection and either
+    ///
+    /// * the server rejected the login ([`ConnectFailure::Rejected`]: wrong
+    ///   password, user or database — the error says so), or
+    /// * connects failed to reach the server
+    ///   ([`ConnectFailure::Unreachable`]: refused, unreachable, timed out)
+    ///   at least twice in a row over at least one second;
+    ///
+    /// and the last attempt is less than 500 ms old (otherwise the borrower
+    /// waits, within its timeout, for the next attempt, so a database that
+    /// came back is not reported down from an old failure). A server at its
+    /// connection limit, starting up or shutting down
+    /// ([`ConnectFailure::Busy`]) never makes borrowers fail fast: they wait
+    /// for a connection to come back. While borrowers fail fast, each of
+    /// them asks the creator to try again on its backoff (50 ms doubling to
+    /// 1 s), whatever `min_idle` is, and the first success ends it. The
+    /// manager classifies its errors
+    /// ([`ManageConnection::classify_connect_error`]).
+    ///
+    /// [`ConnectFailure::Rejected`]: crate::ConnectFailure::Rejected
+    /// [`ConnectFailure::Unreachable`]: crate::ConnectFailure::Unreachable
+    /// [`ConnectFailure::Busy`]: crate::ConnectFailure::Busy
+    /// [`ManageConnection::classify_connect_error`]: crate::ManageConnection::classify_connect_error
     ///
     /// Default: `true`.
     pub fn fail_fast(mut self, fail_fast: bool) -> Self {

@@ -68,6 +68,11 @@ pub use mysql;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// TCP keepalive idle time applied when the options set none: 60 s.
 pub const DEFAULT_KEEPALIVE_TIME: Duration = Duration::from_secs(60);
+/// TCP user timeout applied when the options set none: 30 s. Data (or
+/// keepalive probes) the server has not acknowledged for this long end the
+/// connection, so a query on a network that black-holes its packets fails
+/// instead of hanging (see `docs/faults.md`).
+pub const DEFAULT_TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default time limit of the session reset run when a connection comes back: 5 s.
 pub const DEFAULT_RESET_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default share of the server's connections one pool may take before
@@ -251,6 +256,10 @@ impl MysqlManager {
         if opts.get_tcp_keepalive_time_ms().is_none() {
             let ms = u32::try_from(DEFAULT_KEEPALIVE_TIME.as_millis()).unwrap_or(u32::MAX);
             builder = builder.tcp_keepalive_time_ms(Some(ms));
+        }
+        if opts.get_tcp_user_timeout_ms().is_none() {
+            let ms = u32::try_from(DEFAULT_TCP_USER_TIMEOUT.as_millis()).unwrap_or(u32::MAX);
+            builder = builder.tcp_user_timeout_ms(Some(ms));
         }
         let opts: Opts = builder.into();
         let target = match opts.get_socket() {
@@ -718,6 +727,7 @@ mod tests {
             Some(DEFAULT_CONNECT_TIMEOUT)
         );
         assert_eq!(m.opts().get_tcp_keepalive_time_ms(), Some(60_000));
+        assert_eq!(m.opts().get_tcp_user_timeout_ms(), Some(30_000));
         assert_eq!(m.get_isolation(), Isolation::Full);
         assert_eq!(m.get_reset_timeout(), Some(DEFAULT_RESET_TIMEOUT));
         assert_eq!(m.target, "localhost:3306");

@@ -66,6 +66,11 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// TCP keepalive idle time applied when the configuration keeps the driver's
 /// default of 2 hours: 60 s.
 pub const DEFAULT_KEEPALIVES_IDLE: Duration = Duration::from_secs(60);
+/// TCP user timeout applied when the configuration sets none: 30 s. Data
+/// (or keepalive probes) the server has not acknowledged for this long end
+/// the connection, so a query on a network that black-holes its packets
+/// fails instead of hanging (see `docs/faults.md`).
+pub const DEFAULT_TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default time limit of the session reset run when a connection comes back: 5 s.
 pub const DEFAULT_RESET_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default share of the server's connections one pool may take before
@@ -300,6 +305,9 @@ impl<T> PostgresManager<T> {
             && config.get_keepalives_idle() == postgres::Config::new().get_keepalives_idle()
         {
             config.keepalives_idle(DEFAULT_KEEPALIVES_IDLE);
+        }
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(DEFAULT_TCP_USER_TIMEOUT);
         }
         if config.get_application_name().is_none() {
             let name = default_application_name
@@ -744,6 +752,10 @@ mod tests {
             Some(&DEFAULT_CONNECT_TIMEOUT)
         );
         assert_eq!(m.config().get_keepalives_idle(), DEFAULT_KEEPALIVES_IDLE);
+        assert_eq!(
+            m.config().get_tcp_user_timeout(),
+            Some(&DEFAULT_TCP_USER_TIMEOUT)
+        );
         assert!(m.config().get_application_name().is_some());
         assert_eq!(m.get_isolation(), Isolation::Full);
         assert_eq!(m.get_reset_timeout(), Some(DEFAULT_RESET_TIMEOUT));
