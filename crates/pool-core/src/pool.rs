@@ -342,6 +342,11 @@ pub(crate) struct Inner<M: ManageConnection> {
     /// may still be open (or about to be), so they count against `max_size`
     /// until the work returns and the session is closed (invariant 2).
     pub(crate) abandoned: AtomicUsize,
+    /// Connections closed younger than `workers::YOUNG` (not counting a
+    /// closing pool), and the reason of the latest (`metrics::reason_index`):
+    /// the creator caps its connects per second while these pile up.
+    pub(crate) young_closes: AtomicU64,
+    pub(crate) young_reason: AtomicU8,
     /// Connections `build` wants open before it returns (0 afterwards).
     pub(crate) init_target: AtomicUsize,
     pub(crate) next_id: AtomicU64,
@@ -509,6 +514,8 @@ impl<M: ManageConnection> Pool<M> {
             min_idle: AtomicUsize::new(min_idle),
             total: AtomicUsize::new(0),
             abandoned: AtomicUsize::new(0),
+            young_closes: AtomicU64::new(0),
+            young_reason: AtomicU8::new(0),
             init_target: AtomicUsize::new(if wait { min_idle.max(1) } else { 0 }),
             next_id: AtomicU64::new(1),
             uid: POOL_SEQ.fetch_add(1, Ordering::Relaxed),
@@ -1426,6 +1433,11 @@ impl<M: ManageConnection> Inner<M> {
         let age = clock::now().saturating_sub(slot.created.load(Ordering::Relaxed));
         if self.config.metrics {
             self.stats.lifetime.record_shared(age);
+        }
+        if age < workers::YOUNG && reason != CloseReason::PoolClosed {
+            self.young_closes.fetch_add(1, Ordering::Relaxed);
+            self.young_reason
+                .store(m::reason_index(reason) as u8, Ordering::Relaxed);
         }
         if let Some(conn) = conn {
             if guarded(move || self.manager.close(conn)).is_none() {

@@ -67,8 +67,83 @@ impl Jitter {
     }
 }
 
+/// A connection closed within this many milliseconds of opening "died
+/// young" (see [`ChurnGuard`]).
+pub(crate) const YOUNG: Millis = 1_000;
+
+/// The pool's own guard against a connect storm, whatever its settings: when
+/// at least `max_size` connections died young within the last second, the
+/// creator opens at most `2 × max_size + 10` connections a second, and warns
+/// (at most every 30 s) naming what closes them.
+///
+/// Settings that make every connection die at once are rejected by `build`;
+/// this catches what settings cannot: a server or network that closes every
+/// new session, a manager that reports every connection broken.
+struct ChurnGuard {
+    /// Start of each connect within the last second, with the pool's
+    /// young-close count at that moment.
+    starts: std::collections::VecDeque<(Instant, u64)>,
+    last_warning: Option<Instant>,
+}
+
+impl ChurnGuard {
+    fn new() -> Self {
+        ChurnGuard {
+            starts: std::collections::VecDeque::new(),
+            last_warning: None,
+        }
+    }
+
+    /// How long to wait before the next connect, if the cap applies.
+    fn delay<M: ManageConnection>(&mut self, inner: &Inner<M>) -> Option<Duration> {
+        const WINDOW: Duration = Duration::from_secs(1);
+        let now = Instant::now();
+        while self.starts.front().is_some_and(|(t, _)| now - *t >= WINDOW) {
+            self.starts.pop_front();
+        }
+        let max = inner.max_size.load(Ordering::Relaxed);
+        let cap = 2 * max + 10;
+        let &(oldest, young_then) = self.starts.front()?;
+        let young = inner.young_closes.load(Ordering::Relaxed);
+        if self.starts.len() < cap || young - young_then < max as u64 {
+            return None;
+        }
+        if self
+            .last_warning
+            .is_none_or(|t| now - t >= FAILURE_LOG_EVERY)
+        {
+            self.last_warning = Some(now);
+            let why = match inner.young_reason.load(Ordering::Relaxed) {
+                0 => "idle_timeout is shorter than the time between borrows",
+                1 => "max_lifetime is too short",
+                2 => "the database or the network breaks every new connection",
+                3 => {
+                    "every new connection fails its validation (validation_timeout, \
+                      keepalive_time, or the database)"
+                }
+                4 => "every session reset fails",
+                _ => "connections are evicted as soon as they open",
+            };
+            log::warn!(
+                "pool \"{}\": {} connections closed within a second of opening ({why}); \
+                 connects are capped at {cap} a second",
+                inner.name,
+                young - young_then
+            );
+        }
+        Some(WINDOW - (now - oldest))
+    }
+
+    /// Records the start of a connect.
+    fn started<M: ManageConnection>(&mut self, inner: &Inner<M>) {
+        let young = inner.young_closes.load(Ordering::Relaxed);
+        self.starts.push_back((Instant::now(), young));
+    }
+}
+
 /// The creator thread's main loop.
 pub(crate) fn creator<M: ManageConnection>(weak: Weak<Inner<M>>, bell: Receiver<()>) {
+    let mut churn = ChurnGuard::new();
     let mut jitter = Jitter::new();
     let mut retry_at: Option<Instant> = None;
     let mut last_failure_log: Option<Instant> = None;
@@ -85,7 +160,9 @@ pub(crate) fn creator<M: ManageConnection>(weak: Weak<Inner<M>>, bell: Receiver<
             } else {
                 match retry_at.and_then(|t| t.checked_duration_since(Instant::now())) {
                     Some(wait) if !wait.is_zero() => Some(wait),
+                    _ if let Some(wait) = churn.delay(&inner) => Some(wait),
                     _ => {
+                        churn.started(&inner);
                         let failed = create_one(&inner, &mut jitter, &mut last_failure_log);
                         retry_at = failed.map(|delay| Instant::now() + delay);
                         continue;
