@@ -391,7 +391,11 @@ fn connect_within<M: ManageConnection>(
     if let Err(job) = crate::deadline::detach(job) {
         job(); // no worker thread: connect here, unbounded
     }
-    match rx.recv_timeout(limit) {
+    // A little past the limit: a manager that ends its own connect at the
+    // limit (pool-mysql's socket read timeout) reports its own error, which
+    // names the server, rather than ours.
+    let grace = (limit / 10).clamp(Duration::from_millis(20), Duration::from_millis(500));
+    match rx.recv_timeout(limit + grace) {
         Ok(result) => Attempt::Done(result),
         Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Attempt::Done(None),
         Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {

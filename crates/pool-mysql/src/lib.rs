@@ -606,6 +606,13 @@ impl ManageConnection for MysqlManager {
                     Ok::<_, mysql::Error>((conn, restore))
                 };
                 match deadline::run(limit, login) {
+                    Ok(Err(e)) if Limit::is_timeout(&e) => {
+                        return Err(Error::Timeout {
+                            operation: "connecting",
+                            after: limit,
+                            target: self.target.clone(),
+                        })
+                    }
                     Ok(result) => result?,
                     Err(deadline::Missed::TimedOut) => {
                         return Err(Error::Timeout {
