@@ -1455,9 +1455,8 @@ impl<M: ManageConnection> Inner<M> {
     /// Marks a seat the caller owns (and has emptied) vacant.
     fn vacate(&self, slot: &Slot<M::Connection>) {
         slot.id.store(0, Ordering::Relaxed);
-        if slot.flags.load(Ordering::Relaxed) & FLAG_RETURNING != 0 {
-            slot.flags.fetch_and(!FLAG_RETURNING, Ordering::Relaxed);
-        }
+        // No mark outlives its connection (see the creator's publish).
+        slot.flags.store(0, Ordering::Relaxed);
         slot.state.store(VACANT, Ordering::Release);
         if self.status.load(Ordering::Acquire) != CLOSED {
             self.ring_creator_if_short(self.bag.waiting());
@@ -2137,6 +2136,7 @@ impl<'a, M: ManageConnection> PooledConnection<'a, M> {
         );
         inner.total.fetch_sub(1, Ordering::SeqCst);
         slot.id.store(0, Ordering::Relaxed);
+        slot.flags.store(0, Ordering::Relaxed);
         slot.state.store(VACANT, Ordering::Release);
         inner.ring_creator_if_short(inner.bag.waiting());
         self.set_bits(LOAN_DETACHED);

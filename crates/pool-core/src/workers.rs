@@ -233,7 +233,11 @@ fn create_one<M: ManageConnection>(
             slot.retire_at.store(retire_at, Ordering::Relaxed);
             slot.last_used.store(now, Ordering::Relaxed);
             slot.checked.store(now, Ordering::Relaxed);
-            slot.flags.store(0, Ordering::Relaxed);
+            // A seat is vacated with no flags (`Inner::vacate`), so a mark
+            // here came from `soft_evict_all` while connecting (it marks
+            // every seat that is not vacant): keep it, and `make_available`
+            // below closes this connection instead of lending it.
+            slot.flags.fetch_and(FLAG_EVICT, Ordering::SeqCst);
             inner.total.fetch_add(1, Ordering::SeqCst);
             inner.stats.created.fetch_add(1, Ordering::Relaxed);
             inner
@@ -272,12 +276,14 @@ fn create_one<M: ManageConnection>(
                     (Arc::new(ConnectGivenUp(limit)), ConnectFailure::Unreachable)
                 }
                 Some(Err(e)) => {
+                    slot.flags.store(0, Ordering::Relaxed);
                     slot.state.store(crate::bag::VACANT, Ordering::Release);
                     let kind = guarded(|| inner.manager.classify_connect_error(&e))
                         .unwrap_or(ConnectFailure::Other);
                     (Arc::new(e), kind)
                 }
                 _ => {
+                    slot.flags.store(0, Ordering::Relaxed);
                     slot.state.store(crate::bag::VACANT, Ordering::Release);
                     (Arc::new(ConnectPanicked), ConnectFailure::Other)
                 }

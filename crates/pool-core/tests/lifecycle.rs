@@ -286,3 +286,24 @@ fn a_loan_is_two_words() {
         2 * std::mem::size_of::<usize>()
     );
 }
+
+/// `soft_evict_all()` during a connect evicts the connection being opened
+/// too (the failover and credential-rotation case the method exists for).
+#[test]
+fn soft_evict_all_reaches_a_connection_being_opened() {
+    let m = TestManager::with_connect_delay(300);
+    let pool = Pool::builder()
+        .max_size(1)
+        .build_unchecked(m.clone())
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    pool.soft_evict_all();
+    // The connect under way when the eviction came lands, and is closed
+    // instead of lent; the borrower gets one opened after the eviction.
+    let conn = pool.get_timeout(Duration::from_secs(3)).unwrap();
+    assert_ne!(
+        conn.id, 1,
+        "the connection opened across the eviction was lent"
+    );
+    assert_eq!(pool.metrics().closed.evicted, 1);
+}
