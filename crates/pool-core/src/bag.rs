@@ -88,8 +88,6 @@ pub(crate) const RESERVED: u8 = 3;
 
 /// Seat flag: close this connection instead of lending it again.
 pub(crate) const FLAG_EVICT: u8 = 1;
-/// Seat flag: the current loan was reported as a possible leak.
-pub(crate) const FLAG_LEAK_REPORTED: u8 = 2;
 /// Seat flag: given back by its borrower, the connection is being reset or
 /// closed on a `pool-io` thread (the seat is `IN_USE`, but not lent).
 pub(crate) const FLAG_RETURNING: u8 = 4;
@@ -127,7 +125,10 @@ pub(crate) struct Slot<C> {
     pub(crate) checked: AtomicU64,
     /// Coarse-clock time the connection was lent; `u64::MAX` ("never")
     /// between loans, so a seat on its way to a borrower (handed over, not
-    /// yet stamped) never looks like an old loan to leak detection.
+    /// yet stamped) never looks like an old loan to leak detection. Leak
+    /// detection sets the top bit (`leak::REPORTED`) of the stamp of the
+    /// loan it reported, with one CAS on the stamp, so the mark can only
+    /// land on that loan.
     pub(crate) lent_at: AtomicU64,
     /// Where it was borrowed: a `&'static Location` (leak detection).
     pub(crate) site: AtomicPtr<std::panic::Location<'static>>,

@@ -15,7 +15,23 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use crate::bag::{Slot, FLAG_LEAK_REPORTED, IN_USE};
+use crate::bag::{Slot, IN_USE};
+
+/// The top bit of a loan's stamp (`Slot::lent_at`): this loan was reported
+/// as a possible leak. Clock readings never reach it.
+pub(crate) const REPORTED: u64 = 1 << 63;
+
+/// The time in a loan's stamp, without the reported bit.
+#[inline]
+pub(crate) fn lent_time(stamp: u64) -> Millis {
+    stamp & !REPORTED
+}
+
+/// Whether a loan's stamp carries the reported bit ("never" does not count).
+#[inline]
+fn is_reported(stamp: u64) -> bool {
+    stamp != clock::NEVER && stamp & REPORTED != 0
+}
 use crate::clock::{self, Millis};
 
 /// A connection lent for longer than the leak detection threshold.
@@ -104,7 +120,7 @@ impl LeakTracker {
         LeakReport {
             id: slot.id.load(Ordering::Relaxed),
             lent_for: Duration::from_millis(
-                now.saturating_sub(slot.lent_at.load(Ordering::Relaxed)),
+                now.saturating_sub(lent_time(slot.lent_at.load(Ordering::Relaxed))),
             ),
             thread: self
                 .threads
@@ -121,21 +137,28 @@ impl LeakTracker {
     /// The housekeeper's check of one lent seat: reports it if it is overdue
     /// and not yet reported; returns when it will be due otherwise.
     pub(crate) fn check<C>(&self, pool: &str, slot: &Slot<C>, now: Millis) -> LeakCheck {
-        let due = clock::after(slot.lent_at.load(Ordering::Relaxed), self.threshold);
+        let stamp = slot.lent_at.load(Ordering::Acquire);
+        if stamp == clock::NEVER || is_reported(stamp) {
+            return LeakCheck::Done;
+        }
+        let due = clock::after(stamp, self.threshold);
         if now < due {
             return LeakCheck::Due(due);
         }
-        if slot.flags.load(Ordering::Relaxed) & FLAG_LEAK_REPORTED != 0 {
-            return LeakCheck::Done;
-        }
         let report = self.report_of(slot, now);
-        // Still lent, and still the same loan?
+        // Mark this loan, and only this one: the CAS fails if it ended (the
+        // stamp reads "never") or another began (a later stamp: a loan
+        // begins after the previous one ended, and this one is at least a
+        // threshold old, so no later loan has the same stamp). The report
+        // read above is then dropped.
         if slot.state.load(Ordering::Acquire) != IN_USE
-            || clock::after(slot.lent_at.load(Ordering::Relaxed), self.threshold) != due
+            || slot
+                .lent_at
+                .compare_exchange(stamp, stamp | REPORTED, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
         {
             return LeakCheck::Done;
         }
-        slot.flags.fetch_or(FLAG_LEAK_REPORTED, Ordering::Relaxed);
         let backtrace = self
             .backtraces
             .lock()
@@ -160,9 +183,9 @@ impl LeakTracker {
         if self.capture_backtraces {
             self.backtraces.lock().remove(&slot.index);
         }
-        if slot.flags.load(Ordering::Relaxed) & FLAG_LEAK_REPORTED != 0 {
-            slot.flags.fetch_and(!FLAG_LEAK_REPORTED, Ordering::Relaxed);
-            let lent_for = clock::now().saturating_sub(slot.lent_at.load(Ordering::Relaxed));
+        let stamp = slot.lent_at.load(Ordering::Acquire);
+        if is_reported(stamp) {
+            let lent_for = clock::now().saturating_sub(lent_time(stamp));
             log::info!(
                 "pool \"{pool}\": connection {}, previously reported as leaked, was returned \
                  after {:?}",
@@ -188,7 +211,11 @@ impl LeakTracker {
         slots
             .filter(|s| {
                 s.state.load(Ordering::Acquire) == IN_USE
-                    && now >= clock::after(s.lent_at.load(Ordering::Relaxed), self.threshold)
+                    && now
+                        >= clock::after(
+                            lent_time(s.lent_at.load(Ordering::Relaxed)),
+                            self.threshold,
+                        )
             })
             .map(|s| self.report_of(s, now))
             .collect()

@@ -1492,7 +1492,8 @@ impl<M: ManageConnection> Inner<M> {
     /// detached): time lent, and leak detection's "returned" report.
     #[inline]
     fn released(&self, local: &LocalSeats, slot: &Slot<M::Connection>, now: Millis) {
-        let lent_ms = now.saturating_sub(slot.lent_at.load(Ordering::Relaxed));
+        let lent_ms =
+            now.saturating_sub(crate::leak::lent_time(slot.lent_at.load(Ordering::Relaxed)));
         if let Some(shard) = &local.shard {
             shard.usage.record_owned(lent_ms);
         }
@@ -1565,7 +1566,8 @@ impl<M: ManageConnection> Inner<M> {
             }
             oldest = oldest.max(now.at.saturating_sub(slot.created.load(Ordering::Relaxed)));
             if state == IN_USE {
-                let since = slot.lent_at.load(Ordering::Relaxed).max(base.at);
+                let since =
+                    crate::leak::lent_time(slot.lent_at.load(Ordering::Relaxed)).max(base.at);
                 in_flight_ms += now.at.saturating_sub(since);
             }
         }
