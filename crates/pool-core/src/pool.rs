@@ -191,7 +191,15 @@ struct LocalSeats {
     /// do not all contend for seat 0.
     scan_from: u32,
     /// This thread's number, for leak reports.
-    thread_no: u64,
+    /// Read on every borrow with leak detection on; written only in
+    /// `local_slow`, when a new thread takes this entry over.
+    thread_no: AtomicU64,
+    /// The thread this entry belongs to. The `thread_local` crate hands a
+    /// dead thread's entry to the next new thread (it reuses thread ids),
+    /// so `local_slow` compares and, for a new owner, takes a new thread
+    /// number: leak reports then name the thread that really borrowed.
+    /// (The entry still has one writer at a time: its old owner is gone.)
+    owner: Mutex<Option<std::thread::ThreadId>>,
     /// This thread's metrics (when metrics are on).
     shard: Option<Box<Shard>>,
     /// When the fast path's failed validation started, for the slow path
@@ -226,7 +234,8 @@ impl LocalSeats {
             // Consecutive threads start 3 seats apart: in a small pool each
             // finds its own seat first instead of all racing for seat 0.
             scan_from: SCAN_SEQ.fetch_add(1, Ordering::Relaxed).wrapping_mul(3) as u32,
-            thread_no: THREAD_SEQ.fetch_add(1, Ordering::Relaxed) as u64,
+            thread_no: AtomicU64::new(0),
+            owner: Mutex::new(None),
             shard: metrics.then(|| Box::new(Shard::new())),
             fast_start: Mutex::new(None),
         }
@@ -918,13 +927,18 @@ impl<M: ManageConnection> Inner<M> {
 
     #[cold]
     fn local_slow(&self) -> &LocalSeats {
-        let local = self.local.get_or(|| {
-            let local = LocalSeats::new(self.config.metrics);
+        let local = self.local.get_or(|| LocalSeats::new(self.config.metrics));
+        let me = std::thread::current().id();
+        let mut owner = local.owner.lock();
+        if *owner != Some(me) {
+            *owner = Some(me);
+            let number = THREAD_SEQ.fetch_add(1, Ordering::Relaxed) as u64;
+            local.thread_no.store(number, Ordering::Relaxed);
             if let Some(leaks) = &self.leaks {
-                leaks.register_thread(local.thread_no);
+                leaks.register_thread(number);
             }
-            local
-        });
+        }
+        drop(owner);
         LAST_LOCAL.with(|last| last.set((self.uid, local as *const LocalSeats)));
         local
     }
@@ -1170,7 +1184,8 @@ impl<M: ManageConnection> Inner<M> {
             guarded(|| h.handle_checkout(CheckoutEvent { id, wait }));
         }
         if let Some(leaks) = &self.leaks {
-            leaks.lend(slot, now, local.thread_no, Location::caller());
+            let thread = local.thread_no.load(Ordering::Relaxed);
+            leaks.lend(slot, now, thread, Location::caller());
             let due = clock::after(now, leaks.threshold);
             if due < self.housekeeper_next.load(Ordering::Relaxed) {
                 self.housekeeper_next.fetch_min(due, Ordering::Relaxed);
