@@ -1323,7 +1323,11 @@ impl<M: ManageConnection> Inner<M> {
     /// seat becomes available (or its connection is closed).
     #[inline]
     fn after_reset(&self, slot: &Slot<M::Connection>, reset_ok: bool, now: Millis) {
-        slot.flags.fetch_and(!FLAG_RETURNING, Ordering::Relaxed);
+        // A plain load first: this is every return's path, and the flag is
+        // set only by a background reset (no locked instruction otherwise).
+        if slot.flags.load(Ordering::Relaxed) & FLAG_RETURNING != 0 {
+            slot.flags.fetch_and(!FLAG_RETURNING, Ordering::Relaxed);
+        }
         if !reset_ok {
             return self.close_slot(slot, CloseReason::ResetFailed);
         }
