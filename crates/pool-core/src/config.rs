@@ -88,63 +88,150 @@ impl Default for Config {
     }
 }
 
-/// The shortest accepted acquire or validation timeout: below this the pool
-/// could not even wait for a thread to be scheduled.
-const MIN_TIMEOUT: Duration = Duration::from_millis(1);
+/// The shortest accepted `connection_timeout` and `validation_timeout`:
+/// below this the pool could not even wait for a thread to be scheduled.
+/// (Both are measured with `Instant`, not the coarse clock.)
+pub const MIN_TIMEOUT: Duration = Duration::from_millis(1);
+
+/// The shortest accepted `idle_timeout`, `max_lifetime`, `keepalive_time` and
+/// `leak_detection_threshold`.
+///
+/// The pool measures these on its coarse clock, which ticks every 1 to 4 ms
+/// (one kernel tick). A shorter setting is mostly rounding error, and a
+/// sub-millisecond one becomes 0 ms: every connection retired as it is
+/// borrowed, or checked on every housekeeping round. 10 ms is two and a half
+/// ticks at the coarsest: still short enough for tests of these timings.
+/// (HikariCP's floors are seconds: 30 s lifetime, 10 s idle, 2 s leak
+/// threshold.)
+pub const MIN_COARSE_DURATION: Duration = Duration::from_millis(10);
+
+/// The shortest accepted health window ([`HealthThresholds::window`]): the
+/// pool samples its counters every 1/64 of the window.
+pub const MIN_HEALTH_WINDOW: Duration = Duration::from_millis(100);
+
+/// The longest accepted duration of any setting: 3650 days (ten years).
+///
+/// Every duration is added to `Instant::now()`, converted to milliseconds or
+/// slept on somewhere; ten years fits all of them with room to spare, and is
+/// longer than any pool lives.
+pub const MAX_DURATION: Duration = Duration::from_secs(3650 * 86_400);
+
+/// The longest accepted pool name, in bytes.
+pub const MAX_NAME_LEN: usize = 256;
+
+/// `"10ms to 3650 days"`.
+pub(crate) fn range_text(min: Duration) -> String {
+    if min.is_zero() {
+        "0 to 3650 days (10 years)".to_owned()
+    } else {
+        format!("{min:?} to 3650 days (10 years)")
+    }
+}
+
+/// Checks that `value` of `setting` is within `min..=MAX_DURATION`.
+pub(crate) fn check_duration(
+    setting: &str,
+    value: Duration,
+    min: Duration,
+    why: &str,
+) -> Result<(), Error> {
+    if value < min || value > MAX_DURATION {
+        let hint = if value < min && !why.is_empty() {
+            format!(" ({why})")
+        } else {
+            String::new()
+        };
+        return Err(Error::config(
+            setting,
+            format!("{value:?} is out of range: use {}{hint}", range_text(min)),
+        ));
+    }
+    Ok(())
+}
 
 impl Config {
     /// Checks the settings, returning an error that names the first bad
-    /// setting and why it is rejected.
+    /// setting, its value and the accepted range.
+    ///
+    /// Every setting's range is in `docs/settings.md`: counts, durations
+    /// between a floor (what the pool can measure) and [`MAX_DURATION`]
+    /// (what its arithmetic can hold), and the [`HealthThresholds`].
+    ///
+    /// ```
+    /// use pool_core::Config;
+    /// use std::time::Duration;
+    ///
+    /// let mut config = Config::default();
+    /// config.max_lifetime = Some(Duration::from_micros(100));
+    /// let err = config.validate().unwrap_err().to_string();
+    /// assert!(err.contains("max_lifetime") && err.contains("100µs") && err.contains("10ms"), "{err}");
+    /// ```
     pub fn validate(&self) -> Result<(), Error> {
         let bad = |setting: &str, reason: String| Err(Error::config(setting, reason));
-        if self.max_size == 0 {
-            return bad("max_size", "must be at least 1".into());
-        }
-        if self.max_size > MAX_SIZE_LIMIT {
+        if self.max_size == 0 || self.max_size > MAX_SIZE_LIMIT {
             return bad(
                 "max_size",
-                format!("{} is above the limit of {MAX_SIZE_LIMIT}", self.max_size),
+                format!(
+                    "{} is out of range: use 1 to {MAX_SIZE_LIMIT}",
+                    self.max_size
+                ),
             );
         }
         if let Some(min) = self.min_idle {
             if min > self.max_size {
                 return bad(
                     "min_idle",
-                    format!("{min} is larger than max_size {}", self.max_size),
+                    format!(
+                        "{min} is larger than max_size {}: use 0 to {}, or None for max_size",
+                        self.max_size, self.max_size
+                    ),
                 );
             }
         }
-        if self.connection_timeout < MIN_TIMEOUT {
-            return bad(
-                "connection_timeout",
-                format!(
-                    "{:?} is too short: use at least 1ms (try_get() borrows without waiting)",
-                    self.connection_timeout
-                ),
-            );
-        }
-        if self.validation_timeout < MIN_TIMEOUT {
-            return bad(
-                "validation_timeout",
-                format!(
-                    "{:?} is too short: use at least 1ms",
-                    self.validation_timeout
-                ),
-            );
-        }
+        check_duration(
+            "connection_timeout",
+            self.connection_timeout,
+            MIN_TIMEOUT,
+            "try_get() borrows without waiting",
+        )?;
+        check_duration(
+            "validation_timeout",
+            self.validation_timeout,
+            MIN_TIMEOUT,
+            "",
+        )?;
         for (name, value) in [
             ("idle_timeout", self.idle_timeout),
             ("max_lifetime", self.max_lifetime),
             ("keepalive_time", self.keepalive_time),
             ("leak_detection_threshold", self.leak_detection_threshold),
         ] {
-            if value == Some(Duration::ZERO) {
-                return bad(
-                    name,
-                    "zero is meaningless here: use None to turn it off".into(),
-                );
+            if let Some(value) = value {
+                if value < MIN_COARSE_DURATION || value > MAX_DURATION {
+                    return bad(
+                        name,
+                        format!(
+                            "{value:?} is out of range: use {}, or None to turn it off \
+                             (the pool's clock ticks every 1-4 ms: shorter times round to \
+                             nothing)",
+                            range_text(MIN_COARSE_DURATION)
+                        ),
+                    );
+                }
             }
         }
+        check_duration(
+            "alive_bypass_window",
+            self.alive_bypass_window,
+            Duration::ZERO,
+            "",
+        )?;
+        check_duration(
+            "initialization_fail_timeout",
+            self.initialization_fail_timeout,
+            Duration::ZERO,
+            "",
+        )?;
         if let (Some(idle), Some(life)) = (self.idle_timeout, self.max_lifetime) {
             if idle >= life {
                 return bad(
@@ -160,19 +247,26 @@ impl Config {
             if keep >= life {
                 return bad(
                     "keepalive_time",
-                    format!("{keep:?} is not shorter than max_lifetime {life:?}"),
+                    format!(
+                        "{keep:?} is not shorter than max_lifetime {life:?}: lower it or \
+                         turn it off"
+                    ),
                 );
             }
         }
         if let Some(name) = &self.name {
-            if name.is_empty() || name.chars().any(char::is_control) {
+            if name.is_empty() || name.len() > MAX_NAME_LEN || name.chars().any(char::is_control) {
                 return bad(
                     "name",
-                    "must be non-empty and without control characters".into(),
+                    format!(
+                        "must be 1 to {MAX_NAME_LEN} bytes without control characters \
+                         (got {} bytes)",
+                        name.len()
+                    ),
                 );
             }
         }
-        Ok(())
+        self.health.validate()
     }
 
     /// The minimum number of idle connections once `min_idle`'s default
