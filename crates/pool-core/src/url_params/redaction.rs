@@ -165,13 +165,18 @@ pub fn redact_url(url: &str) -> String {
     let last_at = secret_until(url);
     let tail_start = match parts.at {
         Some(at) if at == last_at => {
+            // A user name is shown only when it is plainly one: with a `/`,
+            // `?`, `#` or `@` in it, it may be a password typed without its
+            // `user:` (or with a typo for the colon).
+            let plain = |s: &str| !s.contains(['/', '?', '#', '@']);
             let userinfo = &url[parts.start..at];
             match userinfo.find(':') {
-                Some(colon) => {
-                    out.push_str(&encode_userinfo(&userinfo[..colon]));
+                Some(colon) if plain(&userinfo[..colon]) => {
+                    out.push_str(&userinfo[..colon]);
                     out.push_str(":***");
                 }
-                None => out.push_str(&encode_userinfo(userinfo)),
+                None if plain(userinfo) => out.push_str(userinfo),
+                _ => out.push_str("***"),
             }
             at
         }
@@ -406,6 +411,8 @@ mod tests {
             ("postgres://u:pw@h/db?a=me@corp", "postgres://***@corp"),
             ("#://", "#://"),
             ("#://a:b@c", "#://a:***@c"),
+            ("mysql://app'ab/cdX@db/o", "mysql://***@db/o"),
+            ("mysql://a/b:cd@db/o", "mysql://***@db/o"),
         ] {
             assert_eq!(redact_url(input), expected, "{input}");
         }
