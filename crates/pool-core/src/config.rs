@@ -333,7 +333,8 @@ impl Builder {
 
     /// The pool's name, used in every log line, error and thread name.
     ///
-    /// Default: `pool-N`, numbered in the order pools are built.
+    /// Default: `pool-N`, numbered in the order pools are built. 1 to 256
+    /// bytes without control characters.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.config.name = Some(name.into());
         self
@@ -361,7 +362,7 @@ impl Builder {
     /// How long [`Pool::get`] waits for a connection before failing with
     /// [`Error::Timeout`].
     ///
-    /// Default: 30 s. At least 1 ms.
+    /// Default: 30 s. 1 ms to 3650 days.
     pub fn connection_timeout(mut self, timeout: Duration) -> Self {
         self.config.connection_timeout = timeout;
         self
@@ -373,7 +374,7 @@ impl Builder {
     /// its wait (but given at least 100 ms), so `get` returns within about
     /// `connection_timeout` even when validation hangs.
     ///
-    /// Default: 5 s. At least 1 ms.
+    /// Default: 5 s. 1 ms to 3650 days.
     pub fn validation_timeout(mut self, timeout: Duration) -> Self {
         self.config.validation_timeout = timeout;
         self
@@ -382,7 +383,8 @@ impl Builder {
     /// How long a connection may sit idle before it is closed; applies only
     /// to connections above `min_idle`. `None` keeps idle connections forever.
     ///
-    /// Default: 10 minutes. Must be shorter than `max_lifetime`.
+    /// Default: 10 minutes. 10 ms to 3650 days ([`MIN_COARSE_DURATION`]
+    /// says why not less), and shorter than `max_lifetime`.
     pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.config.idle_timeout = timeout;
         self
@@ -393,8 +395,8 @@ impl Builder {
     /// expire together; an idle one is closed at once, a lent one when it comes
     /// back. `None` lets connections live forever.
     ///
-    /// Default: 30 minutes. Set it a little below any limit the database or a
-    /// network device imposes on connection age.
+    /// Default: 30 minutes. 10 ms to 3650 days. Set it a little below any
+    /// limit the database or a network device imposes on connection age.
     pub fn max_lifetime(mut self, lifetime: Option<Duration>) -> Self {
         self.config.max_lifetime = lifetime;
         self
@@ -404,7 +406,7 @@ impl Builder {
     /// from being dropped by the database or a firewall and to notice a dead
     /// one before a borrower does. `None` turns keepalives off.
     ///
-    /// Default: `None`. Must be shorter than `max_lifetime`.
+    /// Default: `None`. 10 ms to 3650 days, and shorter than `max_lifetime`.
     pub fn keepalive_time(mut self, interval: Option<Duration>) -> Self {
         self.config.keepalive_time = interval;
         self
@@ -424,7 +426,7 @@ impl Builder {
     /// How recently a connection must have been used to skip the check on
     /// borrow.
     ///
-    /// Default: 500 ms (HikariCP's).
+    /// Default: 500 ms (HikariCP's). 0 (check every borrow) to 3650 days.
     pub fn alive_bypass_window(mut self, window: Duration) -> Self {
         self.config.alive_bypass_window = window;
         self
@@ -433,7 +435,7 @@ impl Builder {
     /// How long a connection may stay lent before it is reported as a
     /// possible leak. `None` turns leak detection off.
     ///
-    /// Default: `None`.
+    /// Default: `None`. 10 ms to 3650 days.
     pub fn leak_detection_threshold(mut self, threshold: Option<Duration>) -> Self {
         self.config.leak_detection_threshold = threshold;
         self
@@ -444,9 +446,13 @@ impl Builder {
     /// `build` waits until `min_idle` connections are open, or until this time
     /// has passed; then it succeeds if at least one connection could be opened
     /// (the rest are opened in the background) and fails with the driver's
-    /// error if none could. Zero means "the first attempt decides".
+    /// error if none could. Connections opened and already closed again
+    /// (a short `max_lifetime`) count as success. If the first connect has
+    /// not returned by then, `build` fails with [`Error::Connect`] at the
+    /// deadline (the pool closes in the background). Zero means "the first
+    /// attempt decides", waiting for it at most `connection_timeout`.
     ///
-    /// Default: 1 s.
+    /// Default: 1 s. 0 to 3650 days.
     pub fn initialization_fail_timeout(mut self, timeout: Duration) -> Self {
         self.config.initialization_fail_timeout = timeout;
         self
@@ -517,7 +523,8 @@ impl Builder {
     ///
     /// Default: [`HealthThresholds::default()`] (a 60 s window; critical above
     /// 10 % errors, 95 % utilization or 10 s mean wait; warning above 5 %,
-    /// 80 %, 5 s; healthy below 1 %, 70 %, 1 s).
+    /// 80 %, 5 s; healthy below 1 %, 70 %, 1 s). Checked by
+    /// [`HealthThresholds::validate`] when the pool is built.
     pub fn health_thresholds(mut self, thresholds: HealthThresholds) -> Self {
         self.config.health = thresholds;
         self

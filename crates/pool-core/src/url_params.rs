@@ -7,21 +7,23 @@
 //!
 //! | URL parameter                 | Pool setting                                             | Value                    |
 //! |-------------------------------|----------------------------------------------------------|--------------------------|
-//! | `connection_limit`            | [`Builder::max_size`]                                    | whole number ≥ 1         |
-//! | `pool_timeout`                | [`Builder::connection_timeout`]                          | seconds > 0              |
-//! | `connect_timeout`             | none: the driver's own connect timeout (see below)       | seconds, `0` = none      |
-//! | `idle_timeout`                | [`Builder::idle_timeout`]                                | seconds, `0` = off       |
-//! | `max_lifetime`                | [`Builder::max_lifetime`]                                | seconds, `0` = off       |
+//! | `connection_limit`            | [`Builder::max_size`]                                    | whole number, 1 to 65536 |
+//! | `pool_timeout`                | [`Builder::connection_timeout`]                          | seconds, 0.001 and up    |
+//! | `connect_timeout`             | none: the driver's own connect timeout (see below)       | seconds ≥ 0.001, `0` = none |
+//! | `idle_timeout`                | [`Builder::idle_timeout`]                                | seconds ≥ 0.01, `0` = off |
+//! | `max_lifetime`                | [`Builder::max_lifetime`]                                | seconds ≥ 0.01, `0` = off |
 //! | `min_idle`                    | [`Builder::min_idle`]                                    | whole number             |
 //! | `pool_name`                   | [`Builder::name`]                                        | text                     |
-//! | `validation_timeout`          | [`Builder::validation_timeout`]                          | seconds > 0              |
-//! | `keepalive_time`              | [`Builder::keepalive_time`]                              | seconds, `0` = off       |
-//! | `leak_detection_threshold`    | [`Builder::leak_detection_threshold`]                    | seconds, `0` = off       |
+//! | `validation_timeout`          | [`Builder::validation_timeout`]                          | seconds, 0.001 and up    |
+//! | `keepalive_time`              | [`Builder::keepalive_time`]                              | seconds ≥ 0.01, `0` = off |
+//! | `leak_detection_threshold`    | [`Builder::leak_detection_threshold`]                    | seconds ≥ 0.01, `0` = off |
 //! | `initialization_fail_timeout` | [`Builder::initialization_fail_timeout`]                 | seconds (`0` allowed)    |
 //! | `test_on_check_out`           | [`Builder::test_on_check_out`]                           | `true`/`false`           |
 //! | `fail_fast`                   | [`Builder::fail_fast`]                                   | `true`/`false`           |
 //!
-//! Seconds may have a fraction (`pool_timeout=0.5`). Booleans accept
+//! Seconds may have a fraction (`pool_timeout=0.5`) and are at most
+//! 315360000 (3650 days); the ranges are checked again when the pool is
+//! built (`docs/settings.md` lists them all). Booleans accept
 //! `true`/`false`, `1`/`0`, `yes`/`no` and `on`/`off`. Values are
 //! percent-decoded (`pool_name=orders%20db`, and `+` is a space).
 //!
@@ -34,8 +36,11 @@
 //! (`conection_limit`) is never silently ignored. Driver crates pass the list
 //! of their driver's parameters to [`PoolParams::extract`].
 //!
-//! Errors never contain the URL's password; use [`redact_url`] when a URL
-//! must be shown.
+//! Errors never contain the URL's password: the user information ends at the
+//! last `@` before the host (so a password with an unencoded `/`, `?` or `#`
+//! is still the password), and nothing written before a URL's last `@` is
+//! echoed. Use [`redact_url`] when a URL must be shown, and [`url_error`]
+//! for a driver's parse error.
 //!
 //! [Prisma]: https://www.prisma.io/docs/orm/overview/databases/postgresql#arguments
 //! [`Builder::max_size`]: crate::Builder::max_size

@@ -1,0 +1,57 @@
+//! `PoolParams::extract`, `redact_url` and `url_error` on any string: no
+//! panic, whatever `extract` accepts is applied and validated, and a
+//! `SECRET` written before the URL's last `@` (where a password may be) never
+//! shows in an error.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use pool_core::url_params::{redact_url, url_error, PoolParams};
+
+/// A driver's parameter list (PostgreSQL's, shortened).
+const DRIVER: &[&str] = &["sslmode", "application_name", "options", "password", "user"];
+
+fuzz_target!(|data: &[u8]| {
+    let url = String::from_utf8_lossy(data);
+    let secret_hidden = secret_before_last_at(&url);
+    match PoolParams::extract(&url, DRIVER) {
+        Ok((_, params)) => {
+            let builder = params.apply(pool_core::Pool::builder());
+            let _ = builder.config().validate();
+        }
+        Err(e) => {
+            if secret_hidden {
+                let msg = format!("{e} {e:?}");
+                assert!(!msg.contains("SECRET"), "{url:?}: {msg}");
+            }
+        }
+    }
+    let redacted = redact_url(&url);
+    let err = url_error(&url, &"driver says no");
+    if secret_hidden {
+        assert!(!redacted.contains("SECRET"), "{url:?}: {redacted}");
+        assert!(!err.to_string().contains("SECRET"), "{url:?}: {err}");
+    }
+});
+
+/// True when `SECRET` is written where a password may be, and nowhere
+/// after the URL's last `@`: between `://` and that `@`, after the first `:`
+/// (or anywhere there, if what precedes the `:`, or the whole user
+/// information when it has none, contains `/`, `?`, `#` or `@`).
+fn secret_before_last_at(url: &str) -> bool {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return false;
+    };
+    match url.rfind('@') {
+        Some(at) if at >= start && !url[at..].contains("SECRET") => {
+            let region = &url[start..at];
+            let plain = |s: &str| !s.contains(['/', '?', '#', '@']);
+            match region.split_once(':') {
+                Some((user, password)) if plain(user) => password.contains("SECRET"),
+                Some(_) => region.contains("SECRET"),
+                None if plain(region) => false,
+                None => region.contains("SECRET"),
+            }
+        }
+        _ => false,
+    }
+}
