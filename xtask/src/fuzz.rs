@@ -147,8 +147,6 @@ pub fn run_with(toolchain: Toolchain, args: &FuzzArgs) -> Result {
         cmd.args(["run", target]).arg(&corpus).arg(&seeds).args([
             "--",
             &format!("-max_total_time={}", args.secs),
-            "-jobs=1",
-            "-workers=1",
             "-timeout=10",
             "-rss_limit_mb=4096",
             "-print_final_stats=1",

@@ -56,8 +56,13 @@ fn a_hash_before_the_scheme_separator_is_not_a_panic() {
         let _ = PoolParams::extract(url, &[]);
         let _ = pool_core::url_params::redact_url(url);
     }
+    // `a#b` is no scheme: not a URL, so it is left to the driver (which
+    // rejects it) and nothing is taken out of it.
     let (url, params) = PoolParams::extract("a#b://h/db?connection_limit=2", &[]).unwrap();
-    assert_eq!(url, "a#b://h/db");
+    assert_eq!(url, "a#b://h/db?connection_limit=2");
+    assert!(params.is_empty());
+    let (url, params) = PoolParams::extract("pg+x.1://h/db?connection_limit=2", &[]).unwrap();
+    assert_eq!(url, "pg+x.1://h/db");
     assert_eq!(params.max_size, Some(2));
 }
 

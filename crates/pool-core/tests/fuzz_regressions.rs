@@ -33,3 +33,19 @@ fn url_params_user_information_without_a_colon() {
     url_params_check(b"mysql://app'ab/cdSECRET@db/orders");
     url_params_check(b"postgres://a?SECRET@db/orders");
 }
+
+/// `url_params`: the first `://` came after the password (`app:pw@db/...`
+/// pasted without a scheme, a `://` later on), so the "scheme" holding the
+/// password was shown as is. A scheme is now checked (RFC 3986), and a
+/// string that is not a URL is shown only from its last `@` on.
+#[test]
+fn url_params_scheme_after_the_password() {
+    let mut data = b"pos".to_vec();
+    data.extend([0; 8]);
+    data.extend(b"/app:ab?SECRET&x@db/\xefrde");
+    data.extend([0; 19]);
+    data.extend(b"tgres://app:ab?SECRET&x@db/\xefrders");
+    url_params_check(&data);
+    url_params_check(b"app:SECRET@db/orders?x=http://h");
+    url_params_check(b"app:SECRET@db/orders?x=http://u:SECRET@h");
+}

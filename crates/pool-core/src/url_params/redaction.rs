@@ -42,7 +42,12 @@ pub(super) struct Parts {
 /// host list (`app:ab?cd@db`: `ab` is no port): the user information then
 /// runs to the last `@` before the host.
 pub(super) fn split(url: &str) -> Option<Parts> {
-    let start = url.find("://")? + 3;
+    let scheme_end = url.find("://")?;
+    if !is_scheme(&url[..scheme_end]) {
+        // Not a URL: `app:pw@db?x=http://...` has its first "://" in a query.
+        return None;
+    }
+    let start = scheme_end + 3;
     let rest = &url[start..];
     let delimiter = |s: &str| s.find(['/', '?', '#']).unwrap_or(s.len());
     let head_end = delimiter(rest);
@@ -87,6 +92,13 @@ pub(super) fn split(url: &str) -> Option<Parts> {
     })
 }
 
+/// RFC 3986: a letter, then letters, digits, `+`, `-` or `.`.
+fn is_scheme(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+}
+
 /// `host[:port][,host[:port]...]`, hosts possibly `[v6]`, ports all digits.
 fn looks_like_hosts(s: &str) -> bool {
     s.split(',').all(|h| {
@@ -126,7 +138,7 @@ pub(super) fn encode_userinfo(userinfo: &str) -> String {
 /// Where text stops being possibly secret: everything before the URL's last
 /// `@` may be part of a password (0 when there is no `@` after `://`).
 pub(super) fn secret_until(url: &str) -> usize {
-    let start = url.find("://").map_or(0, |i| i + 3);
+    let start = split(url).map_or(0, |p| p.start);
     match url.rfind('@') {
         Some(at) if at >= start => at,
         _ => 0,
@@ -158,7 +170,12 @@ pub(super) fn secret_until(url: &str) -> usize {
 /// ```
 pub fn redact_url(url: &str) -> String {
     let Some(parts) = split(url) else {
-        return redact_key_value(url);
+        // Not a URL: a `key=value` string, or something malformed. An `@`
+        // may end a password written as `user:password@host`.
+        return match url.rfind('@') {
+            Some(at) => format!("***{}", redact_key_value(&url[at..])),
+            None => redact_key_value(url),
+        };
     };
     let mut out = String::with_capacity(url.len());
     out.push_str(&url[..parts.start]);
@@ -318,8 +335,12 @@ fn secrets(url: &str) -> Vec<String> {
             }
         }
         None => {
+            if let Some(at) = url.rfind('@') {
+                raw.push(&url[..at]);
+            }
             let mut found = Vec::new();
             redact_key_value_with(url, &mut |v| found.push(v.to_owned()));
+            found.extend(raw.iter().map(|s| (*s).to_owned()));
             return found;
         }
     }
@@ -410,9 +431,12 @@ mod tests {
             ("postgres://app:ab#X@db/o#f", "postgres://app:***@db/o#f"),
             ("postgres://u:pw@h/db?a=me@corp", "postgres://***@corp"),
             ("#://", "#://"),
-            ("#://a:b@c", "#://a:***@c"),
+            ("#://a:b@c", "***@c"),
             ("mysql://app'ab/cdX@db/o", "mysql://***@db/o"),
             ("mysql://a/b:cd@db/o", "mysql://***@db/o"),
+            ("app:SECRET@db/o?x=http://h", "***@db/o?x=http://h"),
+            ("host=h user=me@corp password=x", "***@corp password=***"),
+            ("1x://u:p@h", "***@h"),
         ] {
             assert_eq!(redact_url(input), expected, "{input}");
         }
