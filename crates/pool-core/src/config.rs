@@ -447,10 +447,11 @@ impl Builder {
     /// has passed; then it succeeds if at least one connection could be opened
     /// (the rest are opened in the background) and fails with the driver's
     /// error if none could. Connections opened and already closed again
-    /// (a short `max_lifetime`) count as success. If the first connect has
-    /// not returned by then, `build` fails with [`Error::Connect`] at the
-    /// deadline (the pool closes in the background). Zero means "the first
-    /// attempt decides", waiting for it at most `connection_timeout`.
+    /// (a short `max_lifetime`) count as success. Zero means "the first
+    /// attempt decides". A first connect still running at the deadline is
+    /// waited for, but only until `connection_timeout` after the start: then
+    /// `build` fails with [`Error::Connect`] (the pool closes in the
+    /// background). So `build` returns within the longer of the two.
     ///
     /// Default: 1 s. 0 to 3650 days.
     pub fn initialization_fail_timeout(mut self, timeout: Duration) -> Self {

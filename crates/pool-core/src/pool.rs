@@ -1637,11 +1637,15 @@ impl<M: ManageConnection> Inner<M> {
         }
     }
 
-    /// `build`'s wait for the first connections. Returns by the
+    /// `build`'s wait for the first connections. Returns at the
     /// initialization deadline (`initialization_fail_timeout` after the
-    /// start), or, when that is zero, once the first attempt has ended (but
-    /// no later than `connection_timeout`), whatever the connections do:
-    /// connections opened and closed again since the start count as success.
+    /// start) once an attempt has ended, whatever the connections do since:
+    /// connections opened and closed again count as success. A first connect
+    /// still running at the deadline is waited for until
+    /// `connection_timeout` after the start at most (like HikariCP, which
+    /// connects in the caller and checks its deadline between attempts), so
+    /// that a deadline shorter than a thread start does not fail a healthy
+    /// database, and a hanging connect does not hang `build`.
     fn wait_for_initial_connections(&self) -> Result<(), Error> {
         let target = self.init_target.load(Ordering::Relaxed);
         let timeout = self.config.initialization_fail_timeout;
@@ -1649,11 +1653,7 @@ impl<M: ManageConnection> Inner<M> {
         // `validate` keeps both durations far below what an `Instant` holds;
         // `None` (never reached) would only follow an overflow.
         let deadline = started.checked_add(timeout);
-        let give_up = if timeout.is_zero() {
-            started.checked_add(self.config.connection_timeout)
-        } else {
-            deadline
-        };
+        let give_up = started.checked_add(timeout.max(self.config.connection_timeout));
         let past = |t: Option<Instant>, now: Instant| t.is_some_and(|t| now >= t);
         let mut guard = self.events.lock();
         loop {
@@ -1717,9 +1717,9 @@ impl std::fmt::Display for FirstConnectUnfinished {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "no connection opened within initialization_fail_timeout ({:?}): the first \
-             connect attempt has not returned; raise initialization_fail_timeout or lower \
-             the driver's connect timeout",
+            "no connection opened in {:?} (initialization_fail_timeout, or \
+             connection_timeout if longer): the first connect attempt has not returned; \
+             raise them or lower the driver's connect timeout",
             self.waited
         )
     }

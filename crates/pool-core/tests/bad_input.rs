@@ -222,6 +222,7 @@ fn build_returns_by_its_deadline_while_the_first_connect_hangs() {
         Pool::builder()
             .name("slow")
             .initialization_fail_timeout(Duration::from_millis(100))
+            .connection_timeout(Duration::from_millis(300))
             .build(m)
             .map(|_| ())
     });
@@ -231,6 +232,17 @@ fn build_returns_by_its_deadline_while_the_first_connect_hangs() {
     assert!(matches!(err, Error::Connect { .. }), "{err:?}");
     let msg = err.to_string();
     assert!(msg.contains("initialization_fail_timeout"), "{msg}");
+}
+
+#[test]
+fn a_deadline_shorter_than_a_thread_start_does_not_fail_a_healthy_database() {
+    // The first connect gets to finish (within connection_timeout).
+    let pool = Pool::builder()
+        .max_size(1)
+        .initialization_fail_timeout(Duration::from_micros(1))
+        .build(TestManager::with_connect_delay(50))
+        .unwrap();
+    assert_eq!(pool.state().total, 1);
 }
 
 // Item 6: HealthThresholds were never validated.

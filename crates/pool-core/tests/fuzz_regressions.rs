@@ -49,3 +49,67 @@ fn url_params_scheme_after_the_password() {
     url_params_check(b"app:SECRET@db/orders?x=http://h");
     url_params_check(b"app:SECRET@db/orders?x=http://u:SECRET@h");
 }
+
+/// `build_pool`, 8 s in: `initialization_fail_timeout` 64 µs failed `build`
+/// against a database that always connects, because the creator thread had
+/// not even started its first connect. The first connect now gets until
+/// `connection_timeout` (from the start) to finish.
+#[test]
+fn build_pool_deadline_shorter_than_the_first_connect() {
+    use pool_core::{Config, Error, HealthThresholds};
+    use std::time::Duration;
+
+    let mut c = Config::default();
+    c.max_size = 3;
+    c.connection_timeout = Duration::from_micros(1541);
+    c.validation_timeout = Duration::from_micros(3083);
+    c.idle_timeout = Some(Duration::from_millis(17_475));
+    c.max_lifetime = Some(Duration::from_millis(19_274));
+    c.alive_bypass_window = Duration::from_micros(3);
+    c.initialization_fail_timeout = Duration::from_micros(64);
+    c.fail_fast = false;
+    c.health = HealthThresholds {
+        window: Duration::from_millis(22_358),
+        critical_error_rate: 5e-324,
+        warning_error_rate: 0.0,
+        healthy_error_rate: 0.0,
+        critical_utilization: 0.0,
+        warning_utilization: 0.0,
+        healthy_utilization: 0.0,
+        critical_acquire_wait: Duration::ZERO,
+        warning_acquire_wait: Duration::ZERO,
+        healthy_acquire_wait: Duration::ZERO,
+        long_lived: Duration::from_millis(24_157),
+    };
+    assert!(c.validate().is_ok());
+    // With 1.5 ms in all, a loaded machine may still not have run the
+    // connect: a clean Error::Connect is the documented outcome then.
+    match pool_core::Builder::from_config(c.clone()).build(AlwaysConnects) {
+        Ok(pool) => drop(pool.get_timeout(Duration::from_secs(5)).unwrap()),
+        Err(Error::Connect { .. }) => {}
+        Err(e) => panic!("{e:?}"),
+    }
+    // With a connection_timeout a thread start fits in, it always builds.
+    c.connection_timeout = Duration::from_secs(5);
+    let pool = pool_core::Builder::from_config(c)
+        .build(AlwaysConnects)
+        .unwrap();
+    assert_eq!(pool.state().total, 3);
+}
+
+/// The `build_pool` target's manager: always connects, always valid.
+struct AlwaysConnects;
+
+impl pool_core::ManageConnection for AlwaysConnects {
+    type Connection = ();
+    type Error = std::io::Error;
+    fn connect(&self) -> Result<(), std::io::Error> {
+        Ok(())
+    }
+    fn is_valid(&self, _: &mut (), _: std::time::Duration) -> Result<(), std::io::Error> {
+        Ok(())
+    }
+    fn has_broken(&self, _: &mut ()) -> bool {
+        false
+    }
+}
