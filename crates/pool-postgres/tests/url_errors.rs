@@ -89,6 +89,29 @@ fn an_unknown_parameter_is_named_briefly() {
     assert!(msg.len() < 300, "{} chars: {msg}", msg.len());
 }
 
+#[test]
+fn settings_the_pool_cannot_honour_are_errors_naming_them() {
+    for (query, setting, range) in [
+        ("max_lifetime=0.0001&idle_timeout=0", "max_lifetime", "10ms"),
+        ("keepalive_time=0.001", "keepalive_time", "10ms"),
+        (
+            "initialization_fail_timeout=10000000000000000000",
+            "initialization_fail_timeout",
+            "3650 days",
+        ),
+        ("connect_timeout=0.0001", "connect_timeout", "0.001"),
+    ] {
+        let url = format!("postgres://app:pw@db/orders?{query}");
+        let err = match builder_from_url(&url) {
+            Ok((builder, _)) => builder.config().validate().unwrap_err(),
+            Err(e) => e,
+        };
+        let msg = err.to_string();
+        assert!(msg.contains(&format!("`{setting}`")), "{query}: {msg}");
+        assert!(msg.contains(range), "{query}: {msg}");
+    }
+}
+
 /// Percent-encodes every byte of `s` that is not alphanumeric.
 fn encode_all(s: &str) -> String {
     s.bytes()
