@@ -162,8 +162,12 @@ impl PoolParams {
     /// and their original encoding; the `?` goes when none is left) and the
     /// settings found. `driver_params` lists the query parameters the driver
     /// understands: any parameter that is in neither list is an error naming
-    /// it. A string without `://` (for example a `key=value` connection
-    /// string) is returned unchanged with no settings.
+    /// it. A string that is not a `scheme://` URL (a `key=value` connection
+    /// string, or a scheme that is not letters, digits, `+`, `-`, `.`) is
+    /// returned unchanged with no settings. The user information ends at the
+    /// last `@` before the host; a `/`, `?`, `#` or `@` in it is
+    /// percent-encoded in the returned URL, so that the driver reads the
+    /// same password.
     ///
     /// Errors ([`Error::Config`], naming the parameter) for an unknown
     /// parameter, a malformed value, or a pool parameter given twice. Errors
