@@ -451,7 +451,8 @@ impl Builder {
     /// attempt decides". A first connect still running at the deadline is
     /// waited for, but only until `connection_timeout` after the start: then
     /// `build` fails with [`Error::Connect`] (the pool closes in the
-    /// background). So `build` returns within the longer of the two.
+    /// background if that takes over 100 ms). So `build` returns within the
+    /// longer of the two, plus at most 100 ms.
     ///
     /// Default: 1 s. 0 to 3650 days.
     pub fn initialization_fail_timeout(mut self, timeout: Duration) -> Self {

@@ -437,17 +437,28 @@ impl<M: ManageConnection> Pool<M> {
         if wait {
             if let Err(e) = inner.wait_for_initial_connections() {
                 // Closing joins the creator, which may be inside a connect
-                // that has not returned: close on another thread, so that
-                // `build` returns by its deadline.
+                // that has not returned: close on another thread, and wait
+                // for it only briefly, so that `build` returns by its
+                // deadline. Usually it is done at once and joined here (no
+                // thread outlives `build`).
+                let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
                 let closer = std::thread::Builder::new()
                     .name(format!("{}-closer", inner.name))
-                    .spawn(move || drop(pool));
-                if let Err(spawn_error) = closer {
-                    log::warn!(
+                    .spawn(move || {
+                        drop(pool);
+                        let _ = done_tx.send(());
+                    });
+                match closer {
+                    Ok(closer) => {
+                        if done_rx.recv_timeout(BUILD_CLOSE_GRACE).is_ok() {
+                            let _ = closer.join();
+                        }
+                    }
+                    Err(spawn_error) => log::warn!(
                         "pool \"{}\": cannot start a thread to close the pool in the \
-                         background ({spawn_error}); closing it here",
+                         background ({spawn_error}); closed it here",
                         inner.name
-                    );
+                    ),
                 }
                 return Err(e);
             }
@@ -1705,6 +1716,10 @@ impl<M: ManageConnection> Inner<M> {
         Ok(())
     }
 }
+
+/// How long a failing `build` waits for the pool to close before it leaves
+/// that to the closing thread (whose creator is stuck in a connect).
+const BUILD_CLOSE_GRACE: Duration = Duration::from_millis(100);
 
 /// `build`'s error when the first connect has not returned by the
 /// initialization deadline.
