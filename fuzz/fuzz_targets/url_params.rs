@@ -44,7 +44,12 @@ fn secret_before_last_at(url: &str) -> bool {
         return false;
     };
     match url.rfind('@') {
-        Some(at) if at >= start && !url[at..].contains("SECRET") => {
+        // A real scheme and what follows the last '@' are shown as they are.
+        Some(at)
+            if at >= start
+                && !url[at..].contains("SECRET")
+                && !(is_scheme(&url[..start - 3]) && url[..start].contains("SECRET")) =>
+        {
             let region = &url[start..at];
             let plain = |s: &str| !s.contains(['/', '?', '#', '@']);
             match region.split_once(':') {
@@ -59,4 +64,11 @@ fn secret_before_last_at(url: &str) -> bool {
         }
         _ => false,
     }
+}
+
+/// RFC 3986: a letter, then letters, digits, `+`, `-` or `.`.
+fn is_scheme(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
 }
