@@ -7,6 +7,12 @@
 //! (`cargo xtask stress --backend postgres|mysql --local`, no chaos). Each
 //! step is timed; the first failure stops the run and names the step.
 //!
+//! Then every fuzz target runs for a minute (`cargo xtask fuzz --secs 60`,
+//! about five minutes with the build) when cargo-fuzz and a nightly compiler
+//! (or `RUSTC_BOOTSTRAP=1`) are available; otherwise the step is skipped with
+//! a `SKIPPED` line saying why, even when `CI` is set: fuzzing is a bonus,
+//! and the crashes it found are regression tests in the normal suite.
+//!
 //! The real-server stress steps need the server binaries (pool-testkit looks
 //! for them). When they are missing the step is skipped with a `SKIPPED`
 //! line naming the Debian package to install, unless the environment
@@ -19,7 +25,7 @@ use clap::Args;
 use pool_testkit::{MariaDbServer, PgServer};
 
 use crate::util::{self, Result};
-use crate::{leaks, loom, stress, test};
+use crate::{fuzz, leaks, loom, stress, test};
 
 /// Arguments of `cargo xtask ci` (none: CI runs one fixed sequence).
 #[derive(Debug, Clone, Default, Args)]
@@ -95,6 +101,27 @@ pub fn run(_args: &CiArgs) -> Result {
     record("leaks (sim)", &mut || leaks::run(&leaks::LeaksArgs::ci()))?;
     // ------------------------------------------------------------------------
 
+    // ---- a short fuzz run of every target ------------------------------------
+    // Skipped with a note (never a failure) without cargo-fuzz or a nightly
+    // compiler: see xtask/src/fuzz.rs.
+    let mut fuzz_skipped = None;
+    match fuzz::available() {
+        Ok(toolchain) => record("fuzz", &mut || {
+            fuzz::run_with(
+                toolchain,
+                &fuzz::FuzzArgs {
+                    secs: fuzz::CI_FUZZ_SECS,
+                    targets: Vec::new(),
+                },
+            )
+        })?,
+        Err(why) => {
+            eprintln!("\n==> fuzz\nSKIPPED fuzz: {why}");
+            fuzz_skipped = Some(why);
+        }
+    }
+    // ------------------------------------------------------------------------
+
     // ---- short stress runs on throwaway real servers -----------------------
     // No chaos: these steps check the invariants against a real server's
     // connection count and session state, and must not flake on a busy
@@ -132,6 +159,9 @@ pub fn run(_args: &CiArgs) -> Result {
     eprintln!("\nci: all steps passed in {}", util::human(start.elapsed()));
     for (name, took) in &timings {
         eprintln!("  {name:<17} {:>8}", util::human(*took));
+    }
+    if let Some(why) = fuzz_skipped {
+        eprintln!("  {:<17} SKIPPED ({why})", "fuzz");
     }
     for step in skipped {
         eprintln!(

@@ -8,6 +8,7 @@
 
 mod bench;
 mod ci;
+mod fuzz;
 mod leaks;
 mod loom;
 mod stress;
@@ -54,6 +55,9 @@ enum Task {
     /// panicking and exiting holders, thousands of build/use/close cycles
     /// (threads, fds, memory), and with --valgrind a memcheck run.
     Leaks(leaks::LeaksArgs),
+    /// The cargo-fuzz targets of `fuzz/` (URL parameters, the drivers' URL
+    /// entry points, build), one at a time, `--secs` each (default 600).
+    Fuzz(fuzz::FuzzArgs),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +69,7 @@ fn main() -> ExitCode {
         Task::Bench(args) => bench::run(args),
         Task::Stress(args) => stress::run(args),
         Task::Leaks(args) => leaks::run(args),
+        Task::Fuzz(args) => fuzz::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -88,7 +93,9 @@ mod tests {
     #[test]
     fn help_lists_every_task() {
         let help = Cli::command().render_long_help().to_string();
-        for task in ["ci", "test", "loom", "bench", "stress", "leaks", "help"] {
+        for task in [
+            "ci", "test", "loom", "bench", "stress", "leaks", "fuzz", "help",
+        ] {
             assert!(help.contains(task), "{task} missing from:\n{help}");
         }
     }
@@ -109,6 +116,24 @@ mod tests {
             panic!("not leaks")
         };
         assert_eq!(args, leaks::LeaksArgs::default());
+    }
+
+    #[test]
+    fn fuzz_flags_parse() {
+        let cli = Cli::try_parse_from(["xtask", "fuzz"]).unwrap();
+        let Task::Fuzz(args) = cli.task else {
+            panic!("not fuzz")
+        };
+        assert_eq!(args, fuzz::FuzzArgs::default());
+        let cli = Cli::try_parse_from(["xtask", "fuzz", "--secs", "60", "build_pool"]).unwrap();
+        let Task::Fuzz(args) = cli.task else {
+            panic!("not fuzz")
+        };
+        assert_eq!(
+            (args.secs, args.targets),
+            (60, vec!["build_pool".to_owned()])
+        );
+        assert!(Cli::try_parse_from(["xtask", "fuzz", "nope"]).is_err());
     }
 
     #[test]

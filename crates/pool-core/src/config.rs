@@ -88,63 +88,150 @@ impl Default for Config {
     }
 }
 
-/// The shortest accepted acquire or validation timeout: below this the pool
-/// could not even wait for a thread to be scheduled.
-const MIN_TIMEOUT: Duration = Duration::from_millis(1);
+/// The shortest accepted `connection_timeout` and `validation_timeout`:
+/// below this the pool could not even wait for a thread to be scheduled.
+/// (Both are measured with `Instant`, not the coarse clock.)
+pub const MIN_TIMEOUT: Duration = Duration::from_millis(1);
+
+/// The shortest accepted `idle_timeout`, `max_lifetime`, `keepalive_time` and
+/// `leak_detection_threshold`.
+///
+/// The pool measures these on its coarse clock, which ticks every 1 to 4 ms
+/// (one kernel tick). A shorter setting is mostly rounding error, and a
+/// sub-millisecond one becomes 0 ms: every connection retired as it is
+/// borrowed, or checked on every housekeeping round. 10 ms is two and a half
+/// ticks at the coarsest: still short enough for tests of these timings.
+/// (HikariCP's floors are seconds: 30 s lifetime, 10 s idle, 2 s leak
+/// threshold.)
+pub const MIN_COARSE_DURATION: Duration = Duration::from_millis(10);
+
+/// The shortest accepted health window ([`HealthThresholds::window`]): the
+/// pool samples its counters every 1/64 of the window.
+pub const MIN_HEALTH_WINDOW: Duration = Duration::from_millis(100);
+
+/// The longest accepted duration of any setting: 3650 days (ten years).
+///
+/// Every duration is added to `Instant::now()`, converted to milliseconds or
+/// slept on somewhere; ten years fits all of them with room to spare, and is
+/// longer than any pool lives.
+pub const MAX_DURATION: Duration = Duration::from_secs(3650 * 86_400);
+
+/// The longest accepted pool name, in bytes.
+pub const MAX_NAME_LEN: usize = 256;
+
+/// `"10ms to 3650 days"`.
+pub(crate) fn range_text(min: Duration) -> String {
+    if min.is_zero() {
+        "0 to 3650 days (10 years)".to_owned()
+    } else {
+        format!("{min:?} to 3650 days (10 years)")
+    }
+}
+
+/// Checks that `value` of `setting` is within `min..=MAX_DURATION`.
+pub(crate) fn check_duration(
+    setting: &str,
+    value: Duration,
+    min: Duration,
+    why: &str,
+) -> Result<(), Error> {
+    if value < min || value > MAX_DURATION {
+        let hint = if value < min && !why.is_empty() {
+            format!(" ({why})")
+        } else {
+            String::new()
+        };
+        return Err(Error::config(
+            setting,
+            format!("{value:?} is out of range: use {}{hint}", range_text(min)),
+        ));
+    }
+    Ok(())
+}
 
 impl Config {
     /// Checks the settings, returning an error that names the first bad
-    /// setting and why it is rejected.
+    /// setting, its value and the accepted range.
+    ///
+    /// Every setting's range is in `docs/settings.md`: counts, durations
+    /// between a floor (what the pool can measure) and [`MAX_DURATION`]
+    /// (what its arithmetic can hold), and the [`HealthThresholds`].
+    ///
+    /// ```
+    /// use pool_core::Config;
+    /// use std::time::Duration;
+    ///
+    /// let mut config = Config::default();
+    /// config.max_lifetime = Some(Duration::from_micros(100));
+    /// let err = config.validate().unwrap_err().to_string();
+    /// assert!(err.contains("max_lifetime") && err.contains("100µs") && err.contains("10ms"), "{err}");
+    /// ```
     pub fn validate(&self) -> Result<(), Error> {
         let bad = |setting: &str, reason: String| Err(Error::config(setting, reason));
-        if self.max_size == 0 {
-            return bad("max_size", "must be at least 1".into());
-        }
-        if self.max_size > MAX_SIZE_LIMIT {
+        if self.max_size == 0 || self.max_size > MAX_SIZE_LIMIT {
             return bad(
                 "max_size",
-                format!("{} is above the limit of {MAX_SIZE_LIMIT}", self.max_size),
+                format!(
+                    "{} is out of range: use 1 to {MAX_SIZE_LIMIT}",
+                    self.max_size
+                ),
             );
         }
         if let Some(min) = self.min_idle {
             if min > self.max_size {
                 return bad(
                     "min_idle",
-                    format!("{min} is larger than max_size {}", self.max_size),
+                    format!(
+                        "{min} is larger than max_size {}: use 0 to {}, or None for max_size",
+                        self.max_size, self.max_size
+                    ),
                 );
             }
         }
-        if self.connection_timeout < MIN_TIMEOUT {
-            return bad(
-                "connection_timeout",
-                format!(
-                    "{:?} is too short: use at least 1ms (try_get() borrows without waiting)",
-                    self.connection_timeout
-                ),
-            );
-        }
-        if self.validation_timeout < MIN_TIMEOUT {
-            return bad(
-                "validation_timeout",
-                format!(
-                    "{:?} is too short: use at least 1ms",
-                    self.validation_timeout
-                ),
-            );
-        }
+        check_duration(
+            "connection_timeout",
+            self.connection_timeout,
+            MIN_TIMEOUT,
+            "try_get() borrows without waiting",
+        )?;
+        check_duration(
+            "validation_timeout",
+            self.validation_timeout,
+            MIN_TIMEOUT,
+            "",
+        )?;
         for (name, value) in [
             ("idle_timeout", self.idle_timeout),
             ("max_lifetime", self.max_lifetime),
             ("keepalive_time", self.keepalive_time),
             ("leak_detection_threshold", self.leak_detection_threshold),
         ] {
-            if value == Some(Duration::ZERO) {
-                return bad(
-                    name,
-                    "zero is meaningless here: use None to turn it off".into(),
-                );
+            if let Some(value) = value {
+                if value < MIN_COARSE_DURATION || value > MAX_DURATION {
+                    return bad(
+                        name,
+                        format!(
+                            "{value:?} is out of range: use {}, or None to turn it off \
+                             (the pool's clock ticks every 1-4 ms: shorter times round to \
+                             nothing)",
+                            range_text(MIN_COARSE_DURATION)
+                        ),
+                    );
+                }
             }
         }
+        check_duration(
+            "alive_bypass_window",
+            self.alive_bypass_window,
+            Duration::ZERO,
+            "",
+        )?;
+        check_duration(
+            "initialization_fail_timeout",
+            self.initialization_fail_timeout,
+            Duration::ZERO,
+            "",
+        )?;
         if let (Some(idle), Some(life)) = (self.idle_timeout, self.max_lifetime) {
             if idle >= life {
                 return bad(
@@ -160,19 +247,26 @@ impl Config {
             if keep >= life {
                 return bad(
                     "keepalive_time",
-                    format!("{keep:?} is not shorter than max_lifetime {life:?}"),
+                    format!(
+                        "{keep:?} is not shorter than max_lifetime {life:?}: lower it or \
+                         turn it off"
+                    ),
                 );
             }
         }
         if let Some(name) = &self.name {
-            if name.is_empty() || name.chars().any(char::is_control) {
+            if name.is_empty() || name.len() > MAX_NAME_LEN || name.chars().any(char::is_control) {
                 return bad(
                     "name",
-                    "must be non-empty and without control characters".into(),
+                    format!(
+                        "must be 1 to {MAX_NAME_LEN} bytes without control characters \
+                         (got {} bytes)",
+                        name.len()
+                    ),
                 );
             }
         }
-        Ok(())
+        self.health.validate()
     }
 
     /// The minimum number of idle connections once `min_idle`'s default
@@ -239,7 +333,8 @@ impl Builder {
 
     /// The pool's name, used in every log line, error and thread name.
     ///
-    /// Default: `pool-N`, numbered in the order pools are built.
+    /// Default: `pool-N`, numbered in the order pools are built. 1 to 256
+    /// bytes without control characters.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.config.name = Some(name.into());
         self
@@ -278,7 +373,7 @@ impl Builder {
     /// whatever path it takes and however many idle connections hang on a
     /// frozen server. The error reports the real time waited.
     ///
-    /// Default: 30 s. At least 1 ms.
+    /// Default: 30 s. 1 ms to 3650 days.
     pub fn connection_timeout(mut self, timeout: Duration) -> Self {
         self.config.connection_timeout = timeout;
         self
@@ -292,7 +387,7 @@ impl Builder {
     /// tested (nor closed) but left for the next borrower. `try_get` gives
     /// the validation of the idle connection it takes this whole limit.
     ///
-    /// Default: 5 s. At least 1 ms.
+    /// Default: 5 s. 1 ms to 3650 days.
     pub fn validation_timeout(mut self, timeout: Duration) -> Self {
         self.config.validation_timeout = timeout;
         self
@@ -301,7 +396,8 @@ impl Builder {
     /// How long a connection may sit idle before it is closed; applies only
     /// to connections above `min_idle`. `None` keeps idle connections forever.
     ///
-    /// Default: 10 minutes. Must be shorter than `max_lifetime`.
+    /// Default: 10 minutes. 10 ms to 3650 days ([`MIN_COARSE_DURATION`]
+    /// says why not less), and shorter than `max_lifetime`.
     pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.config.idle_timeout = timeout;
         self
@@ -312,8 +408,8 @@ impl Builder {
     /// expire together; an idle one is closed at once, a lent one when it comes
     /// back. `None` lets connections live forever.
     ///
-    /// Default: 30 minutes. Set it a little below any limit the database or a
-    /// network device imposes on connection age.
+    /// Default: 30 minutes. 10 ms to 3650 days. Set it a little below any
+    /// limit the database or a network device imposes on connection age.
     pub fn max_lifetime(mut self, lifetime: Option<Duration>) -> Self {
         self.config.max_lifetime = lifetime;
         self
@@ -323,7 +419,7 @@ impl Builder {
     /// from being dropped by the database or a firewall and to notice a dead
     /// one before a borrower does. `None` turns keepalives off.
     ///
-    /// Default: `None`. Must be shorter than `max_lifetime`.
+    /// Default: `None`. 10 ms to 3650 days, and shorter than `max_lifetime`.
     pub fn keepalive_time(mut self, interval: Option<Duration>) -> Self {
         self.config.keepalive_time = interval;
         self
@@ -343,7 +439,7 @@ impl Builder {
     /// How recently a connection must have been used to skip the check on
     /// borrow.
     ///
-    /// Default: 500 ms (HikariCP's).
+    /// Default: 500 ms (HikariCP's). 0 (check every borrow) to 3650 days.
     pub fn alive_bypass_window(mut self, window: Duration) -> Self {
         self.config.alive_bypass_window = window;
         self
@@ -352,7 +448,7 @@ impl Builder {
     /// How long a connection may stay lent before it is reported as a
     /// possible leak. `None` turns leak detection off.
     ///
-    /// Default: `None`.
+    /// Default: `None`. 10 ms to 3650 days.
     pub fn leak_detection_threshold(mut self, threshold: Option<Duration>) -> Self {
         self.config.leak_detection_threshold = threshold;
         self
@@ -363,9 +459,15 @@ impl Builder {
     /// `build` waits until `min_idle` connections are open, or until this time
     /// has passed; then it succeeds if at least one connection could be opened
     /// (the rest are opened in the background) and fails with the driver's
-    /// error if none could. Zero means "the first attempt decides".
+    /// error if none could. Connections opened and already closed again
+    /// (a short `max_lifetime`) count as success. Zero means "the first
+    /// attempt decides". A first connect still running at the deadline is
+    /// waited for, but only until `connection_timeout` after the start: then
+    /// `build` fails with [`Error::Connect`] (the pool closes in the
+    /// background if that takes over 100 ms). So `build` returns within the
+    /// longer of the two, plus at most 100 ms.
     ///
-    /// Default: 1 s.
+    /// Default: 1 s. 0 to 3650 days.
     pub fn initialization_fail_timeout(mut self, timeout: Duration) -> Self {
         self.config.initialization_fail_timeout = timeout;
         self
@@ -455,7 +557,8 @@ impl Builder {
     ///
     /// Default: [`HealthThresholds::default()`] (a 60 s window; critical above
     /// 10 % errors, 95 % utilization or 10 s mean wait; warning above 5 %,
-    /// 80 %, 5 s; healthy below 1 %, 70 %, 1 s).
+    /// 80 %, 5 s; healthy below 1 %, 70 %, 1 s). Checked by
+    /// [`HealthThresholds::validate`] when the pool is built.
     pub fn health_thresholds(mut self, thresholds: HealthThresholds) -> Self {
         self.config.health = thresholds;
         self

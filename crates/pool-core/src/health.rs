@@ -73,6 +73,110 @@ impl Default for HealthThresholds {
     }
 }
 
+impl HealthThresholds {
+    /// Checks the thresholds: the window is 100 ms to 3650 days; each rate
+    /// and utilization is a number from 0 to 1; each wait is at most 3650
+    /// days; and within each kind, healthy ≤ warning ≤ critical. The error
+    /// names the field (`health_thresholds.window`, …), its value and the
+    /// accepted range. [`Config::validate`](crate::Config::validate) calls it.
+    ///
+    /// ```
+    /// use pool_core::HealthThresholds;
+    ///
+    /// assert!(HealthThresholds::default().validate().is_ok());
+    /// let t = HealthThresholds { critical_utilization: 2.0, ..HealthThresholds::default() };
+    /// let err = t.validate().unwrap_err().to_string();
+    /// assert!(err.contains("health_thresholds.critical_utilization") && err.contains("0 to 1"), "{err}");
+    /// ```
+    pub fn validate(&self) -> Result<(), crate::Error> {
+        use crate::config::{check_duration, MAX_DURATION, MIN_HEALTH_WINDOW};
+        check_duration(
+            "health_thresholds.window",
+            self.window,
+            MIN_HEALTH_WINDOW,
+            "counters are sampled every 1/64 of the window",
+        )?;
+        check_duration(
+            "health_thresholds.long_lived",
+            self.long_lived,
+            Duration::ZERO,
+            "",
+        )?;
+        let ratios = [
+            (
+                "error_rate",
+                [
+                    self.healthy_error_rate,
+                    self.warning_error_rate,
+                    self.critical_error_rate,
+                ],
+            ),
+            (
+                "utilization",
+                [
+                    self.healthy_utilization,
+                    self.warning_utilization,
+                    self.critical_utilization,
+                ],
+            ),
+        ];
+        for (kind, values) in ratios {
+            for (level, value) in ["healthy", "warning", "critical"].iter().zip(values) {
+                if !(0.0..=1.0).contains(&value) {
+                    return Err(crate::Error::config(
+                        format!("health_thresholds.{level}_{kind}"),
+                        format!("{value} is out of range: use a number from 0 to 1"),
+                    ));
+                }
+            }
+            check_order(kind, values, |v| format!("{v}"))?;
+        }
+        let waits = [
+            self.healthy_acquire_wait,
+            self.warning_acquire_wait,
+            self.critical_acquire_wait,
+        ];
+        for (level, value) in ["healthy", "warning", "critical"].iter().zip(waits) {
+            if value > MAX_DURATION {
+                return Err(crate::Error::config(
+                    format!("health_thresholds.{level}_acquire_wait"),
+                    format!("{value:?} is out of range: use 0 to 3650 days (10 years)"),
+                ));
+            }
+        }
+        check_order("acquire_wait", waits, |v| format!("{v:?}"))
+    }
+}
+
+/// Checks healthy ≤ warning ≤ critical, naming the field out of order.
+fn check_order<T: PartialOrd + Copy>(
+    kind: &str,
+    [healthy, warning, critical]: [T; 3],
+    show: impl Fn(T) -> String,
+) -> Result<(), crate::Error> {
+    if warning < healthy {
+        return Err(crate::Error::config(
+            format!("health_thresholds.warning_{kind}"),
+            format!(
+                "{} is below healthy_{kind} {}: use healthy ≤ warning ≤ critical",
+                show(warning),
+                show(healthy)
+            ),
+        ));
+    }
+    if critical < warning {
+        return Err(crate::Error::config(
+            format!("health_thresholds.warning_{kind}"),
+            format!(
+                "{} is above critical_{kind} {}: use healthy ≤ warning ≤ critical",
+                show(warning),
+                show(critical)
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The overall verdict, from best to worst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum HealthStatus {

@@ -70,7 +70,10 @@ pub mod url_params;
 mod workers;
 
 #[cfg(not(pool_loom))]
-pub use config::{Builder, Config, MAX_SIZE_LIMIT};
+pub use config::{
+    Builder, Config, MAX_DURATION, MAX_NAME_LEN, MAX_SIZE_LIMIT, MIN_COARSE_DURATION,
+    MIN_HEALTH_WINDOW, MIN_TIMEOUT,
+};
 #[cfg(not(pool_loom))]
 pub use error::{Error, SharedError};
 #[cfg(not(pool_loom))]

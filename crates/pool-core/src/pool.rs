@@ -573,7 +573,33 @@ impl<M: ManageConnection> Pool<M> {
         );
         inner.ring_creator();
         if wait {
-            inner.wait_for_initial_connections()?;
+            if let Err(e) = inner.wait_for_initial_connections() {
+                // Closing joins the creator, which may be inside a connect
+                // that has not returned: close on another thread, and wait
+                // for it only briefly, so that `build` returns by its
+                // deadline. Usually it is done at once and joined here (no
+                // thread outlives `build`).
+                let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
+                let closer = std::thread::Builder::new()
+                    .name(format!("{}-closer", inner.name))
+                    .spawn(move || {
+                        drop(pool);
+                        let _ = done_tx.send(());
+                    });
+                match closer {
+                    Ok(closer) => {
+                        if done_rx.recv_timeout(BUILD_CLOSE_GRACE).is_ok() {
+                            let _ = closer.join();
+                        }
+                    }
+                    Err(spawn_error) => log::warn!(
+                        "pool \"{}\": cannot start a thread to close the pool in the \
+                         background ({spawn_error}); closed it here",
+                        inner.name
+                    ),
+                }
+                return Err(e);
+            }
         }
         Ok(pool)
     }
@@ -1924,19 +1950,35 @@ impl<M: ManageConnection> Inner<M> {
         }
     }
 
-    /// `build`'s wait for the first connections.
+    /// `build`'s wait for the first connections. Returns at the
+    /// initialization deadline (`initialization_fail_timeout` after the
+    /// start) once an attempt has ended, whatever the connections do since:
+    /// connections opened and closed again count as success. A first connect
+    /// still running at the deadline is waited for until
+    /// `connection_timeout` after the start at most (like HikariCP, which
+    /// connects in the caller and checks its deadline between attempts), so
+    /// that a deadline shorter than a thread start does not fail a healthy
+    /// database, and a hanging connect does not hang `build`.
     fn wait_for_initial_connections(&self) -> Result<(), Error> {
         let target = self.init_target.load(Ordering::Relaxed);
-        let deadline = Instant::now() + self.config.initialization_fail_timeout;
+        let timeout = self.config.initialization_fail_timeout;
+        let started = Instant::now();
+        // `validate` keeps both durations far below what an `Instant` holds;
+        // `None` (never reached) would only follow an overflow.
+        let deadline = started.checked_add(timeout);
+        let give_up = started.checked_add(timeout.max(self.config.connection_timeout));
+        let past = |t: Option<Instant>, now: Instant| t.is_some_and(|t| now >= t);
         let mut guard = self.events.lock();
         loop {
             let total = self.total.load(Ordering::SeqCst);
-            let attempts = self.attempts.load(Ordering::SeqCst);
             if total >= target {
                 break;
             }
-            if Instant::now() >= deadline && attempts > 0 {
-                if total > 0 {
+            let now = Instant::now();
+            let attempts = self.attempts.load(Ordering::SeqCst);
+            if past(deadline, now) && attempts > 0 {
+                let opened = self.stats.created.load(Ordering::Relaxed) > 0;
+                if total > 0 || opened {
                     break;
                 }
                 let source = self.failures.lock().last.clone();
@@ -1950,18 +1992,57 @@ impl<M: ManageConnection> Inner<M> {
                         source,
                     });
                 }
+                // The attempt ended but its outcome is not recorded yet: the
+                // creator rings `events_cv` once it is.
             }
-            let until = deadline.max(Instant::now()) + Duration::from_millis(1);
-            self.events_cv.wait_until(
-                &mut guard,
-                until.min(Instant::now() + Duration::from_millis(50)),
-            );
+            if past(give_up, now) && attempts == 0 {
+                drop(guard);
+                return Err(Error::Connect {
+                    pool: self.name.clone(),
+                    state: self.state(),
+                    source: Arc::new(FirstConnectUnfinished {
+                        waited: now.saturating_duration_since(started),
+                    }),
+                });
+            }
+            let mut until = now + Duration::from_millis(50);
+            for t in [deadline, give_up].into_iter().flatten() {
+                if t > now {
+                    until = until.min(t + Duration::from_millis(1));
+                }
+            }
+            self.events_cv.wait_until(&mut guard, until);
         }
         drop(guard);
         self.init_target.store(0, Ordering::Relaxed);
         Ok(())
     }
 }
+
+/// How long a failing `build` waits for the pool to close before it leaves
+/// that to the closing thread (whose creator is stuck in a connect).
+const BUILD_CLOSE_GRACE: Duration = Duration::from_millis(100);
+
+/// `build`'s error when the first connect has not returned by the
+/// initialization deadline.
+#[derive(Debug)]
+struct FirstConnectUnfinished {
+    waited: Duration,
+}
+
+impl std::fmt::Display for FirstConnectUnfinished {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "no connection opened in {:?} (initialization_fail_timeout, or \
+             connection_timeout if longer): the first connect attempt has not returned; \
+             raise them or lower the driver's connect timeout",
+            self.waited
+        )
+    }
+}
+
+impl std::error::Error for FirstConnectUnfinished {}
 
 /// Runs a manager callback, turning a panic into `None`.
 #[inline]

@@ -56,7 +56,7 @@ use std::time::{Duration, Instant};
 use mysql::prelude::Queryable;
 use mysql::{Conn, Opts, OptsBuilder};
 use pool_core::deadline;
-use pool_core::url_params::{redact_url, PoolParams};
+use pool_core::url_params::{url_error, PoolParams};
 use pool_core::{Builder, ManageConnection, Pool};
 
 pub use capacity::{check_capacity, check_pool_capacity, Capacity};
@@ -304,12 +304,7 @@ impl MysqlManager {
     /// ```
     pub fn from_url(url: &str) -> Result<(Self, PoolParams), pool_core::Error> {
         let (driver_url, params) = PoolParams::extract(url, DRIVER_URL_PARAMS)?;
-        let opts = Opts::from_url(&driver_url).map_err(|e| {
-            pool_core::Error::config(
-                "url",
-                format!("cannot parse `{}`: {e}", redact_url(&driver_url)),
-            )
-        })?;
+        let opts = Opts::from_url(&driver_url).map_err(|e| url_error(&driver_url, &e))?;
         let mut builder = OptsBuilder::from_opts(opts);
         if let Some(Some(timeout)) = params.connect_timeout {
             builder = builder.tcp_connect_timeout(Some(timeout));

@@ -49,7 +49,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use pool_core::deadline;
-use pool_core::url_params::{redact_url, PoolParams};
+use pool_core::url_params::{url_error, PoolParams};
 use pool_core::{Builder, ManageConnection, Pool};
 use postgres::config::Host;
 use postgres::tls::{MakeTlsConnect, TlsConnect};
@@ -412,12 +412,8 @@ impl<T> PostgresManager<T> {
     /// password replaced by `***`.
     pub fn from_url_with_tls(url: &str, tls: T) -> Result<(Self, PoolParams), pool_core::Error> {
         let (driver_url, params) = PoolParams::extract(url, DRIVER_URL_PARAMS)?;
-        let mut config = postgres::Config::from_str(&driver_url).map_err(|e| {
-            pool_core::Error::config(
-                "url",
-                format!("cannot parse `{}`: {e}", redact_url(&driver_url)),
-            )
-        })?;
+        let mut config =
+            postgres::Config::from_str(&driver_url).map_err(|e| url_error(&driver_url, &e))?;
         if let Some(Some(timeout)) = params.connect_timeout {
             config.connect_timeout(timeout);
         }
