@@ -91,6 +91,9 @@ pub(crate) const FLAG_EVICT: u8 = 1;
 /// Seat flag: given back by its borrower, the connection is being reset or
 /// closed on a `pool-io` thread (the seat is `IN_USE`, but not lent).
 pub(crate) const FLAG_RETURNING: u8 = 4;
+/// Seat flag: its borrower closed the connection (`mark_broken`, or a
+/// panic): not a connection that "died young" for the connect-storm cap.
+pub(crate) const FLAG_BORROWER_CLOSED: u8 = 8;
 
 /// One seat of the bag.
 ///

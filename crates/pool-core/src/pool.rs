@@ -17,7 +17,8 @@ use parking_lot::{Condvar, Mutex};
 use thread_local::ThreadLocal;
 
 use crate::bag::{
-    Bag, Slot, WaitOutcome, FLAG_EVICT, FLAG_RETURNING, IDLE, IN_USE, RESERVED, VACANT,
+    Bag, Slot, WaitOutcome, FLAG_BORROWER_CLOSED, FLAG_EVICT, FLAG_RETURNING, IDLE, IN_USE,
+    RESERVED, VACANT,
 };
 use crate::clock::{self, Millis};
 use crate::config::{Config, MAX_SIZE_LIMIT};
@@ -1479,7 +1480,13 @@ impl<M: ManageConnection> Inner<M> {
         if self.config.metrics {
             self.stats.lifetime.record_shared(age);
         }
-        if age < workers::YOUNG && reason != CloseReason::PoolClosed {
+        // The connect-storm cap (`workers::ChurnGuard`) counts connections
+        // the pool, its settings or the server ended young; one its
+        // borrower chose to close is the application's own churn.
+        if age < workers::YOUNG
+            && reason != CloseReason::PoolClosed
+            && slot.flags.load(Ordering::Relaxed) & FLAG_BORROWER_CLOSED == 0
+        {
             self.young_closes.fetch_add(1, Ordering::Relaxed);
             self.young_reason
                 .store(m::reason_index(reason) as u8, Ordering::Relaxed);
@@ -2306,6 +2313,7 @@ impl<M: ManageConnection> PooledConnection<'_, M> {
         let slot = self.slot();
         let inner = self.inner();
         inner.released(inner.local(), slot, clock::now());
+        slot.flags.fetch_or(FLAG_BORROWER_CLOSED, Ordering::Relaxed);
         inner.close_slot(slot, CloseReason::Broken);
     }
 

@@ -78,7 +78,9 @@ pub(crate) const YOUNG: Millis = 1_000;
 ///
 /// Settings that make every connection die at once are rejected by `build`;
 /// this catches what settings cannot: a server or network that closes every
-/// new session, a manager that reports every connection broken.
+/// new session, a manager that reports every connection broken. Connections
+/// their borrowers close (`mark_broken`) do not count: that churn is the
+/// application's own choice, a connect per loan.
 struct ChurnGuard {
     /// Start of each connect within the last second, with the pool's
     /// young-close count at that moment.
