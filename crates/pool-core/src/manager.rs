@@ -102,6 +102,39 @@ pub trait ManageConnection: Send + Sync + 'static {
         None
     }
 
+    /// The error to report for a connect the pool stopped waiting for after
+    /// [`connect_limit`](ManageConnection::connect_limit) (`limit`): a
+    /// manager can name the server here. The default, `None`, reports the
+    /// pool's own "did not finish within" error.
+    ///
+    /// ```
+    /// use pool_core::ManageConnection;
+    /// use std::time::Duration;
+    ///
+    /// struct Db;
+    ///
+    /// impl ManageConnection for Db {
+    ///     type Connection = ();
+    ///     type Error = std::io::Error;
+    ///     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    ///     fn is_valid(&self, _: &mut (), _: Duration) -> Result<(), std::io::Error> { Ok(()) }
+    ///     fn has_broken(&self, _: &mut ()) -> bool { false }
+    ///     fn connect_timed_out(&self, limit: Duration) -> Option<std::io::Error> {
+    ///         Some(std::io::Error::new(
+    ///             std::io::ErrorKind::TimedOut,
+    ///             format!("timed out after {limit:?} connecting to db:5432"),
+    ///         ))
+    ///     }
+    /// }
+    ///
+    /// let err = Db.connect_timed_out(Duration::from_secs(5)).unwrap();
+    /// assert!(err.to_string().contains("db:5432"));
+    /// ```
+    fn connect_timed_out(&self, limit: Duration) -> Option<Self::Error> {
+        let _ = limit;
+        None
+    }
+
     /// Checks that `conn` still works, in at most `timeout`.
     ///
     /// Called on borrow when the connection has been idle for longer than the

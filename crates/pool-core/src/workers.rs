@@ -275,7 +275,12 @@ fn create_one<M: ManageConnection>(
                     // The seat stays taken until the connect returns
                     // (`Inner::end_abandoned`).
                     let limit = inner.manager.connect_limit().unwrap_or_default();
-                    (Arc::new(ConnectGivenUp(limit)), ConnectFailure::Unreachable)
+                    let error: crate::SharedError =
+                        match guarded(|| inner.manager.connect_timed_out(limit)).flatten() {
+                            Some(e) => Arc::new(e),
+                            None => Arc::new(ConnectGivenUp(limit)),
+                        };
+                    (error, ConnectFailure::Unreachable)
                 }
                 Some(Err(e)) => {
                     slot.flags.store(0, Ordering::Relaxed);

@@ -644,6 +644,14 @@ impl ManageConnection for MysqlManager {
         self.opts.get_tcp_connect_timeout()
     }
 
+    fn connect_timed_out(&self, limit: Duration) -> Option<Error> {
+        Some(Error::Timeout {
+            operation: "connecting",
+            after: limit,
+            target: self.target.clone(),
+        })
+    }
+
     fn classify_connect_error(&self, error: &Error) -> pool_core::ConnectFailure {
         error.connect_failure()
     }

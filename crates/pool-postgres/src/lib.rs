@@ -566,6 +566,14 @@ where
         self.connect_deadline()
     }
 
+    fn connect_timed_out(&self, limit: Duration) -> Option<Error> {
+        Some(Error::Timeout {
+            operation: "connecting",
+            after: limit,
+            target: self.target.clone(),
+        })
+    }
+
     fn classify_connect_error(&self, error: &Error) -> pool_core::ConnectFailure {
         error.connect_failure()
     }
