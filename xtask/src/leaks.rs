@@ -1,3 +1,5 @@
+// Over 800 lines: six scenarios of one suite; issue 19 plans leaks/{mod,scenarios,
+// capture_log,valgrind}.rs.
 //! `cargo xtask leaks`: the leak suite (issue 5), against the simulated
 //! database.
 //!

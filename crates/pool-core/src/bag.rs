@@ -1,3 +1,5 @@
+// Over 800 lines: the bag's state table, memory-ordering argument and seat type belong
+// together for review; issue 19 plans bag/{mod,seat,waiters,spin,buckets}.rs.
 //! The concurrent bag: the seats that hold connections, their atomic states,
 //! and the fair hand-off of returned connections to waiting borrowers.
 //!

@@ -1,3 +1,6 @@
+// Over 800 lines (2,300): `Inner` still holds borrowing, returning, resets, control,
+// metrics and health assembly. Issue 19 splits it into pool/{shared,acquire,release,loan,
+// control,...}.rs; until then, new concerns go to their own files.
 //! The pool: borrowing, returning, closing and run-time changes, on top of the
 //! [bag](crate::bag).
 

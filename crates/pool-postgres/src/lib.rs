@@ -1,3 +1,5 @@
+// Over 800 lines: the manager, its URL parsing and its unit tests; the tests module
+// (about 150 lines) can move to tests/ when the file grows further.
 //! PostgreSQL for the [`pool_core`] connection pool, on the synchronous
 //! [`postgres`] driver.
 //!

@@ -1,3 +1,5 @@
+// Over 800 lines: one simulated server (settings, registry, failure injection, audit)
+// whose parts share one lock and one state; splitting would expose that state.
 //! The simulated server: settings, connection registry, failure injection and
 //! audit counters.
 
