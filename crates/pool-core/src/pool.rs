@@ -355,6 +355,11 @@ pub(crate) struct Inner<M: ManageConnection> {
     /// may still be open (or about to be), so they count against `max_size`
     /// until the work returns and the session is closed (invariant 2).
     pub(crate) abandoned: AtomicUsize,
+    /// Jobs on `pool-io` threads that reset or close a returned connection
+    /// and have not finished: counted until the seat is available or vacant
+    /// again, so that `close()` can wait for them to end (a seat's
+    /// `FLAG_RETURNING` is cleared earlier, before its seat is released).
+    return_jobs: AtomicUsize,
     /// Connections closed younger than `workers::YOUNG` (not counting a
     /// closing pool), and the reason of the latest (`metrics::reason_index`):
     /// the creator caps its connects per second while these pile up.
@@ -527,6 +532,7 @@ impl<M: ManageConnection> Pool<M> {
             min_idle: AtomicUsize::new(min_idle),
             total: AtomicUsize::new(0),
             abandoned: AtomicUsize::new(0),
+            return_jobs: AtomicUsize::new(0),
             young_closes: AtomicU64::new(0),
             young_reason: AtomicU8::new(0),
             init_target: AtomicUsize::new(if wait { min_idle.max(1) } else { 0 }),
@@ -1282,13 +1288,16 @@ impl<M: ManageConnection> Inner<M> {
         };
         let index = slot.index as usize;
         slot.flags.fetch_or(FLAG_RETURNING, Ordering::Relaxed);
+        self.return_jobs.fetch_add(1, Ordering::SeqCst);
         let job = Box::new(move || {
             let slot = inner.bag.slot(index);
             inner.reset_in_background(slot);
+            inner.return_jobs.fetch_sub(1, Ordering::SeqCst);
         });
         if crate::deadline::detach(job).is_ok() {
             return true;
         }
+        self.return_jobs.fetch_sub(1, Ordering::SeqCst);
         slot.flags.fetch_and(!FLAG_RETURNING, Ordering::Relaxed);
         false
     }
@@ -1452,7 +1461,11 @@ impl<M: ManageConnection> Inner<M> {
         };
         let index = slot.index as usize;
         slot.flags.fetch_or(FLAG_RETURNING, Ordering::Relaxed);
-        let job = Box::new(move || inner.close_slot(inner.bag.slot(index), reason));
+        self.return_jobs.fetch_add(1, Ordering::SeqCst);
+        let job = Box::new(move || {
+            inner.close_slot(inner.bag.slot(index), reason);
+            inner.return_jobs.fetch_sub(1, Ordering::SeqCst);
+        });
         if let Err(job) = crate::deadline::detach(job) {
             job();
         }
@@ -1780,18 +1793,6 @@ impl<M: ManageConnection> Inner<M> {
         }
     }
 
-    /// Seats whose connection is being reset or closed on a `pool-io`
-    /// thread after its loan.
-    fn returning_count(&self) -> usize {
-        (0..self.bag.capacity())
-            .map(|i| self.bag.slot(i))
-            .filter(|s| {
-                s.state.load(Ordering::Acquire) == IN_USE
-                    && s.flags.load(Ordering::Relaxed) & FLAG_RETURNING != 0
-            })
-            .count()
-    }
-
     /// Idle connections (seats `IDLE`).
     pub(crate) fn idle_count(&self) -> usize {
         (0..self.bag.capacity())
@@ -1920,14 +1921,14 @@ impl<M: ManageConnection> Inner<M> {
             }
         }
         // Connections their borrowers just gave back are still being reset
-        // (or closed) on pool-io threads: wait for them, at most the reset
-        // limit; each closes its connection itself when done, seeing the
-        // pool closed.
+        // (or closed) on pool-io threads: wait for those jobs to end, at
+        // most the reset limit; each closes its connection itself when done,
+        // seeing the pool closed (`make_available`).
         let limit = self
             .reset_watch
             .map_or(CLOSE_WAITS_FOR_RETURNS, Duration::from_millis);
         let until = Instant::now() + limit;
-        while self.returning_count() > 0 && Instant::now() < until {
+        while self.return_jobs.load(Ordering::SeqCst) > 0 && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(1));
         }
         // Anything the threads released while stopping.

@@ -37,7 +37,7 @@ fn close_right_after_a_loan_leaves_no_session_on_the_server() {
     let _serial = serial();
     // Its own server: the check counts every session of the test user.
     let pg = PgServer::start().expect("start postgres");
-    for round in 0..3 {
+    for round in 0..10 {
         let (builder, manager) =
             builder_from_url(&with_params(&pg.url(), "connection_limit=2")).unwrap();
         let pool = builder.build(manager).expect("pool");
