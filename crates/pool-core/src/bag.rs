@@ -661,15 +661,20 @@ impl<C> Bag<C> {
     /// `scan` claims an idle seat if there is one; `registered` is called
     /// once, with the number of waiters, right after this thread joined the
     /// queue (the pool asks for a new connection there); `remaining` returns
-    /// the time left, or `None` once the deadline has passed.
+    /// the time left, or `None` once the deadline has passed. `surplus`
+    /// receives a seat the scan claimed when a hand-off also reached this
+    /// waiter: the waiter keeps the handed seat, and `surplus` owns the
+    /// scanned one (`IN_USE`) and must make it available again through the
+    /// pool's checks (closed, shrunk, evicted), not through `release` alone.
     pub(crate) fn wait(
         &self,
         scan: impl FnMut() -> Option<usize>,
         registered: impl FnOnce(usize),
         remaining: impl FnMut() -> Option<Duration>,
+        surplus: impl FnOnce(usize),
     ) -> WaitOutcome {
         let started = now();
-        let outcome = self.wait_for_seat(started, scan, registered, remaining);
+        let outcome = self.wait_for_seat(started, scan, registered, remaining, surplus);
         if let (WaitOutcome::Got(_), Some(started)) = (outcome, started) {
             // Exponential moving average, weight 1/8.
             let took = started.elapsed().as_micros().min(u64::MAX as u128) as u64;
@@ -707,6 +712,7 @@ impl<C> Bag<C> {
         mut scan: impl FnMut() -> Option<usize>,
         registered: impl FnOnce(usize),
         mut remaining: impl FnMut() -> Option<Duration>,
+        surplus: impl FnOnce(usize),
     ) -> WaitOutcome {
         let me = Arc::new(Waiter {
             state: AtomicUsize::new(W_WAITING),
@@ -741,10 +747,14 @@ impl<C> Bag<C> {
                 if self.cancel(&me) {
                     return WaitOutcome::Got(index);
                 }
-                // Someone ended our wait while we were scanning: keep one seat.
+                // Someone ended our wait while we were scanning: keep the
+                // handed seat, and give the scanned one back through the
+                // caller, whose checks may close it instead (the pool may
+                // have been closed or shrunk, its sweep having skipped the
+                // seat while we held it).
                 let state = me.state.load(Ordering::Acquire);
                 if state >= W_HANDED {
-                    self.release(self.slot(index));
+                    surplus(index);
                     return WaitOutcome::Got(state - W_HANDED);
                 }
                 // Closed or failed: the caller sees that for itself.
@@ -917,8 +927,44 @@ mod tests {
                 left -= 1;
                 (left > 0).then_some(Duration::from_micros(10))
             },
+            |_| unreachable!("nothing was scanned"),
         );
         assert_eq!(out, WaitOutcome::TimedOut);
+        assert_eq!(bag.waiting(), 0);
+    }
+
+    /// A waiter whose scan claims seat 0 while a returner hands it seat 1
+    /// keeps seat 1 and passes seat 0, still owned, to `surplus`: the bag
+    /// never makes it idle by itself (that skipped the pool's checks, so a
+    /// pool closed meanwhile kept the seat idle and its connection open).
+    #[test]
+    fn a_waiter_handed_a_seat_while_its_scan_claimed_one_gives_the_scanned_one_to_surplus() {
+        let bag: Bag<u32> = Bag::new(2);
+        for i in 0..2 {
+            let s = bag.slot(i);
+            assert!(s.try_claim_vacant());
+            // SAFETY: we own the seat (claimed just above).
+            unsafe { s.put(i as u32) };
+        }
+        // Seat 0 idle for the scan; seat 1 owned by a "returner".
+        assert!(!bag.release(bag.slot(0)));
+        let mut given = None;
+        let out = bag.wait(
+            || {
+                let got = bag.scan(0, 1)?;
+                // The interleaving: a returner hands seat 1 over to this
+                // (starving) waiter after its scan claimed seat 0.
+                bag.starving.store(1, Ordering::SeqCst);
+                assert!(bag.release(bag.slot(1)), "seat 1 goes to the waiter");
+                Some(got)
+            },
+            |_| {},
+            || Some(Duration::from_millis(10)),
+            |index| given = Some(index),
+        );
+        assert_eq!(out, WaitOutcome::Got(1));
+        assert_eq!(given, Some(0));
+        assert_eq!(bag.slot(0).state.load(Ordering::SeqCst), IN_USE);
         assert_eq!(bag.waiting(), 0);
     }
 }

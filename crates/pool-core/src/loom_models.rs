@@ -39,8 +39,19 @@ fn scan(bag: &Bag<u64>) -> Option<usize> {
 
 /// Waits for a seat without a deadline (a lost wake-up is a deadlock),
 /// uses its connection, and returns the seat's index.
+/// What the pool's `make_available` does with a waiter's surplus seat when
+/// the pool is open and not shrunk: release it.
+fn release_surplus(bag: &Bag<u64>, index: usize) {
+    bag.release(bag.slot(index));
+}
+
 fn wait_and_touch(bag: &Bag<u64>) -> usize {
-    let out = bag.wait(|| scan(bag), |_| {}, || Some(LOOM_FOREVER));
+    let out = bag.wait(
+        || scan(bag),
+        |_| {},
+        || Some(LOOM_FOREVER),
+        |i| release_surplus(bag, i),
+    );
     let WaitOutcome::Got(i) = out else {
         panic!("{out:?}")
     };
@@ -82,7 +93,12 @@ fn loom_waiter_timing_out_as_a_seat_is_handed_over() {
         let waiter = {
             let bag = bag.clone();
             thread::spawn(move || {
-                let out = bag.wait(|| scan(&bag), |_| {}, one_round());
+                let out = bag.wait(
+                    || scan(&bag),
+                    |_| {},
+                    one_round(),
+                    |i| release_surplus(&bag, i),
+                );
                 if let WaitOutcome::Got(i) = out {
                     touch(bag.slot(i));
                     return true;
@@ -140,7 +156,14 @@ fn loom_close_wakes_a_waiter_or_it_gets_the_seat() {
         let bag = bag_with_owned_seat();
         let waiter = {
             let bag = bag.clone();
-            thread::spawn(move || bag.wait(|| scan(&bag), |_| {}, || Some(LOOM_FOREVER)))
+            thread::spawn(move || {
+                bag.wait(
+                    || scan(&bag),
+                    |_| {},
+                    || Some(LOOM_FOREVER),
+                    |i| release_surplus(&bag, i),
+                )
+            })
         };
         bag.wake_all(true);
         let out = waiter.join().unwrap();
@@ -163,7 +186,12 @@ fn loom_creator_fill_and_borrow() {
                 bag.release(slot);
             })
         };
-        let out = bag.wait(|| scan(&bag), |_| {}, || Some(LOOM_FOREVER));
+        let out = bag.wait(
+            || scan(&bag),
+            |_| {},
+            || Some(LOOM_FOREVER),
+            |i| release_surplus(&bag, i),
+        );
         let WaitOutcome::Got(i) = out else {
             panic!("{out:?}")
         };
@@ -204,7 +232,12 @@ fn loom_barging_wake_up_is_passed_on_by_a_leaving_waiter() {
         let quitter = {
             let bag = bag.clone();
             thread::spawn(move || {
-                let out = bag.wait(|| scan(&bag), |_| {}, one_round());
+                let out = bag.wait(
+                    || scan(&bag),
+                    |_| {},
+                    one_round(),
+                    |i| release_surplus(&bag, i),
+                );
                 if let WaitOutcome::Got(i) = out {
                     touch(bag.slot(i));
                     bag.release(bag.slot(i));

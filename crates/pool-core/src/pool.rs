@@ -1096,6 +1096,7 @@ impl<M: ManageConnection> Inner<M> {
                 },
                 |waiting| self.ring_creator_if_short(waiting),
                 remaining,
+                |extra| self.make_available(self.bag.slot(extra)),
             );
             match outcome {
                 WaitOutcome::Got(index) => {
