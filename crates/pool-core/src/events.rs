@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::pool::CloseReason;
+use crate::types::CloseReason;
 use crate::{ManageConnection, State};
 
 /// A connection was opened.

@@ -65,9 +65,9 @@ mod pool;
 #[cfg(all(feature = "r2d2", not(pool_loom)))]
 pub mod r2d2;
 #[cfg(not(pool_loom))]
-pub mod url_params;
+mod types;
 #[cfg(not(pool_loom))]
-mod workers;
+pub mod url_params;
 
 #[cfg(not(pool_loom))]
 pub use config::{
@@ -90,7 +90,9 @@ pub use manager::{ConnectFailure, ManageConnection};
 #[cfg(not(pool_loom))]
 pub use metrics::{ClosedCounts, Distribution, Metrics};
 #[cfg(not(pool_loom))]
-pub use pool::{CloseReason, Pool, PooledConnection, State};
+pub use pool::{Pool, PooledConnection};
+#[cfg(not(pool_loom))]
+pub use types::{CloseReason, State};
 
 #[cfg(pool_loom)]
 mod loom_models;

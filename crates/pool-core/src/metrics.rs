@@ -23,7 +23,7 @@ use std::fmt::{self, Write as _};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::pool::CloseReason;
+use crate::types::CloseReason;
 use crate::State;
 
 /// Sub-buckets per power of two.

@@ -1,20 +1,8 @@
-//! The pool's two background threads.
-//!
-//! * The **creator** opens every connection, one at a time, so that borrowers
-//!   never connect on their own thread and a burst of borrowers does not
-//!   become a burst of connects: before each connect it asks again whether the
-//!   connection is still needed (waiters, `min_idle`, `build`'s target), so
-//!   requests already covered by returns are skipped. Failed connects are
-//!   retried with capped exponential backoff and jitter, and logged
-//!   rate-limited.
-//! * The **housekeeper** retires idle connections (idle timeout above
-//!   `min_idle`, max lifetime, eviction), runs keepalives, and tops the pool up
-//!   to `min_idle`. It sleeps until the earliest deadline among the idle
-//!   connections, never busy.
-//!
-//! Both hold only a `Weak` to the pool between rounds, and both stop when the
-//! pool closes (its `close` rings them and joins them) or is dropped (their
-//! doorbell channel disconnects).
+//! The creator thread: it opens every connection, one at a time, and only
+//! while one is still needed, so that a burst of borrowers is not a burst of
+//! connects. Failed connects are retried with capped exponential backoff and
+//! jitter, and logged rate-limited; a connect storm is capped
+//! ([`ChurnGuard`]).
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
@@ -22,33 +10,31 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
-use crate::bag::{FLAG_EVICT, IDLE, IN_USE, RESERVED};
+use crate::bag::FLAG_EVICT;
 use crate::clock::{self, Millis};
 use crate::events::AcquireEvent;
-use crate::leak::LeakCheck;
-use crate::pool::{guarded, CloseReason, Inner};
+use crate::types::CloseReason;
 use crate::{ConnectFailure, ManageConnection};
 
+use super::guarded;
+use super::shared::Inner;
+
 /// First retry delay after a failed connect.
-const BACKOFF_BASE: Duration = Duration::from_millis(50);
+pub(super) const BACKOFF_BASE: Duration = Duration::from_millis(50);
 /// Longest retry delay: a recovered database is noticed within about this.
-const BACKOFF_CAP: Duration = Duration::from_secs(1);
+pub(super) const BACKOFF_CAP: Duration = Duration::from_secs(1);
 /// Repeated connect failures are logged at most this often.
-const FAILURE_LOG_EVERY: Duration = Duration::from_secs(30);
-/// The housekeeper wakes at least this often (and logs the pool's stats).
-const HOUSEKEEPING_PERIOD: Millis = 30_000;
-/// Nor more often than this, whatever the deadlines say.
-const HOUSEKEEPING_MIN_SLEEP: Millis = 5;
+pub(super) const FAILURE_LOG_EVERY: Duration = Duration::from_secs(30);
 /// Max lifetime is shortened by up to this fraction, at random.
-const LIFETIME_VARIANCE: f64 = 0.025;
+pub(super) const LIFETIME_VARIANCE: f64 = 0.025;
 /// While the pool has room and a `min_idle`, the creator looks this often
 /// whether borrows took the idle count below `min_idle` (a borrow does not
 /// ring it: that would cost the uncontended borrow a scan of every seat).
-const MIN_IDLE_POLL: Duration = Duration::from_millis(100);
+pub(super) const MIN_IDLE_POLL: Duration = Duration::from_millis(100);
 
 /// A small xorshift generator for jitter: no need for cryptographic quality,
 /// nor for a dependency.
-pub(crate) struct Jitter(u64);
+pub(super) struct Jitter(u64);
 
 impl Jitter {
     pub(crate) fn new() -> Self {
@@ -69,7 +55,7 @@ impl Jitter {
 
 /// A connection closed within this many milliseconds of opening "died
 /// young" (see [`ChurnGuard`]).
-pub(crate) const YOUNG: Millis = 1_000;
+pub(super) const YOUNG: Millis = 1_000;
 
 /// The pool's own guard against a connect storm, whatever its settings: when
 /// at least `max_size` connections died young within the last second, the
@@ -81,7 +67,7 @@ pub(crate) const YOUNG: Millis = 1_000;
 /// new session, a manager that reports every connection broken. Connections
 /// their borrowers close (`mark_broken`) do not count: that churn is the
 /// application's own choice, a connect per loan.
-struct ChurnGuard {
+pub(super) struct ChurnGuard {
     /// Start of each connect within the last second, with the pool's
     /// young-close count at that moment.
     starts: std::collections::VecDeque<(Instant, u64)>,
@@ -144,7 +130,7 @@ impl ChurnGuard {
 }
 
 /// The creator thread's main loop.
-pub(crate) fn creator<M: ManageConnection>(weak: Weak<Inner<M>>, bell: Receiver<()>) {
+pub(super) fn creator<M: ManageConnection>(weak: Weak<Inner<M>>, bell: Receiver<()>) {
     let mut churn = ChurnGuard::new();
     let mut jitter = Jitter::new();
     let mut retry_at: Option<Instant> = None;
@@ -183,7 +169,7 @@ pub(crate) fn creator<M: ManageConnection>(weak: Weak<Inner<M>>, bell: Receiver<
 }
 
 /// Whether the pool wants one more connection right now.
-fn should_create<M: ManageConnection>(inner: &Inner<M>) -> bool {
+pub(super) fn should_create<M: ManageConnection>(inner: &Inner<M>) -> bool {
     let total = inner.total.load(Ordering::SeqCst);
     inner.occupied() < inner.max_size.load(Ordering::SeqCst)
         && (inner.bag.waiting() > 0
@@ -194,7 +180,7 @@ fn should_create<M: ManageConnection>(inner: &Inner<M>) -> bool {
 
 /// Opens one connection into a vacant seat. Returns the delay before the next
 /// attempt if it failed.
-fn create_one<M: ManageConnection>(
+pub(super) fn create_one<M: ManageConnection>(
     inner: &Arc<Inner<M>>,
     jitter: &mut Jitter,
     last_failure_log: &mut Option<Instant>,
@@ -207,6 +193,7 @@ fn create_one<M: ManageConnection>(
     };
     let slot = inner.bag.slot(seat);
     inner.wanted.store(false, Ordering::SeqCst);
+    inner.attempts_begun.fetch_add(1, Ordering::SeqCst);
     let started = Instant::now();
     let (result, abandoned) = match inner.manager.connect_limit() {
         None => (guarded(|| inner.manager.connect()), false),
@@ -339,7 +326,7 @@ fn create_one<M: ManageConnection>(
 }
 
 /// The outcome of a connect with a limit.
-enum Attempt<C, E> {
+pub(super) enum Attempt<C, E> {
     /// It returned in time (`None`: it panicked).
     Done(Option<Result<C, E>>),
     /// The limit passed first; the connect goes on, holding its seat.
@@ -347,9 +334,9 @@ enum Attempt<C, E> {
 }
 
 /// A bounded connect's race between its result and the creator's limit.
-const CONNECT_PENDING: u8 = 0;
-const CONNECT_DONE: u8 = 1;
-const CONNECT_ABANDONED: u8 = 2;
+pub(super) const CONNECT_PENDING: u8 = 0;
+pub(super) const CONNECT_DONE: u8 = 1;
+pub(super) const CONNECT_ABANDONED: u8 = 2;
 
 /// Runs `connect` on a `pool-io` thread for the seat `seat` (claimed,
 /// `RESERVED`) and waits at most `limit` for it. If the limit passes first,
@@ -357,7 +344,7 @@ const CONNECT_ABANDONED: u8 = 2;
 /// (`Inner::abandoned`) until the connect returns on its thread, which then
 /// closes any connection it brought and frees the seat. One CAS on a shared
 /// word decides whether the creator or the late thread owns the result.
-fn connect_within<M: ManageConnection>(
+pub(super) fn connect_within<M: ManageConnection>(
     inner: &Arc<Inner<M>>,
     seat: usize,
     limit: Duration,
@@ -435,7 +422,7 @@ fn connect_within<M: ManageConnection>(
 
 /// The error recorded for a connect the pool stopped waiting for.
 #[derive(Debug)]
-struct ConnectGivenUp(Duration);
+pub(super) struct ConnectGivenUp(Duration);
 
 impl std::fmt::Display for ConnectGivenUp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -452,7 +439,7 @@ impl std::error::Error for ConnectGivenUp {}
 
 /// The error recorded when a manager's `connect` panics.
 #[derive(Debug)]
-struct ConnectPanicked;
+pub(super) struct ConnectPanicked;
 
 impl std::fmt::Display for ConnectPanicked {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -461,153 +448,3 @@ impl std::fmt::Display for ConnectPanicked {
 }
 
 impl std::error::Error for ConnectPanicked {}
-
-/// The housekeeper thread's main loop.
-pub(crate) fn housekeeper<M: ManageConnection>(weak: Weak<Inner<M>>, bell: Receiver<()>) {
-    let mut last_stats: Millis = clock::now();
-    let mut last_sample: Millis = 0;
-    loop {
-        let sleep = {
-            let Some(inner) = weak.upgrade() else { return };
-            if inner.is_closed() {
-                return;
-            }
-            let next = housekeep(&inner);
-            inner.housekeeper_next.store(next, Ordering::Relaxed);
-            let now = clock::now();
-            // Health history: a sample every 1/64 of the window is plenty.
-            let every = clock::millis(inner.config.health.window) / 64;
-            if inner.config.metrics && now.saturating_sub(last_sample) >= every {
-                last_sample = now;
-                inner.record_sample();
-            }
-            #[cfg(feature = "metrics")]
-            if inner.config.metrics {
-                inner.metrics().publish();
-            }
-            if now.saturating_sub(last_stats) >= HOUSEKEEPING_PERIOD {
-                last_stats = now;
-                log::debug!("pool \"{}\": pool stats ({})", inner.name, inner.state());
-            }
-            next.saturating_sub(now).max(HOUSEKEEPING_MIN_SLEEP)
-        };
-        if bell.recv_timeout(Duration::from_millis(sleep)) == Err(RecvTimeoutError::Disconnected) {
-            return;
-        }
-    }
-}
-
-/// One housekeeping round; returns when the next one is due.
-fn housekeep<M: ManageConnection>(inner: &Inner<M>) -> Millis {
-    let now = clock::now();
-    let max = inner.max_size.load(Ordering::SeqCst);
-    let min_idle = inner.min_idle.load(Ordering::Relaxed);
-    // `min_idle` counts idle connections, not lent ones: only idle ones
-    // beyond it may time out (HikariCP's rule).
-    let mut idle = inner.idle_count();
-    let idle_timeout = inner.config.idle_timeout.map(clock::millis);
-    let keepalive = inner.config.keepalive_time.map(clock::millis);
-    let mut next = clock::after(now, HOUSEKEEPING_PERIOD);
-    for i in 0..inner.bag.capacity() {
-        let slot = inner.bag.slot(i);
-        match slot.state.load(Ordering::Relaxed) {
-            IDLE => {}
-            IN_USE => {
-                // A watched background reset past the manager's limit: give
-                // the seat up, so capacity does not wait for the server.
-                if let Some(limit) = inner.reset_watch {
-                    let since = slot.reset_since.load(Ordering::Relaxed);
-                    if since != 0 && since < crate::bag::GIVING_UP {
-                        let due = clock::after(since, limit);
-                        if now < due {
-                            next = next.min(due);
-                        } else if slot.give_up_watch(since) {
-                            inner.give_up_reset(slot, limit);
-                            continue;
-                        }
-                    }
-                }
-                // Lent: due no earlier than one idle timeout (or keepalive)
-                // from now, so look again then.
-                for d in [idle_timeout, keepalive].into_iter().flatten() {
-                    next = next.min(clock::after(now, d));
-                }
-                if let Some(leaks) = &inner.leaks {
-                    match leaks.check(&inner.name, slot, now) {
-                        LeakCheck::Due(due) => next = next.min(due),
-                        LeakCheck::Reported => {
-                            inner.stats.leaks_detected.fetch_add(1, Ordering::Relaxed);
-                        }
-                        LeakCheck::Done => {}
-                    }
-                }
-                continue;
-            }
-            _ => continue,
-        }
-        let retire_at = slot.retire_at.load(Ordering::Relaxed);
-        let last_used = slot.last_used.load(Ordering::Relaxed);
-        let checked = slot.checked.load(Ordering::Relaxed).max(last_used);
-        let evict = slot.flags.load(Ordering::Relaxed) & FLAG_EVICT != 0
-            || i >= max
-            || inner.total.load(Ordering::SeqCst) > max;
-        let surplus = idle > min_idle;
-        let idle_due = idle_timeout.map(|t| clock::after(last_used, t));
-        let keep_due = keepalive.map(|k| clock::after(checked, k));
-        let reason = if evict {
-            Some(CloseReason::Evicted)
-        } else if now >= retire_at {
-            Some(CloseReason::MaxLifetime)
-        } else if surplus && idle_due.is_some_and(|d| now >= d) {
-            Some(CloseReason::IdleTimeout)
-        } else {
-            None
-        };
-        let keep = reason.is_none() && keep_due.is_some_and(|d| now >= d);
-        if reason.is_some() || keep {
-            if !slot.try_claim(RESERVED) {
-                continue; // borrowed meanwhile: nothing to do
-            }
-            match reason {
-                Some(reason) => {
-                    idle = idle.saturating_sub(1);
-                    inner.close_slot(slot, reason);
-                }
-                None => {
-                    // SAFETY: we claimed the seat (RESERVED) just above.
-                    let valid = unsafe {
-                        slot.with_conn(|conn| {
-                            conn.and_then(|c| {
-                                guarded(|| {
-                                    inner
-                                        .manager
-                                        .is_valid(c, inner.config.validation_timeout)
-                                        .is_ok()
-                                })
-                            })
-                        })
-                    };
-                    if valid == Some(true) {
-                        slot.checked.store(clock::now(), Ordering::Relaxed);
-                        next = next.min(clock::after(now, keepalive.unwrap_or(0)));
-                        inner.make_available(slot);
-                    } else {
-                        inner.close_slot(slot, CloseReason::FailedValidation);
-                    }
-                }
-            }
-            continue;
-        }
-        next = next.min(retire_at);
-        if surplus {
-            if let Some(d) = idle_due {
-                next = next.min(d);
-            }
-        }
-        if let Some(d) = keep_due {
-            next = next.min(d);
-        }
-    }
-    inner.ring_creator_if_short(inner.bag.waiting());
-    next
-}

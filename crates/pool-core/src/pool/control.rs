@@ -1,0 +1,158 @@
+//! Changes a user makes to a running pool: suspend and resume, resize,
+//! soft eviction, and close.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::bag::{FLAG_EVICT, FLAG_RETURNING, IN_USE, RESERVED, VACANT};
+use crate::config::MAX_SIZE_LIMIT;
+use crate::error::Error;
+use crate::types::CloseReason;
+use crate::ManageConnection;
+
+use super::shared::Inner;
+use super::{CLOSED, RUNNING, SUSPENDED};
+
+/// How long `close` waits for background resets in flight when the manager
+/// sets no `reset_limit`.
+pub(super) const CLOSE_WAITS_FOR_RETURNS: Duration = Duration::from_secs(5);
+
+impl<M: ManageConnection> Inner<M> {
+    pub(super) fn set_status(&self, status: u8) {
+        let _guard = self.events.lock();
+        let _ = self.status.compare_exchange(
+            if status == RUNNING {
+                SUSPENDED
+            } else {
+                RUNNING
+            },
+            status,
+            Ordering::SeqCst,
+            Ordering::Relaxed,
+        );
+        self.events_cv.notify_all();
+    }
+
+    /// Closes every idle connection for which `pick` says so.
+    pub(super) fn sweep_idle(&self, from: usize, reason: CloseReason) {
+        for i in from..self.bag.capacity() {
+            let slot = self.bag.slot(i);
+            if slot.try_claim(RESERVED) {
+                self.close_slot(slot, reason);
+            }
+        }
+    }
+
+    pub(super) fn resize(&self, max_size: u32) -> Result<(), Error> {
+        if max_size == 0 || max_size > MAX_SIZE_LIMIT {
+            return Err(Error::Config {
+                pool: self.name.clone(),
+                setting: "max_size".into(),
+                reason: format!("{max_size} is not between 1 and {MAX_SIZE_LIMIT}"),
+            });
+        }
+        let new = max_size as usize;
+        self.bag.ensure_capacity(new);
+        let min_idle = (self.config.effective_min_idle() as usize).min(new);
+        self.min_idle.store(min_idle, Ordering::SeqCst);
+        let old = self.max_size.swap(new, Ordering::SeqCst);
+        crate::sync::heavy_fence(); // before the sweep: see make_available
+
+        log::info!(
+            "pool \"{}\": resized from {old} to {new} (min_idle {min_idle})",
+            self.name
+        );
+        if new < old {
+            self.sweep_idle(new, CloseReason::Evicted);
+            // Lent surplus connections close on return; until then, idle ones
+            // below the new size give way so the total drops to it at once.
+            for i in 0..new.min(self.bag.capacity()) {
+                if self.total.load(Ordering::SeqCst) <= new {
+                    break;
+                }
+                let slot = self.bag.slot(i);
+                if slot.try_claim(RESERVED) {
+                    self.close_slot(slot, CloseReason::Evicted);
+                }
+            }
+        }
+        self.ring_creator();
+        self.ring_housekeeper();
+        Ok(())
+    }
+
+    pub(super) fn soft_evict_all(&self) {
+        for i in 0..self.bag.capacity() {
+            let slot = self.bag.slot(i);
+            if slot.state.load(Ordering::Relaxed) != VACANT {
+                slot.flags.fetch_or(FLAG_EVICT, Ordering::SeqCst);
+            }
+        }
+        crate::sync::heavy_fence(); // before the sweep: see make_available
+        self.sweep_idle(0, CloseReason::Evicted);
+        log::info!("pool \"{}\": soft eviction of all connections", self.name);
+        self.ring_creator();
+    }
+
+    pub(super) fn close(&self) {
+        {
+            let _guard = self.events.lock();
+            if self.status.swap(CLOSED, Ordering::SeqCst) == CLOSED {
+                return;
+            }
+            // Store, fence, then sweep: the other half of `make_available`.
+            crate::sync::heavy_fence();
+            self.events_cv.notify_all();
+        }
+        self.bag.wake_all(true);
+        self.sweep_idle(0, CloseReason::PoolClosed);
+        self.ring_creator();
+        self.ring_housekeeper();
+        let threads = std::mem::take(&mut *self.threads.lock());
+        let me = std::thread::current().id();
+        for t in threads {
+            if t.thread().id() != me {
+                let _ = t.join();
+            }
+        }
+        // Connections their borrowers just gave back are still being reset
+        // (or closed) on pool-io threads: wait for those jobs to end, at
+        // most the reset limit; each closes its connection itself when done,
+        // seeing the pool closed (`make_available`).
+        let limit = self
+            .reset_watch
+            .map_or(CLOSE_WAITS_FOR_RETURNS, Duration::from_millis);
+        let until = Instant::now() + limit;
+        while self.return_jobs.load(Ordering::SeqCst) > 0 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Anything the threads released while stopping.
+        self.sweep_idle(0, CloseReason::PoolClosed);
+        // close() does not wait for lent connections: name them, so that one
+        // that never comes back (a leak) can be traced.
+        let lent: Vec<String> = (0..self.bag.capacity())
+            .map(|i| self.bag.slot(i))
+            .filter(|s| {
+                s.state.load(Ordering::Acquire) == IN_USE
+                    && s.flags.load(Ordering::Relaxed) & FLAG_RETURNING == 0
+            })
+            .map(|s| {
+                let id = s.id.load(Ordering::Relaxed);
+                match self.leaks.as_ref().map(|l| l.site_of(s)) {
+                    Some(Some(site)) => format!("{id} (taken at {site})"),
+                    _ => id.to_string(),
+                }
+            })
+            .collect();
+        if lent.is_empty() {
+            log::debug!("pool \"{}\": closed", self.name);
+        } else {
+            log::info!(
+                "pool \"{}\": closed; connection(s) {} still lent could not be reclaimed now \
+                 and will be closed when returned",
+                self.name,
+                lent.join(", ")
+            );
+        }
+    }
+}
