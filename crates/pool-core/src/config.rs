@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::events::Handler;
+use crate::observe::events::Handler;
 use crate::{Error, HandleEvent, HealthThresholds, ManageConnection, Pool};
 
 /// Every setting of a pool, as plain data.

@@ -51,15 +51,9 @@ pub mod deadline;
 #[cfg(not(pool_loom))]
 mod error;
 #[cfg(not(pool_loom))]
-mod events;
-#[cfg(not(pool_loom))]
-mod health;
-#[cfg(not(pool_loom))]
-mod leak;
-#[cfg(not(pool_loom))]
 mod manager;
 #[cfg(not(pool_loom))]
-mod metrics;
+mod observe;
 #[cfg(not(pool_loom))]
 mod pool;
 #[cfg(all(feature = "r2d2", not(pool_loom)))]
@@ -77,18 +71,18 @@ pub use config::{
 #[cfg(not(pool_loom))]
 pub use error::{Error, SharedError};
 #[cfg(not(pool_loom))]
-pub use events::{
+pub use manager::{ConnectFailure, ManageConnection};
+#[cfg(not(pool_loom))]
+pub use observe::events::{
     AcquireEvent, CheckinEvent, CheckoutEvent, CustomizeConnection, Customized, HandleEvent,
     ReleaseEvent, TimeoutEvent,
 };
 #[cfg(not(pool_loom))]
-pub use health::{Alert, Health, HealthStatus, HealthThresholds};
+pub use observe::health::{Alert, Health, HealthStatus, HealthThresholds};
 #[cfg(not(pool_loom))]
-pub use leak::LeakReport;
+pub use observe::leak::LeakReport;
 #[cfg(not(pool_loom))]
-pub use manager::{ConnectFailure, ManageConnection};
-#[cfg(not(pool_loom))]
-pub use metrics::{ClosedCounts, Distribution, Metrics};
+pub use observe::metrics::{ClosedCounts, Distribution, Metrics};
 #[cfg(not(pool_loom))]
 pub use pool::{Pool, PooledConnection};
 #[cfg(not(pool_loom))]

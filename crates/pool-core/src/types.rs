@@ -6,6 +6,7 @@ use std::fmt;
 /// Why a connection was closed; shown in the debug log line that says so.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
+#[repr(u8)]
 pub enum CloseReason {
     /// Idle for longer than `idle_timeout`, above `min_idle`.
     IdleTimeout,
@@ -24,17 +25,56 @@ pub enum CloseReason {
     PoolClosed,
 }
 
+/// The one table of close reasons: (reason, its words in logs, its label
+/// in metrics). A reason's index in this table is its counter's index in
+/// the pool's `closed` counts.
+const CLOSE_REASONS: [(CloseReason, &str, &str); CloseReason::COUNT] = [
+    (CloseReason::IdleTimeout, "idle timeout", "idle_timeout"),
+    (CloseReason::MaxLifetime, "max lifetime", "max_lifetime"),
+    (CloseReason::Broken, "broken", "broken"),
+    (
+        CloseReason::FailedValidation,
+        "failed validation",
+        "failed_validation",
+    ),
+    (CloseReason::ResetFailed, "reset failed", "reset_failed"),
+    (CloseReason::Evicted, "evicted", "evicted"),
+    (CloseReason::PoolClosed, "pool closed", "pool_closed"),
+];
+
+impl CloseReason {
+    /// How many reasons there are.
+    pub(crate) const COUNT: usize = 7;
+
+    /// This reason's index in [`CLOSE_REASONS`] (and in the pool's counts).
+    #[inline]
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The reason at `index` (`None` past the table).
+    pub(crate) fn from_index(index: usize) -> Option<CloseReason> {
+        CLOSE_REASONS.get(index).map(|&(reason, ..)| reason)
+    }
+
+    /// The reason's label in metrics (`reason="idle_timeout"`).
+    pub(crate) fn label(self) -> &'static str {
+        CLOSE_REASONS[self.index()].2
+    }
+}
+
+// The table lists every reason, in index order.
+const _: () = {
+    let mut i = 0;
+    while i < CloseReason::COUNT {
+        assert!(CLOSE_REASONS[i].0 as usize == i);
+        i += 1;
+    }
+};
+
 impl fmt::Display for CloseReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            CloseReason::IdleTimeout => "idle timeout",
-            CloseReason::MaxLifetime => "max lifetime",
-            CloseReason::Broken => "broken",
-            CloseReason::FailedValidation => "failed validation",
-            CloseReason::ResetFailed => "reset failed",
-            CloseReason::Evicted => "evicted",
-            CloseReason::PoolClosed => "pool closed",
-        })
+        f.write_str(CLOSE_REASONS[self.index()].1)
     }
 }
 

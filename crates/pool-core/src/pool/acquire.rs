@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use crate::bag::{Slot, WaitOutcome, FLAG_EVICT, IN_USE};
 use crate::clock::{self, Millis};
 use crate::error::Error;
-use crate::events::{CheckoutEvent, TimeoutEvent};
-use crate::metrics::Shared;
+use crate::observe::events::{CheckoutEvent, TimeoutEvent};
+use crate::observe::metrics::Shared;
 use crate::types::CloseReason;
 use crate::ManageConnection;
 

@@ -12,7 +12,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use crate::bag::FLAG_EVICT;
 use crate::clock::{self, Millis};
-use crate::events::AcquireEvent;
+use crate::observe::events::AcquireEvent;
 use crate::types::CloseReason;
 use crate::{ConnectFailure, ManageConnection};
 
@@ -101,15 +101,20 @@ impl ChurnGuard {
             .is_none_or(|t| now - t >= FAILURE_LOG_EVERY)
         {
             self.last_warning = Some(now);
-            let why = match inner.young_reason.load(Ordering::Relaxed) {
-                0 => "idle_timeout is shorter than the time between borrows",
-                1 => "max_lifetime is too short",
-                2 => "the database or the network breaks every new connection",
-                3 => {
+            let reason = CloseReason::from_index(inner.young_reason.load(Ordering::Relaxed).into());
+            let why = match reason {
+                Some(CloseReason::IdleTimeout) => {
+                    "idle_timeout is shorter than the time between borrows"
+                }
+                Some(CloseReason::MaxLifetime) => "max_lifetime is too short",
+                Some(CloseReason::Broken) => {
+                    "the database or the network breaks every new connection"
+                }
+                Some(CloseReason::FailedValidation) => {
                     "every new connection fails its validation (validation_timeout, \
                       keepalive_time, or the database)"
                 }
-                4 => "every session reset fails",
+                Some(CloseReason::ResetFailed) => "every session reset fails",
                 _ => "connections are evicted as soon as they open",
             };
             log::warn!(

@@ -11,7 +11,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use crate::bag::{FLAG_EVICT, IDLE, IN_USE, RESERVED};
 use crate::clock::{self, Millis};
-use crate::leak::LeakCheck;
+use crate::observe::leak::LeakCheck;
 use crate::types::CloseReason;
 use crate::ManageConnection;
 

@@ -10,13 +10,13 @@ use std::sync::Arc;
 
 use crate::bag::{Slot, FLAG_BORROWER_CLOSED, VACANT};
 use crate::clock::{self};
-use crate::metrics::Shared;
+use crate::observe::metrics::Shared;
 use crate::types::CloseReason;
 use crate::ManageConnection;
 
 use super::shared::Inner;
 
-/// A connection borrowed from a [`Pool`]; returned to it when dropped.
+/// A connection borrowed from a [`Pool`](crate::Pool); returned to it when dropped.
 ///
 /// Derefs to the connection. On return the pool checks
 /// [`has_broken`](ManageConnection::has_broken) and runs
@@ -24,7 +24,7 @@ use super::shared::Inner;
 /// is panicking is closed, never lent again: its state is unknown.
 ///
 /// The lifetime `'a` is that of the `Pool` handle it came from
-/// ([`Pool::get`]); loans from [`Pool::get_owned`] (or turned by
+/// ([`Pool::get`](crate::Pool::get)); loans from [`Pool::get_owned`](crate::Pool::get_owned) (or turned by
 /// [`into_owned`](PooledConnection::into_owned)) are `'static`.
 ///
 /// Two words: a loan is returned from `get` in registers, not through memory.
@@ -102,7 +102,7 @@ impl<'a, M: ManageConnection> PooledConnection<'a, M> {
 
     /// Turns a loan that borrows its `Pool` handle into one that holds its
     /// own reference to the pool (`'static`), as from
-    /// [`Pool::get_owned`]. Costs one reference-count increment (and a
+    /// [`Pool::get_owned`](crate::Pool::get_owned). Costs one reference-count increment (and a
     /// decrement when the loan ends).
     ///
     /// ```

@@ -42,9 +42,9 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::error::Error;
-use crate::health::Health;
-use crate::leak::LeakReport;
-use crate::metrics::Metrics;
+use crate::observe::health::Health;
+use crate::observe::leak::LeakReport;
+use crate::observe::metrics::Metrics;
 use crate::types::State;
 use crate::ManageConnection;
 

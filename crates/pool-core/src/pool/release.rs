@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use crate::bag::{Slot, FLAG_BORROWER_CLOSED, FLAG_EVICT, FLAG_RETURNING, RESERVED, VACANT};
 use crate::clock::{self, Millis};
-use crate::events::{CheckinEvent, ReleaseEvent};
-use crate::metrics::{self as m, Shared};
+use crate::observe::events::{CheckinEvent, ReleaseEvent};
+use crate::observe::metrics::Shared;
 use crate::types::CloseReason;
 use crate::ManageConnection;
 
@@ -22,8 +22,9 @@ impl<M: ManageConnection> Inner<M> {
     /// detached): time lent, and leak detection's "returned" report.
     #[inline]
     pub(super) fn released(&self, local: &LocalSeats, slot: &Slot<M::Connection>, now: Millis) {
-        let lent_ms =
-            now.saturating_sub(crate::leak::lent_time(slot.lent_at.load(Ordering::Relaxed)));
+        let lent_ms = now.saturating_sub(crate::observe::leak::lent_time(
+            slot.lent_at.load(Ordering::Relaxed),
+        ));
         if let Some(shard) = &local.shard {
             shard.usage.record_owned(lent_ms);
         }
@@ -294,7 +295,7 @@ impl<M: ManageConnection> Inner<M> {
         conn: Option<M::Connection>,
     ) {
         let id = slot.id.load(Ordering::Relaxed);
-        self.stats.closed[m::reason_index(reason)].fetch_add(1, Ordering::Relaxed);
+        self.stats.closed[reason.index()].fetch_add(1, Ordering::Relaxed);
         if reason == CloseReason::FailedValidation {
             Shared::bump(&self.stats.validation_failures);
         }
@@ -311,7 +312,7 @@ impl<M: ManageConnection> Inner<M> {
         {
             self.young_closes.fetch_add(1, Ordering::Relaxed);
             self.young_reason
-                .store(m::reason_index(reason) as u8, Ordering::Relaxed);
+                .store(reason.index() as u8, Ordering::Relaxed);
         }
         if let Some(conn) = conn {
             if guarded(move || self.manager.close(conn)).is_none() {

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use crate::bag::{IN_USE, VACANT};
 use crate::clock::{self};
-use crate::health::{self, Health, Sample};
-use crate::metrics::{self as m, Counts, Metrics};
+use crate::observe::health::{self, Health, Sample};
+use crate::observe::metrics::{self as m, Counts, Metrics};
 use crate::types::CloseReason;
 use crate::ManageConnection;
 
@@ -62,8 +62,8 @@ impl<M: ManageConnection> Inner<M> {
             }
             oldest = oldest.max(now.at.saturating_sub(slot.created.load(Ordering::Relaxed)));
             if state == IN_USE {
-                let since =
-                    crate::leak::lent_time(slot.lent_at.load(Ordering::Relaxed)).max(base.at);
+                let since = crate::observe::leak::lent_time(slot.lent_at.load(Ordering::Relaxed))
+                    .max(base.at);
                 in_flight_ms += now.at.saturating_sub(since);
             }
         }
@@ -111,7 +111,7 @@ impl<M: ManageConnection> Inner<M> {
         self.stats.creation.add_to(&mut creation);
         self.stats.lifetime.add_to(&mut lifetime);
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let closed = |r: CloseReason| get(&self.stats.closed[m::reason_index(r)]);
+        let closed = |r: CloseReason| get(&self.stats.closed[r.index()]);
         let state = self.state();
         Metrics {
             pool: self.name.to_string(),

@@ -14,10 +14,10 @@ use thread_local::ThreadLocal;
 use crate::bag::{Bag, Slot, FLAG_RETURNING, IDLE, IN_USE};
 use crate::clock::Millis;
 use crate::config::Config;
-use crate::events::HandleEvent;
-use crate::health::History;
-use crate::leak::LeakTracker;
-use crate::metrics::Shared;
+use crate::observe::events::HandleEvent;
+use crate::observe::health::History;
+use crate::observe::leak::LeakTracker;
+use crate::observe::metrics::Shared;
 use crate::types::State;
 use crate::ManageConnection;
 
@@ -52,7 +52,7 @@ pub(super) struct Inner<M: ManageConnection> {
     /// `FLAG_RETURNING` is cleared earlier, before its seat is released).
     pub(super) return_jobs: AtomicUsize,
     /// Connections closed younger than `YOUNG` (not counting a
-    /// closing pool), and the reason of the latest (`metrics::reason_index`):
+    /// closing pool), and the reason of the latest (`CloseReason::index`):
     /// the creator caps its connects per second while these pile up.
     pub(super) young_closes: AtomicU64,
     pub(super) young_reason: AtomicU8,

@@ -13,10 +13,10 @@ use crate::bag::Bag;
 use crate::clock::{self};
 use crate::config::Config;
 use crate::error::Error;
-use crate::events::HandleEvent;
-use crate::health::History;
-use crate::leak::LeakTracker;
-use crate::metrics::Shared;
+use crate::observe::events::HandleEvent;
+use crate::observe::health::History;
+use crate::observe::leak::LeakTracker;
+use crate::observe::metrics::Shared;
 use crate::ManageConnection;
 
 use super::failures::ConnectFailures;

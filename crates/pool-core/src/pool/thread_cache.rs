@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 
-use crate::metrics::Shard;
+use crate::observe::metrics::Shard;
 use crate::ManageConnection;
 
 use super::shared::Inner;

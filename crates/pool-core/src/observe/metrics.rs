@@ -181,7 +181,7 @@ impl Shard {
 /// Counters of rare events, shared by all threads.
 pub(crate) struct Shared {
     pub(crate) created: AtomicU64,
-    pub(crate) closed: [AtomicU64; CLOSE_REASONS],
+    pub(crate) closed: [AtomicU64; CloseReason::COUNT],
     pub(crate) detached: AtomicU64,
     pub(crate) acquire_timeouts: AtomicU64,
     /// Borrowers that got `Error::Connect` (fail fast).
@@ -196,22 +196,6 @@ pub(crate) struct Shared {
     pub(crate) creation: Histogram,
     /// Connection lifetimes at close, in milliseconds.
     pub(crate) lifetime: Histogram,
-}
-
-/// Number of [`CloseReason`]s.
-pub(crate) const CLOSE_REASONS: usize = 7;
-
-/// The index of a close reason in [`Shared::closed`].
-pub(crate) fn reason_index(reason: CloseReason) -> usize {
-    match reason {
-        CloseReason::IdleTimeout => 0,
-        CloseReason::MaxLifetime => 1,
-        CloseReason::Broken => 2,
-        CloseReason::FailedValidation => 3,
-        CloseReason::ResetFailed => 4,
-        CloseReason::Evicted => 5,
-        CloseReason::PoolClosed => 6,
-    }
 }
 
 impl Shared {
@@ -291,13 +275,16 @@ impl ClosedCounts {
 
     fn each(&self) -> [(&'static str, u64); 8] {
         [
-            ("idle_timeout", self.idle_timeout),
-            ("max_lifetime", self.max_lifetime),
-            ("broken", self.broken),
-            ("failed_validation", self.failed_validation),
-            ("evicted", self.evicted),
-            ("reset_failed", self.reset_failed),
-            ("pool_closed", self.pool_closed),
+            (CloseReason::IdleTimeout.label(), self.idle_timeout),
+            (CloseReason::MaxLifetime.label(), self.max_lifetime),
+            (CloseReason::Broken.label(), self.broken),
+            (
+                CloseReason::FailedValidation.label(),
+                self.failed_validation,
+            ),
+            (CloseReason::Evicted.label(), self.evicted),
+            (CloseReason::ResetFailed.label(), self.reset_failed),
+            (CloseReason::PoolClosed.label(), self.pool_closed),
             ("detached", self.detached),
         ]
     }
