@@ -168,14 +168,8 @@ impl Config {
     /// ```
     pub fn validate(&self) -> Result<(), Error> {
         let bad = |setting: &str, reason: String| Err(Error::config(setting, reason));
-        if self.max_size == 0 || self.max_size > MAX_SIZE_LIMIT {
-            return bad(
-                "max_size",
-                format!(
-                    "{} is out of range: use 1 to {MAX_SIZE_LIMIT}",
-                    self.max_size
-                ),
-            );
+        if let Err(reason) = check_max_size(self.max_size) {
+            return bad("max_size", reason);
         }
         if let Some(min) = self.min_idle {
             if min > self.max_size {
@@ -278,9 +272,21 @@ impl Config {
 
 /// The largest accepted `max_size`: far above what any database accepts, low
 /// enough that a typo (`max_size(1_000_000)`) is caught.
-pub const MAX_SIZE_LIMIT: u32 = 65_536;
+pub const MAX_SIZE_LIMIT: u32 = crate::bag::MAX_SEATS as u32;
 
-static POOL_SEQ: AtomicU64 = AtomicU64::new(1);
+/// The one check of a `max_size` (at `build`, and in `Pool::resize`): the
+/// reason it is refused, if it is.
+pub(crate) fn check_max_size(max_size: u32) -> Result<(), String> {
+    if max_size == 0 || max_size > MAX_SIZE_LIMIT {
+        return Err(format!(
+            "{max_size} is out of range: use 1 to {MAX_SIZE_LIMIT}"
+        ));
+    }
+    Ok(())
+}
+
+/// Numbers the pools built without a name (`pool-1`, `pool-2`, ...).
+static NAME_SEQ: AtomicU64 = AtomicU64::new(1);
 
 /// Builds a [`Pool`]: set what differs from the defaults, then call
 /// [`build`](Builder::build) or [`build_unchecked`](Builder::build_unchecked).
@@ -586,7 +592,7 @@ impl Builder {
     fn finish(self) -> Result<(Config, Arc<str>), Error> {
         let name: Arc<str> = match &self.config.name {
             Some(n) => Arc::from(n.as_str()),
-            None => Arc::from(format!("pool-{}", POOL_SEQ.fetch_add(1, Ordering::Relaxed))),
+            None => Arc::from(format!("pool-{}", NAME_SEQ.fetch_add(1, Ordering::Relaxed))),
         };
         match self.config.validate() {
             Ok(()) => Ok((self.config, name)),

@@ -88,9 +88,6 @@ pub use pool::{Pool, PooledConnection};
 #[cfg(not(pool_loom))]
 pub use types::{CloseReason, State};
 
-#[cfg(pool_loom)]
-mod loom_models;
-
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]

@@ -5,7 +5,6 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::bag::{FLAG_EVICT, FLAG_RETURNING, IN_USE, RESERVED, VACANT};
-use crate::config::MAX_SIZE_LIMIT;
 use crate::error::Error;
 use crate::types::CloseReason;
 use crate::ManageConnection;
@@ -44,11 +43,11 @@ impl<M: ManageConnection> Inner<M> {
     }
 
     pub(super) fn resize(&self, max_size: u32) -> Result<(), Error> {
-        if max_size == 0 || max_size > MAX_SIZE_LIMIT {
+        if let Err(reason) = crate::config::check_max_size(max_size) {
             return Err(Error::Config {
                 pool: self.name.clone(),
                 setting: "max_size".into(),
-                reason: format!("{max_size} is not between 1 and {MAX_SIZE_LIMIT}"),
+                reason,
             });
         }
         let new = max_size as usize;
