@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use crate::bag::{Bag, Fairness, Slot, WaitOutcome, IDLE, IN_USE, RESERVED, VACANT};
+use crate::bag::{Bag, Claimed, Fairness, WaitOutcome, IDLE, IN_USE, RESERVED, VACANT};
 use crate::sync::{thread, Arc, Ordering, LOOM_FOREVER};
 
 /// A bag whose seat 0 holds connection `1`, owned by the caller (`IN_USE`).
@@ -19,44 +19,51 @@ fn bag_with_owned_seat() -> Arc<Bag<u64>> {
 
 fn owned_seat_in(bag: Bag<u64>) -> Arc<Bag<u64>> {
     let bag = Arc::new(bag);
-    let slot = bag.slot(0);
-    assert!(slot.try_claim_vacant());
-    // SAFETY: we own the seat (claimed just above).
-    unsafe { slot.put(1) };
-    slot.state.store(IN_USE, Ordering::Relaxed);
+    let mut claimed = bag.seat(0).try_claim_vacant().expect("vacant");
+    claimed.put(1);
+    // Lent (`IN_USE`), as the pool's loans are; the model's main thread
+    // owns it (see `owned`).
+    claimed.keep().state.store(IN_USE, Ordering::Relaxed);
     bag
 }
 
-/// Uses the connection in a seat the caller owns: loom checks exclusivity.
-fn touch(slot: &Slot<u64>) {
-    // SAFETY: every caller owns the seat (that is what the model checks).
-    unsafe { slot.with_conn(|c| *c.expect("an owned seat holds a connection") += 1) };
+/// The guard of seat `i`, which the calling model thread owns by the
+/// model's construction (it set the seat up, or was handed it and kept it).
+fn owned(bag: &Bag<u64>, i: usize) -> Claimed<'_, u64> {
+    // SAFETY: each call site owns seat `i` at that point of the model (the
+    // property loom checks: a second owner would race on the cell).
+    unsafe { Claimed::assume(bag.seat(i)) }
 }
 
-fn scan(bag: &Bag<u64>) -> Option<usize> {
+/// Uses the connection in a seat the caller owns: loom checks exclusivity.
+fn touch(claimed: &mut Claimed<'_, u64>) {
+    claimed.with_conn(|c| *c.expect("an owned seat holds a connection") += 1);
+}
+
+fn scan(bag: &Bag<u64>) -> Option<Claimed<'_, u64>> {
     bag.scan(0, 2)
 }
 
-/// Waits for a seat without a deadline (a lost wake-up is a deadlock),
-/// uses its connection, and returns the seat's index.
 /// What the pool's `make_available` does with a waiter's surplus seat when
 /// the pool is open and not shrunk: release it.
-fn release_surplus(bag: &Bag<u64>, index: usize) {
-    bag.release(bag.slot(index));
+fn release_surplus(bag: &Bag<u64>, claimed: Claimed<'_, u64>) {
+    bag.release(claimed);
 }
 
+/// Waits for a seat without a deadline (a lost wake-up is a deadlock),
+/// uses its connection, and returns the seat's index (still owned).
 fn wait_and_touch(bag: &Bag<u64>) -> usize {
     let out = bag.wait(
         || scan(bag),
         |_| {},
         || Some(LOOM_FOREVER),
-        |i| release_surplus(bag, i),
+        |c| release_surplus(bag, c),
     );
-    let WaitOutcome::Got(i) = out else {
-        panic!("{out:?}")
+    let WaitOutcome::Got(mut claimed) = out else {
+        panic!("the waiter gets the seat")
     };
-    touch(bag.slot(i));
-    i
+    touch(&mut claimed);
+    claimed.keep().index as usize
 }
 
 /// A deadline that passes after one round of waiting.
@@ -79,8 +86,9 @@ fn loom_return_never_loses_a_waiter() {
                 wait_and_touch(&bag);
             })
         };
-        touch(bag.slot(0));
-        bag.release(bag.slot(0));
+        let mut mine = owned(&bag, 0);
+        touch(&mut mine);
+        bag.release(mine);
         waiter.join().unwrap();
         assert_eq!(bag.waiting(), 0);
     });
@@ -97,20 +105,23 @@ fn loom_waiter_timing_out_as_a_seat_is_handed_over() {
                     || scan(&bag),
                     |_| {},
                     one_round(),
-                    |i| release_surplus(&bag, i),
+                    |c| release_surplus(&bag, c),
                 );
-                if let WaitOutcome::Got(i) = out {
-                    touch(bag.slot(i));
-                    return true;
+                match out {
+                    WaitOutcome::Got(mut claimed) => {
+                        touch(&mut claimed);
+                        claimed.keep();
+                        true
+                    }
+                    WaitOutcome::TimedOut => false,
+                    _ => panic!("neither closed nor failed"),
                 }
-                assert_eq!(out, WaitOutcome::TimedOut);
-                false
             })
         };
-        bag.release(bag.slot(0));
+        bag.release(owned(&bag, 0));
         let got = waiter.join().unwrap();
         // Either the waiter took the seat, or it is idle again: never lost.
-        let state = bag.slot(0).state.load(Ordering::SeqCst);
+        let state = bag.seat(0).state();
         if got {
             assert_eq!(state, IN_USE);
         } else {
@@ -127,10 +138,9 @@ fn loom_return_racing_housekeeper_reserve() {
         let housekeeper = {
             let bag = bag.clone();
             thread::spawn(move || {
-                let slot = bag.slot(0);
-                if slot.try_claim(RESERVED) {
-                    touch(slot); // a keepalive check
-                    bag.release(slot);
+                if let Some(mut claimed) = bag.seat(0).try_claim(RESERVED) {
+                    touch(&mut claimed); // a keepalive check
+                    bag.release(claimed);
                 }
             })
         };
@@ -138,14 +148,15 @@ fn loom_return_racing_housekeeper_reserve() {
             let bag = bag.clone();
             thread::spawn(move || {
                 let i = wait_and_touch(&bag);
-                bag.release(bag.slot(i));
+                bag.release(owned(&bag, i));
             })
         };
-        touch(bag.slot(0));
-        bag.release(bag.slot(0));
+        let mut mine = owned(&bag, 0);
+        touch(&mut mine);
+        bag.release(mine);
         housekeeper.join().unwrap();
         waiter.join().unwrap();
-        assert_eq!(bag.slot(0).state.load(Ordering::SeqCst), IDLE);
+        assert_eq!(bag.seat(0).state(), IDLE);
         assert_eq!(bag.waiting(), 0);
     });
 }
@@ -157,18 +168,19 @@ fn loom_close_wakes_a_waiter_or_it_gets_the_seat() {
         let waiter = {
             let bag = bag.clone();
             thread::spawn(move || {
-                bag.wait(
+                let out = bag.wait(
                     || scan(&bag),
                     |_| {},
                     || Some(LOOM_FOREVER),
-                    |i| release_surplus(&bag, i),
-                )
+                    |c| release_surplus(&bag, c),
+                );
+                matches!(out, WaitOutcome::Closed)
             })
         };
         bag.wake_all(true);
-        let out = waiter.join().unwrap();
-        assert_eq!(out, WaitOutcome::Closed);
-        assert_eq!(bag.slot(0).state.load(Ordering::SeqCst), IN_USE);
+        let closed = waiter.join().unwrap();
+        assert!(closed, "a closed pool's waiter is told so");
+        assert_eq!(bag.seat(0).state(), IN_USE);
     });
 }
 
@@ -179,28 +191,26 @@ fn loom_creator_fill_and_borrow() {
         let creator = {
             let bag = bag.clone();
             thread::spawn(move || {
-                let slot = bag.slot(0);
-                assert!(slot.try_claim_vacant());
-                // SAFETY: claimed just above.
-                unsafe { slot.put(7) };
-                bag.release(slot);
+                let mut claimed = bag.seat(0).try_claim_vacant().expect("vacant");
+                claimed.put(7);
+                bag.release(claimed);
             })
         };
         let out = bag.wait(
             || scan(&bag),
             |_| {},
             || Some(LOOM_FOREVER),
-            |i| release_surplus(&bag, i),
+            |c| release_surplus(&bag, c),
         );
-        let WaitOutcome::Got(i) = out else {
-            panic!("{out:?}")
+        let WaitOutcome::Got(mut claimed) = out else {
+            panic!("the borrower gets the new connection")
         };
-        touch(bag.slot(i));
+        touch(&mut claimed);
         // Close it: the seat becomes vacant, the connection is gone.
-        // SAFETY: we own the seat.
-        assert_eq!(unsafe { bag.slot(i).take() }, Some(8));
-        bag.slot(i).state.store(VACANT, Ordering::Release);
+        assert_eq!(claimed.take(), Some(8));
+        claimed.vacate();
         creator.join().unwrap();
+        assert_eq!(bag.seat(0).state(), VACANT);
     });
 }
 
@@ -216,8 +226,9 @@ fn loom_barging_return_wakes_a_parked_waiter() {
                 wait_and_touch(&bag);
             })
         };
-        touch(bag.slot(0));
-        assert!(!bag.release(bag.slot(0)), "barging never hands over");
+        let mut mine = owned(&bag, 0);
+        touch(&mut mine);
+        assert!(!bag.release(mine), "barging never hands over");
         waiter.join().unwrap();
         assert_eq!(bag.waiting(), 0);
     });
@@ -236,11 +247,11 @@ fn loom_barging_wake_up_is_passed_on_by_a_leaving_waiter() {
                     || scan(&bag),
                     |_| {},
                     one_round(),
-                    |i| release_surplus(&bag, i),
+                    |c| release_surplus(&bag, c),
                 );
-                if let WaitOutcome::Got(i) = out {
-                    touch(bag.slot(i));
-                    bag.release(bag.slot(i));
+                if let WaitOutcome::Got(mut claimed) = out {
+                    touch(&mut claimed);
+                    bag.release(claimed);
                 }
             })
         };
@@ -250,7 +261,7 @@ fn loom_barging_wake_up_is_passed_on_by_a_leaving_waiter() {
                 wait_and_touch(&bag);
             })
         };
-        bag.release(bag.slot(0));
+        bag.release(owned(&bag, 0));
         quitter.join().unwrap();
         patient.join().unwrap();
         assert_eq!(bag.waiting(), 0);
@@ -270,42 +281,43 @@ fn loom_watched_reset_is_ended_or_given_up_exactly_once() {
         let housekeeper = {
             let bag = bag.clone();
             thread::spawn(move || {
-                let slot = bag.slot(0);
-                let since = slot.reset_since.load(Ordering::Relaxed);
-                if !slot.give_up_watch(since) {
+                let since = bag.seat(0).watched_since();
+                let Some(giving_up) = bag.seat(0).give_up_watch(since) else {
                     return false;
-                }
+                };
                 // Counted closed here (the pool's `give_up_reset`); the seat
                 // goes back to the job, which frees it.
-                slot.hand_back();
+                giving_up.hand_back();
                 true
             })
         };
-        let slot = bag.slot(0);
-        // SAFETY: we own the seat (IN_USE).
-        let mut conn = unsafe { slot.take() }.unwrap();
-        let since = slot.begin_watch(7);
+        let slot = bag.seat(0);
+        let mut mine = owned(&bag, 0);
+        let mut conn = mine.take().unwrap();
+        let watch = mine.begin_watch(7);
         conn += 1; // the reset
-        let job_won = slot.end_watch(since);
-        if job_won {
-            // SAFETY: winning `end_watch` gives the seat back.
-            unsafe { slot.put(conn) };
-            touch(slot);
-            bag.release(slot);
-        } else {
-            drop(conn); // the pool closes it here, before freeing the seat
-            slot.wait_given_up();
-            // SAFETY: `wait_given_up` gave the seat back to us.
-            assert_eq!(unsafe { slot.take() }, None, "the seat is empty");
-            slot.state.store(VACANT, Ordering::Release);
-        }
+        let job_won = match watch.end() {
+            Ok(mut mine) => {
+                mine.put(conn);
+                touch(&mut mine);
+                bag.release(mine);
+                true
+            }
+            Err(given_up) => {
+                let _closed = conn; // the pool closes it here, before freeing the seat
+                let mut mine = given_up.wait();
+                assert_eq!(mine.take(), None, "the seat is empty");
+                mine.vacate();
+                false
+            }
+        };
         let gave_up = housekeeper.join().unwrap();
         assert!(
             job_won != gave_up,
             "job won: {job_won}, given up: {gave_up}"
         );
         assert_eq!(slot.reset_since.load(Ordering::Relaxed), 0);
-        let state = slot.state.load(Ordering::Acquire);
+        let state = slot.state();
         assert_eq!(state, if job_won { IDLE } else { VACANT });
     });
 }

@@ -3,10 +3,10 @@
 //!
 //! # Seats
 //!
-//! The bag is an array of *seats* ([`Slot`]). A seat holds at most one
+//! The bag is an array of *seats* ([`Seat`]). A seat holds at most one
 //! connection and never moves: seats live in buckets that are allocated as the
 //! pool grows (by [`Pool::resize`](crate::Pool::resize)) and freed only when the
-//! bag is dropped, so a seat index or a `&Slot` stays valid for the bag's whole
+//! bag is dropped, so a seat index or a `&Seat` stays valid for the bag's whole
 //! life. Borrowing takes nothing out of any list: it is one compare-and-swap of
 //! the seat's state.
 //!
@@ -72,7 +72,7 @@
 //! the very instructions it was executing.
 
 mod buckets;
-#[cfg(pool_loom)]
+#[cfg(all(test, pool_loom))]
 mod loom_models;
 mod seat;
 mod spin;
@@ -93,7 +93,7 @@ use waiters::{Waiter, BARGE_FOR};
 pub(crate) struct Bag<C> {
     /// Bucket pointers; a bucket, once published, is never moved or freed
     /// before the bag is dropped.
-    buckets: [AtomicPtr<Slot<C>>; BUCKETS],
+    buckets: [AtomicPtr<Seat<C>>; BUCKETS],
     /// Seats allocated so far. Stored with `Release` after the bucket pointer,
     /// loaded with `Acquire` before indexing.
     capacity: AtomicUsize,
@@ -121,7 +121,7 @@ pub(crate) struct Bag<C> {
     typical_wait_us: AtomicU64,
 }
 
-// SAFETY: the bag owns its `Slot<C>`s; a connection is only ever accessed by
+// SAFETY: the bag owns its `Seat<C>`s; a connection is only ever accessed by
 // the one thread that owns its seat, and moves between threads with the seat,
 // so `C: Send` is all that is needed for the bag to be shared and sent.
 unsafe impl<C: Send> Send for Bag<C> {}
@@ -164,11 +164,11 @@ impl<C> Bag<C> {
             let (bucket, offset) = locate(cap);
             debug_assert_eq!(offset, 0);
             let len = BASE << bucket;
-            let seats: Box<[Slot<C>]> = (0..len)
-                .map(|i| Slot::new((cap + i) as u32))
+            let seats: Box<[Seat<C>]> = (0..len)
+                .map(|i| Seat::new((cap + i) as u32))
                 .collect::<Vec<_>>()
                 .into_boxed_slice();
-            let ptr = Box::into_raw(seats) as *mut Slot<C>;
+            let ptr = Box::into_raw(seats) as *mut Seat<C>;
             self.buckets[bucket].store(ptr, Ordering::Release);
             cap += len;
             self.capacity.store(cap, Ordering::Release);
@@ -183,7 +183,7 @@ impl<C> Bag<C> {
 
     /// The seat at `index`, which must be below [`capacity`](Bag::capacity).
     #[inline]
-    pub(crate) fn slot(&self, index: usize) -> &Slot<C> {
+    pub(crate) fn seat(&self, index: usize) -> &Seat<C> {
         assert!(index < self.capacity(), "seat {index} out of range");
         let (bucket, offset) = locate(index);
         let ptr = self.buckets[bucket].load(Ordering::Acquire);
@@ -211,7 +211,7 @@ impl<C> Bag<C> {
 
     /// Scans seats `0..limit`, starting at `start`, for an idle one and claims
     /// it (`IN_USE`).
-    pub(crate) fn scan(&self, start: usize, limit: usize) -> Option<usize> {
+    pub(crate) fn scan(&self, start: usize, limit: usize) -> Option<Claimed<'_, C>> {
         let limit = limit.min(self.capacity());
         if limit == 0 {
             return None;
@@ -219,17 +219,28 @@ impl<C> Bag<C> {
         let start = start % limit;
         (start..limit)
             .chain(0..start)
-            .find(|&i| self.slot(i).try_claim(IN_USE))
+            .find_map(|i| self.seat(i).try_claim(IN_USE))
+    }
+
+    /// Turns a seat handed to this thread ([`Claimed::handover`]) back into
+    /// its guard.
+    pub(crate) fn take_over(&self, handover: Handover) -> Claimed<'_, C> {
+        // SAFETY: a `Handover` is made only by `Claimed::handover`, from the
+        // guard of an owned seat of this pool's bag (a pool has one bag, and
+        // its handovers go only to its own jobs), and is consumed here, once:
+        // the seat's ownership passed with it.
+        unsafe { Claimed::assume(self.seat(handover.index)) }
     }
 
     /// Makes a seat the caller owns available again: hands it to the oldest
     /// waiter if one is starving, or marks it idle (and wakes the oldest
     /// waiter to compete for it).
     ///
-    /// The seat must hold a connection and be owned by the caller (`IN_USE`
-    /// or `RESERVED`). Returns `true` if it went to a waiter.
+    /// The seat must hold a connection. Returns `true` if it went to a
+    /// waiter.
     #[inline]
-    pub(crate) fn release(&self, slot: &Slot<C>) -> bool {
+    pub(crate) fn release(&self, claimed: Claimed<'_, C>) -> bool {
+        let slot = claimed.keep();
         // The common case, nobody waiting: publish the seat and return.
         if self.waiting.load(Ordering::SeqCst) == 0 && !self.publish(slot) {
             return false;
@@ -240,7 +251,7 @@ impl<C> Bag<C> {
     /// `release` while waiters are registered (or once one registered as
     /// the seat was published, and `publish` took it back).
     #[inline(never)]
-    fn release_waiting(&self, slot: &Slot<C>) -> bool {
+    fn release_waiting(&self, slot: &Seat<C>) -> bool {
         loop {
             if self.waiting.load(Ordering::SeqCst) > 0
                 && self.starving.load(Ordering::SeqCst) != 0
@@ -258,7 +269,7 @@ impl<C> Bag<C> {
     /// meanwhile and the seat was taken back (the caller owns it again and
     /// should hand it over); false if it is released for good.
     #[inline]
-    fn publish(&self, slot: &Slot<C>) -> bool {
+    fn publish(&self, slot: &Seat<C>) -> bool {
         // Publish the connection (Release), then the returner's half of the
         // waiter Dekker: fence, then look for waiters (module docs).
         slot.state.store(IDLE, Ordering::Release);
@@ -268,7 +279,7 @@ impl<C> Bag<C> {
 
     /// `publish` found a waiter registered.
     #[cold]
-    fn take_back(&self, slot: &Slot<C>) -> bool {
+    fn take_back(&self, slot: &Seat<C>) -> bool {
         if self.starving.load(Ordering::SeqCst) == 0 {
             // Nobody starves: the seat stays idle for whoever comes first,
             // and the oldest waiter is woken to try.
@@ -325,24 +336,31 @@ mod tests {
     #[test]
     fn seats_keep_their_address_when_the_bag_grows() {
         let bag: Bag<u32> = Bag::new(4);
-        let first = bag.slot(3) as *const Slot<u32>;
+        let first = bag.seat(3) as *const Seat<u32>;
         bag.ensure_capacity(1000);
         assert!(bag.capacity() >= 1000);
-        assert_eq!(bag.slot(3) as *const Slot<u32>, first);
-        assert_eq!(bag.slot(999).index, 999);
+        assert_eq!(bag.seat(3) as *const Seat<u32>, first);
+        assert_eq!(bag.seat(999).index, 999);
+    }
+
+    /// Claims vacant seat `i` and puts `conn` in it.
+    fn filled(bag: &Bag<u32>, i: usize, conn: u32) -> Claimed<'_, u32> {
+        let mut claimed = bag.seat(i).try_claim_vacant().expect("vacant");
+        claimed.put(conn);
+        claimed
     }
 
     #[test]
     fn release_without_waiters_makes_idle_and_scan_claims() {
         let bag: Bag<u32> = Bag::new(2);
-        let s = bag.slot(1);
-        assert!(s.try_claim_vacant());
-        // SAFETY: we own the seat (claimed just above).
-        unsafe { s.put(7) };
-        assert!(!bag.release(s));
-        assert_eq!(s.state.load(Ordering::SeqCst), IDLE);
-        assert_eq!(bag.scan(0, 2), Some(1));
-        assert_eq!(bag.scan(0, 2), None);
+        assert!(!bag.release(filled(&bag, 1, 7)));
+        assert_eq!(bag.seat(1).state(), IDLE);
+        let mut claimed = bag.scan(0, 2).expect("seat 1 is idle");
+        assert_eq!(claimed.index, 1);
+        assert_eq!(claimed.take(), Some(7));
+        assert!(bag.scan(0, 2).is_none());
+        claimed.vacate();
+        assert_eq!(bag.seat(1).state(), VACANT);
     }
 
     #[test]
@@ -358,7 +376,7 @@ mod tests {
             },
             |_| unreachable!("nothing was scanned"),
         );
-        assert_eq!(out, WaitOutcome::TimedOut);
+        assert!(matches!(out, WaitOutcome::TimedOut));
         assert_eq!(bag.waiting(), 0);
     }
 
@@ -369,14 +387,9 @@ mod tests {
     #[test]
     fn a_waiter_handed_a_seat_while_its_scan_claimed_one_gives_the_scanned_one_to_surplus() {
         let bag: Bag<u32> = Bag::new(2);
-        for i in 0..2 {
-            let s = bag.slot(i);
-            assert!(s.try_claim_vacant());
-            // SAFETY: we own the seat (claimed just above).
-            unsafe { s.put(i as u32) };
-        }
         // Seat 0 idle for the scan; seat 1 owned by a "returner".
-        assert!(!bag.release(bag.slot(0)));
+        assert!(!bag.release(filled(&bag, 0, 0)));
+        let mut returner = Some(filled(&bag, 1, 1));
         let mut given = None;
         let out = bag.wait(
             || {
@@ -384,16 +397,34 @@ mod tests {
                 // The interleaving: a returner hands seat 1 over to this
                 // (starving) waiter after its scan claimed seat 0.
                 bag.starving.store(1, Ordering::SeqCst);
-                assert!(bag.release(bag.slot(1)), "seat 1 goes to the waiter");
+                let seat1 = returner.take().expect("released once");
+                assert!(bag.release(seat1), "seat 1 goes to the waiter");
                 Some(got)
             },
             |_| {},
             || Some(Duration::from_millis(10)),
-            |index| given = Some(index),
+            |surplus| {
+                assert_eq!(surplus.state(), IN_USE, "still owned, not made idle");
+                given = Some(surplus.index);
+                bag.release(surplus);
+            },
         );
-        assert_eq!(out, WaitOutcome::Got(1));
+        let WaitOutcome::Got(kept) = out else {
+            panic!("the waiter keeps the handed seat");
+        };
+        assert_eq!(kept.index, 1);
         assert_eq!(given, Some(0));
-        assert_eq!(bag.slot(0).state.load(Ordering::SeqCst), IN_USE);
         assert_eq!(bag.waiting(), 0);
+        bag.release(kept);
+    }
+
+    /// Dropping a guard without giving the seat up would strand the seat:
+    /// debug builds say so.
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "dropped while claimed")]
+    fn a_claimed_seat_dropped_without_release_panics_in_debug_builds() {
+        let bag: Bag<u32> = Bag::new(1);
+        drop(filled(&bag, 0, 1));
     }
 }

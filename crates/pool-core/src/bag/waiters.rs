@@ -4,17 +4,16 @@
 
 use std::time::Duration;
 
-use super::seat::{Slot, IN_USE};
+use super::seat::{Claimed, Seat, IN_USE};
 use super::spin::*;
 use super::Bag;
 use crate::sync::{heavy_fence, Ordering, Thread};
 use crate::sync::{lock, thread, Arc, AtomicUsize};
 
 /// What ended a [`Bag::wait`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum WaitOutcome {
+pub(crate) enum WaitOutcome<'a, C> {
     /// The waiter owns this seat (`IN_USE`).
-    Got(usize),
+    Got(Claimed<'a, C>),
     /// The deadline passed.
     TimedOut,
     /// The pool was closed.
@@ -98,16 +97,16 @@ impl<C> Bag<C> {
     /// waiter: the waiter keeps the handed seat, and `surplus` owns the
     /// scanned one (`IN_USE`) and must make it available again through the
     /// pool's checks (closed, shrunk, evicted), not through `release` alone.
-    pub(crate) fn wait(
-        &self,
-        scan: impl FnMut() -> Option<usize>,
+    pub(crate) fn wait<'a>(
+        &'a self,
+        scan: impl FnMut() -> Option<Claimed<'a, C>>,
         registered: impl FnOnce(usize),
         remaining: impl FnMut() -> Option<Duration>,
-        surplus: impl FnOnce(usize),
-    ) -> WaitOutcome {
+        surplus: impl FnOnce(Claimed<'a, C>),
+    ) -> WaitOutcome<'a, C> {
         let started = now();
         let outcome = self.wait_for_seat(started, scan, registered, remaining, surplus);
-        if let (WaitOutcome::Got(_), Some(started)) = (outcome, started) {
+        if let (WaitOutcome::Got(_), Some(started)) = (&outcome, started) {
             // Exponential moving average, weight 1/8.
             let took = started.elapsed().as_micros().min(u64::MAX as u128) as u64;
             let avg = self.typical_wait_us.load(Ordering::Relaxed);
@@ -141,14 +140,14 @@ impl<C> Bag<C> {
         }
     }
 
-    pub(super) fn wait_for_seat(
-        &self,
+    pub(super) fn wait_for_seat<'a>(
+        &'a self,
         since: Option<std::time::Instant>,
-        mut scan: impl FnMut() -> Option<usize>,
+        mut scan: impl FnMut() -> Option<Claimed<'a, C>>,
         registered: impl FnOnce(usize),
         mut remaining: impl FnMut() -> Option<Duration>,
-        surplus: impl FnOnce(usize),
-    ) -> WaitOutcome {
+        surplus: impl FnOnce(Claimed<'a, C>),
+    ) -> WaitOutcome<'a, C> {
         let me = Arc::new(Waiter {
             state: AtomicUsize::new(W_WAITING),
             thread: thread::current(),
@@ -173,14 +172,14 @@ impl<C> Bag<C> {
         loop {
             let state = me.state.load(Ordering::Acquire);
             if state != W_WAITING {
-                return Self::outcome(state);
+                return self.outcome(state);
             }
             if self.closed.load(Ordering::SeqCst) != 0 && self.cancel(&me) {
                 return WaitOutcome::Closed;
             }
-            if let Some(index) = scan() {
+            if let Some(claimed) = scan() {
                 if self.cancel(&me) {
-                    return WaitOutcome::Got(index);
+                    return WaitOutcome::Got(claimed);
                 }
                 // Someone ended our wait while we were scanning: keep the
                 // handed seat, and give the scanned one back through the
@@ -189,11 +188,11 @@ impl<C> Bag<C> {
                 // seat while we held it).
                 let state = me.state.load(Ordering::Acquire);
                 if state >= W_HANDED {
-                    surplus(index);
-                    return WaitOutcome::Got(state - W_HANDED);
+                    surplus(claimed);
+                    return self.outcome(state);
                 }
                 // Closed or failed: the caller sees that for itself.
-                return WaitOutcome::Got(index);
+                return WaitOutcome::Got(claimed);
             }
             match remaining() {
                 None => {
@@ -228,11 +227,17 @@ impl<C> Bag<C> {
         }
     }
 
-    pub(super) fn outcome(state: usize) -> WaitOutcome {
+    pub(super) fn outcome(&self, state: usize) -> WaitOutcome<'_, C> {
         match state {
             W_CLOSED => WaitOutcome::Closed,
             W_FAILED => WaitOutcome::Failed,
-            s if s >= W_HANDED => WaitOutcome::Got(s - W_HANDED),
+            s if s >= W_HANDED => {
+                // SAFETY: `hand_off` gave this waiter seat `s - W_HANDED`,
+                // owned (`IN_USE`), with its CAS on the waiter's state (read
+                // with Acquire by the caller); nobody else holds a guard for it.
+                let claimed = unsafe { Claimed::assume(self.seat(s - W_HANDED)) };
+                WaitOutcome::Got(claimed)
+            }
             _ => unreachable!("a waiter is never woken as waiting or cancelled"),
         }
     }
@@ -299,7 +304,7 @@ impl<C> Bag<C> {
 
     /// Gives an owned seat to the oldest live waiter. Returns `false` (and
     /// the caller still owns the seat) if no waiter took it.
-    pub(super) fn hand_off(&self, slot: &Slot<C>) -> bool {
+    pub(super) fn hand_off(&self, slot: &Seat<C>) -> bool {
         // The waiter receives the seat `IN_USE`. Relaxed: the CAS below
         // (AcqRel) publishes this store along with the connection.
         slot.state.store(IN_USE, Ordering::Relaxed);

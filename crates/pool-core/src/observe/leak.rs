@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use crate::bag::{Slot, IN_USE};
+use crate::bag::{Seat, IN_USE};
 
-/// The top bit of a loan's stamp (`Slot::lent_at`): this loan was reported
+/// The top bit of a loan's stamp (`Seat::lent_at`): this loan was reported
 /// as a possible leak. Clock readings never reach it.
 pub(crate) const REPORTED: u64 = 1 << 63;
 
@@ -96,7 +96,7 @@ impl LeakTracker {
     #[inline]
     pub(crate) fn lend<C>(
         &self,
-        slot: &Slot<C>,
+        slot: &Seat<C>,
         now: Millis,
         thread: u64,
         site: &'static Location<'static>,
@@ -114,7 +114,7 @@ impl LeakTracker {
         }
     }
 
-    fn report_of<C>(&self, slot: &Slot<C>, now: Millis) -> LeakReport {
+    fn report_of<C>(&self, slot: &Seat<C>, now: Millis) -> LeakReport {
         let thread = slot.borrower.load(Ordering::Relaxed);
         let site = slot.site.load(Ordering::Relaxed);
         LeakReport {
@@ -136,7 +136,7 @@ impl LeakTracker {
 
     /// The housekeeper's check of one lent seat: reports it if it is overdue
     /// and not yet reported; returns when it will be due otherwise.
-    pub(crate) fn check<C>(&self, pool: &str, slot: &Slot<C>, now: Millis) -> LeakCheck {
+    pub(crate) fn check<C>(&self, pool: &str, slot: &Seat<C>, now: Millis) -> LeakCheck {
         let stamp = slot.lent_at.load(Ordering::Acquire);
         if stamp == clock::NEVER || is_reported(stamp) {
             return LeakCheck::Done;
@@ -151,7 +151,7 @@ impl LeakTracker {
         // begins after the previous one ended, and this one is at least a
         // threshold old, so no later loan has the same stamp). The report
         // read above is then dropped.
-        if slot.state.load(Ordering::Acquire) != IN_USE
+        if slot.state() != IN_USE
             || slot
                 .lent_at
                 .compare_exchange(stamp, stamp | REPORTED, Ordering::AcqRel, Ordering::Relaxed)
@@ -179,7 +179,7 @@ impl LeakTracker {
 
     /// Called when a seat comes back (returned, closed or detached).
     #[inline]
-    pub(crate) fn returned<C>(&self, pool: &str, slot: &Slot<C>) {
+    pub(crate) fn returned<C>(&self, pool: &str, slot: &Seat<C>) {
         if self.capture_backtraces {
             self.backtraces.lock().remove(&slot.index);
         }
@@ -196,7 +196,7 @@ impl LeakTracker {
     }
 
     /// Where the current loan of a seat was taken, if recorded.
-    pub(crate) fn site_of<C>(&self, slot: &Slot<C>) -> Option<&'static Location<'static>> {
+    pub(crate) fn site_of<C>(&self, slot: &Seat<C>) -> Option<&'static Location<'static>> {
         let site = slot.site.load(Ordering::Relaxed);
         // SAFETY: null, or stored by `lend` from a `&'static Location`.
         unsafe { site.as_ref() }
@@ -205,12 +205,12 @@ impl LeakTracker {
     /// Every current loan past the threshold.
     pub(crate) fn suspects<'a, C: 'a>(
         &self,
-        slots: impl Iterator<Item = &'a Slot<C>>,
+        slots: impl Iterator<Item = &'a Seat<C>>,
     ) -> Vec<LeakReport> {
         let now = clock::now();
         slots
             .filter(|s| {
-                s.state.load(Ordering::Acquire) == IN_USE
+                s.state() == IN_USE
                     && now
                         >= clock::after(
                             lent_time(s.lent_at.load(Ordering::Relaxed)),

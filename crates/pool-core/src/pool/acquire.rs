@@ -5,7 +5,7 @@ use std::panic::Location;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::bag::{Slot, WaitOutcome, FLAG_EVICT, IN_USE};
+use crate::bag::{Claimed, Seat, WaitOutcome, FLAG_EVICT, IN_USE};
 use crate::clock::{self, Millis};
 use crate::error::Error;
 use crate::observe::events::{CheckoutEvent, TimeoutEvent};
@@ -84,17 +84,17 @@ impl<M: ManageConnection> Inner<M> {
             let now = clock::now();
             let local = self.local();
             for entry in &local.seats {
-                let seat = entry.load(Ordering::Relaxed);
-                if seat == NO_SEAT {
+                let addr = entry.load(Ordering::Relaxed);
+                if addr == NO_SEAT {
                     break; // the entries after an empty one are empty
                 }
                 // SAFETY: only `check_in` stores into this thread's entries
                 // for this pool, and only addresses of this pool's seats,
                 // which never move and live as long as the bag (`bag`),
                 // which `&self` keeps alive.
-                let slot = unsafe { &*(seat as *const Slot<M::Connection>) };
-                if slot.try_claim(IN_USE) {
-                    return self.check_out(local, slot, now, Budget::Fresh(timeout), 0);
+                let seat = unsafe { &*(addr as *const Seat<M::Connection>) };
+                if let Some(claimed) = seat.try_claim(IN_USE) {
+                    return self.check_out(local, claimed, now, Budget::Fresh(timeout), 0);
                 }
             }
         }
@@ -140,11 +140,10 @@ impl<M: ManageConnection> Inner<M> {
             let scan_from = local.scan_from as usize;
             let max = self.max_size.load(Ordering::Acquire);
             let may_scan = !self.bag.starving();
-            if let Some(index) = may_scan.then(|| self.bag.scan(scan_from, max)).flatten() {
+            if let Some(claimed) = may_scan.then(|| self.bag.scan(scan_from, max)).flatten() {
                 let waited = micros(start.elapsed());
-                let slot = self.bag.slot(index);
                 let budget = Budget::Until(vet_until);
-                if let Some(conn) = self.check_out(local, slot, clock::now(), budget, waited) {
+                if let Some(conn) = self.check_out(local, claimed, clock::now(), budget, waited) {
                     return Ok(conn);
                 }
                 if vet_until.is_some_and(|d| Instant::now() >= d) {
@@ -169,14 +168,14 @@ impl<M: ManageConnection> Inner<M> {
                 },
                 |waiting| self.ring_creator_if_short(waiting),
                 remaining,
-                |extra| self.make_available(self.bag.slot(extra)),
+                |extra| self.make_available(extra),
             );
             match outcome {
-                WaitOutcome::Got(index) => {
+                WaitOutcome::Got(claimed) => {
                     let waited = micros(start.elapsed());
-                    let slot = self.bag.slot(index);
                     let budget = Budget::Until(deadline);
-                    if let Some(conn) = self.check_out(local, slot, clock::now(), budget, waited) {
+                    if let Some(conn) = self.check_out(local, claimed, clock::now(), budget, waited)
+                    {
                         return Ok(conn);
                     }
                 }
@@ -233,21 +232,22 @@ impl<M: ManageConnection> Inner<M> {
     /// the connection and returns `None` if it must not be lent.
     #[track_caller]
     #[inline]
-    pub(super) fn check_out(
-        &self,
+    pub(super) fn check_out<'a>(
+        &'a self,
         local: &LocalSeats,
-        slot: &Slot<M::Connection>,
+        mut claimed: Claimed<'a, M::Connection>,
         now: Millis,
         budget: Budget,
         waited_us: u64,
-    ) -> Option<PooledConnection<'_, M>> {
+    ) -> Option<PooledConnection<'a, M>> {
         let status = self.status.load(Ordering::SeqCst);
         if status != RUNNING {
             // Closed or suspended after we claimed it: put it back (release
             // closes it if the pool is closed).
-            self.check_in(local, slot, now);
+            self.check_in(local, claimed, now);
             return None;
         }
+        let slot = claimed.seat();
         let vetted = if slot.flags.load(Ordering::Relaxed) & FLAG_EVICT != 0
             || slot.index as usize >= self.max_size.load(Ordering::Relaxed)
         {
@@ -255,37 +255,34 @@ impl<M: ManageConnection> Inner<M> {
         } else if now >= slot.retire_at.load(Ordering::Relaxed) {
             Vetted::Bad(CloseReason::MaxLifetime)
         } else {
-            // SAFETY: we claimed the seat (IN_USE) and have not released it.
-            unsafe {
-                slot.with_conn(|conn| {
-                    let Some(conn) = conn else {
-                        return Vetted::Good;
-                    };
-                    if guarded(|| self.manager.has_broken(conn)).unwrap_or(true) {
-                        return Vetted::Bad(CloseReason::Broken);
-                    }
-                    if now.saturating_sub(slot.last_used.load(Ordering::Relaxed)) > self.bypass_ms {
-                        return self.validate(local, conn, budget);
-                    }
-                    Vetted::Good
-                })
-            }
+            claimed.with_conn(|conn| {
+                let Some(conn) = conn else {
+                    return Vetted::Good;
+                };
+                if guarded(|| self.manager.has_broken(conn)).unwrap_or(true) {
+                    return Vetted::Bad(CloseReason::Broken);
+                }
+                if now.saturating_sub(slot.last_used.load(Ordering::Relaxed)) > self.bypass_ms {
+                    return self.validate(local, conn, budget);
+                }
+                Vetted::Good
+            })
         };
         match vetted {
             Vetted::Good => {}
             Vetted::Bad(reason @ (CloseReason::FailedValidation | CloseReason::Broken)) => {
                 // Likely dead: closing it may block (a black-holed
                 // network), and the borrower's deadline is not for that.
-                self.close_slot_off_thread(slot, reason);
+                self.close_slot_off_thread(claimed, reason);
                 return None;
             }
             Vetted::Bad(reason) => {
-                self.close_slot(slot, reason);
+                self.close_slot(claimed, reason);
                 return None;
             }
             Vetted::NoTime => {
                 // Untested, not known bad: back to the next borrower.
-                self.make_available(slot);
+                self.make_available(claimed);
                 return None;
             }
         }
@@ -307,7 +304,7 @@ impl<M: ManageConnection> Inner<M> {
                 self.ring_housekeeper();
             }
         }
-        Some(PooledConnection::new(self, slot))
+        Some(PooledConnection::new(self, claimed))
     }
 
     /// The error to return while the database is known to be down, if it

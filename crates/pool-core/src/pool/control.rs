@@ -32,12 +32,11 @@ impl<M: ManageConnection> Inner<M> {
         self.events_cv.notify_all();
     }
 
-    /// Closes every idle connection for which `pick` says so.
+    /// Closes every idle connection in seats `from..`.
     pub(super) fn sweep_idle(&self, from: usize, reason: CloseReason) {
         for i in from..self.bag.capacity() {
-            let slot = self.bag.slot(i);
-            if slot.try_claim(RESERVED) {
-                self.close_slot(slot, reason);
+            if let Some(claimed) = self.bag.seat(i).try_claim(RESERVED) {
+                self.close_slot(claimed, reason);
             }
         }
     }
@@ -69,9 +68,8 @@ impl<M: ManageConnection> Inner<M> {
                 if self.total.load(Ordering::SeqCst) <= new {
                     break;
                 }
-                let slot = self.bag.slot(i);
-                if slot.try_claim(RESERVED) {
-                    self.close_slot(slot, CloseReason::Evicted);
+                if let Some(claimed) = self.bag.seat(i).try_claim(RESERVED) {
+                    self.close_slot(claimed, CloseReason::Evicted);
                 }
             }
         }
@@ -82,8 +80,8 @@ impl<M: ManageConnection> Inner<M> {
 
     pub(super) fn soft_evict_all(&self) {
         for i in 0..self.bag.capacity() {
-            let slot = self.bag.slot(i);
-            if slot.state.load(Ordering::Relaxed) != VACANT {
+            let slot = self.bag.seat(i);
+            if slot.state_hint() != VACANT {
                 slot.flags.fetch_or(FLAG_EVICT, Ordering::SeqCst);
             }
         }
@@ -130,10 +128,9 @@ impl<M: ManageConnection> Inner<M> {
         // close() does not wait for lent connections: name them, so that one
         // that never comes back (a leak) can be traced.
         let lent: Vec<String> = (0..self.bag.capacity())
-            .map(|i| self.bag.slot(i))
+            .map(|i| self.bag.seat(i))
             .filter(|s| {
-                s.state.load(Ordering::Acquire) == IN_USE
-                    && s.flags.load(Ordering::Relaxed) & FLAG_RETURNING == 0
+                s.state() == IN_USE && s.flags.load(Ordering::Relaxed) & FLAG_RETURNING == 0
             })
             .map(|s| {
                 let id = s.id.load(Ordering::Relaxed);

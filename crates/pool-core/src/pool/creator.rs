@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
-use crate::bag::FLAG_EVICT;
+use crate::bag::{Claimed, Handover, FLAG_EVICT};
 use crate::clock::{self, Millis};
 use crate::observe::events::AcquireEvent;
 use crate::types::CloseReason;
@@ -191,25 +191,26 @@ pub(super) fn create_one<M: ManageConnection>(
     last_failure_log: &mut Option<Instant>,
 ) -> Option<Duration> {
     let max = inner.max_size.load(Ordering::SeqCst);
-    let seat = (0..max.min(inner.bag.capacity())).find(|&i| inner.bag.slot(i).try_claim_vacant());
-    let Some(seat) = seat else {
+    let claimed =
+        (0..max.min(inner.bag.capacity())).find_map(|i| inner.bag.seat(i).try_claim_vacant());
+    let Some(claimed) = claimed else {
         // Every seat below max is taken (surplus seats are still draining).
         return None;
     };
-    let slot = inner.bag.slot(seat);
     inner.wanted.store(false, Ordering::SeqCst);
     inner.attempts_begun.fetch_add(1, Ordering::SeqCst);
     let started = Instant::now();
-    let (result, abandoned) = match inner.manager.connect_limit() {
-        None => (guarded(|| inner.manager.connect()), false),
-        Some(limit) => match connect_within(inner, seat, limit) {
-            Attempt::Done(result) => (result, false),
-            Attempt::Abandoned => (None, true),
+    let (result, claimed) = match inner.manager.connect_limit() {
+        None => (guarded(|| inner.manager.connect()), Some(claimed)),
+        Some(limit) => match connect_within(inner, claimed, limit) {
+            Attempt::Done(result, claimed) => (result, Some(claimed)),
+            Attempt::Abandoned => (None, None),
         },
     };
     inner.attempts.fetch_add(1, Ordering::SeqCst);
-    let outcome = match result {
-        Some(Ok(conn)) => {
+    let outcome = match (result, claimed) {
+        (Some(Ok(conn)), Some(mut claimed)) => {
+            let slot = claimed.seat();
             let now = clock::now();
             let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
             let retire_at = match inner.config.max_lifetime {
@@ -220,8 +221,7 @@ pub(super) fn create_one<M: ManageConnection>(
                 }
                 None => clock::NEVER,
             };
-            // SAFETY: we claimed the seat (VACANT → RESERVED) above.
-            unsafe { slot.put(conn) };
+            claimed.put(conn);
             slot.id.store(id, Ordering::Relaxed);
             slot.created.store(now, Ordering::Relaxed);
             slot.retire_at.store(retire_at, Ordering::Relaxed);
@@ -254,16 +254,16 @@ pub(super) fn create_one<M: ManageConnection>(
                 guarded(|| h.handle_acquire(AcquireEvent { id, took }));
             }
             if inner.is_closed() {
-                inner.close_slot(slot, CloseReason::PoolClosed);
+                inner.close_slot(claimed, CloseReason::PoolClosed);
             } else {
-                inner.make_available(slot);
+                inner.make_available(claimed);
             }
             inner.ring_housekeeper();
             None
         }
-        failed => {
-            let (error, kind): (crate::SharedError, _) = match failed {
-                _ if abandoned => {
+        (failed, claimed) => {
+            let (error, kind): (crate::SharedError, _) = match (failed, claimed) {
+                (_, None) => {
                     // The seat stays taken until the connect returns
                     // (`Inner::end_abandoned`).
                     let limit = inner.manager.connect_limit().unwrap_or_default();
@@ -274,16 +274,14 @@ pub(super) fn create_one<M: ManageConnection>(
                         };
                     (error, ConnectFailure::Unreachable)
                 }
-                Some(Err(e)) => {
-                    slot.flags.store(0, Ordering::Relaxed);
-                    slot.state.store(crate::bag::VACANT, Ordering::Release);
+                (Some(Err(e)), Some(claimed)) => {
+                    claimed.vacate();
                     let kind = guarded(|| inner.manager.classify_connect_error(&e))
                         .unwrap_or(ConnectFailure::Other);
                     (Arc::new(e), kind)
                 }
-                _ => {
-                    slot.flags.store(0, Ordering::Relaxed);
-                    slot.state.store(crate::bag::VACANT, Ordering::Release);
+                (_, Some(claimed)) => {
+                    claimed.vacate();
                     (Arc::new(ConnectPanicked), ConnectFailure::Other)
                 }
             };
@@ -331,9 +329,9 @@ pub(super) fn create_one<M: ManageConnection>(
 }
 
 /// The outcome of a connect with a limit.
-pub(super) enum Attempt<C, E> {
-    /// It returned in time (`None`: it panicked).
-    Done(Option<Result<C, E>>),
+pub(super) enum Attempt<'a, C, E> {
+    /// It returned in time (`None`: it panicked); the creator keeps the seat.
+    Done(Option<Result<C, E>>, Claimed<'a, C>),
     /// The limit passed first; the connect goes on, holding its seat.
     Abandoned,
 }
@@ -343,20 +341,24 @@ pub(super) const CONNECT_PENDING: u8 = 0;
 pub(super) const CONNECT_DONE: u8 = 1;
 pub(super) const CONNECT_ABANDONED: u8 = 2;
 
-/// Runs `connect` on a `pool-io` thread for the seat `seat` (claimed,
-/// `RESERVED`) and waits at most `limit` for it. If the limit passes first,
-/// the attempt is abandoned: the seat stays taken and counted
-/// (`Inner::abandoned`) until the connect returns on its thread, which then
-/// closes any connection it brought and frees the seat. One CAS on a shared
-/// word decides whether the creator or the late thread owns the result.
-pub(super) fn connect_within<M: ManageConnection>(
-    inner: &Arc<Inner<M>>,
-    seat: usize,
+/// Runs `connect` on a `pool-io` thread for a claimed seat (`RESERVED`)
+/// and waits at most `limit` for it. If the limit passes first, the attempt
+/// is abandoned: the seat stays taken and counted (`Inner::abandoned`) until
+/// the connect returns on its thread, which then closes any connection it
+/// brought and frees the seat. One CAS on a shared word decides whether the
+/// creator or the late thread owns the result; the creator, which holds the
+/// seat meanwhile, sends it to the late thread when that thread wins
+/// ([`Claimed::handover`]).
+pub(super) fn connect_within<'a, M: ManageConnection>(
+    inner: &'a Arc<Inner<M>>,
+    claimed: Claimed<'a, M::Connection>,
     limit: Duration,
-) -> Attempt<M::Connection, M::Error> {
+) -> Attempt<'a, M::Connection, M::Error> {
     use std::sync::atomic::AtomicU8;
     let race = Arc::new(AtomicU8::new(CONNECT_PENDING));
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    // The seat, for the late thread, once the creator has given up.
+    let (seat_tx, seat_rx) = std::sync::mpsc::sync_channel::<Handover>(1);
     let job = {
         let (inner, race) = (inner.clone(), race.clone());
         Box::new(move || {
@@ -375,7 +377,14 @@ pub(super) fn connect_within<M: ManageConnection>(
                 let _ = tx.send(result); // capacity 1: never blocks
                 return;
             }
-            let slot = inner.bag.slot(seat);
+            // The creator won the race to give up: it sends the seat at
+            // once (a few instructions after its CAS). If it could not (it
+            // is gone), the seat is lost with it: never the case, since the
+            // creator only returns after sending.
+            let Ok(handover) = seat_rx.recv() else {
+                return;
+            };
+            let claimed = inner.bag.take_over(handover);
             if let Some(Ok(conn)) = result {
                 inner.stats.late_connects.fetch_add(1, Ordering::Relaxed);
                 log::warn!(
@@ -390,7 +399,7 @@ pub(super) fn connect_within<M: ManageConnection>(
                     );
                 }
             }
-            inner.end_abandoned(slot);
+            inner.end_abandoned(claimed);
         })
     };
     if let Err(job) = crate::deadline::detach(job) {
@@ -401,8 +410,8 @@ pub(super) fn connect_within<M: ManageConnection>(
     // names the server, rather than ours.
     let grace = (limit / 10).clamp(Duration::from_millis(20), Duration::from_millis(500));
     match rx.recv_timeout(limit + grace) {
-        Ok(result) => Attempt::Done(result),
-        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Attempt::Done(None),
+        Ok(result) => Attempt::Done(result, claimed),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Attempt::Done(None, claimed),
         Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
             // Counted before the CAS, so that the late thread's decrement
             // never comes first.
@@ -416,10 +425,12 @@ pub(super) fn connect_within<M: ManageConnection>(
                 )
                 .is_ok()
             {
+                // Capacity 1, sent once: never blocks.
+                let _ = seat_tx.send(claimed.handover());
                 Attempt::Abandoned
             } else {
                 inner.abandoned.fetch_sub(1, Ordering::SeqCst);
-                Attempt::Done(rx.recv().ok().flatten())
+                Attempt::Done(rx.recv().ok().flatten(), claimed)
             }
         }
     }

@@ -70,20 +70,20 @@ pub(super) fn housekeep<M: ManageConnection>(inner: &Inner<M>) -> Millis {
     let keepalive = inner.config.keepalive_time.map(clock::millis);
     let mut next = clock::after(now, HOUSEKEEPING_PERIOD);
     for i in 0..inner.bag.capacity() {
-        let slot = inner.bag.slot(i);
-        match slot.state.load(Ordering::Relaxed) {
+        let slot = inner.bag.seat(i);
+        match slot.state_hint() {
             IDLE => {}
             IN_USE => {
                 // A watched background reset past the manager's limit: give
                 // the seat up, so capacity does not wait for the server.
                 if let Some(limit) = inner.reset_watch {
-                    let since = slot.reset_since.load(Ordering::Relaxed);
-                    if since != 0 && since < crate::bag::GIVING_UP {
+                    let since = slot.watched_since();
+                    if since != 0 {
                         let due = clock::after(since, limit);
                         if now < due {
                             next = next.min(due);
-                        } else if slot.give_up_watch(since) {
-                            inner.give_up_reset(slot, limit);
+                        } else if let Some(giving_up) = slot.give_up_watch(since) {
+                            inner.give_up_reset(giving_up, limit);
                             continue;
                         }
                     }
@@ -126,34 +126,31 @@ pub(super) fn housekeep<M: ManageConnection>(inner: &Inner<M>) -> Millis {
         };
         let keep = reason.is_none() && keep_due.is_some_and(|d| now >= d);
         if reason.is_some() || keep {
-            if !slot.try_claim(RESERVED) {
+            let Some(mut claimed) = slot.try_claim(RESERVED) else {
                 continue; // borrowed meanwhile: nothing to do
-            }
+            };
             match reason {
                 Some(reason) => {
                     idle = idle.saturating_sub(1);
-                    inner.close_slot(slot, reason);
+                    inner.close_slot(claimed, reason);
                 }
                 None => {
-                    // SAFETY: we claimed the seat (RESERVED) just above.
-                    let valid = unsafe {
-                        slot.with_conn(|conn| {
-                            conn.and_then(|c| {
-                                guarded(|| {
-                                    inner
-                                        .manager
-                                        .is_valid(c, inner.config.validation_timeout)
-                                        .is_ok()
-                                })
+                    let valid = claimed.with_conn(|conn| {
+                        conn.and_then(|c| {
+                            guarded(|| {
+                                inner
+                                    .manager
+                                    .is_valid(c, inner.config.validation_timeout)
+                                    .is_ok()
                             })
                         })
-                    };
+                    });
                     if valid == Some(true) {
                         slot.checked.store(clock::now(), Ordering::Relaxed);
                         next = next.min(clock::after(now, keepalive.unwrap_or(0)));
-                        inner.make_available(slot);
+                        inner.make_available(claimed);
                     } else {
-                        inner.close_slot(slot, CloseReason::FailedValidation);
+                        inner.close_slot(claimed, CloseReason::FailedValidation);
                     }
                 }
             }

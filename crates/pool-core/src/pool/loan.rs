@@ -8,7 +8,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::bag::{Slot, FLAG_BORROWER_CLOSED, VACANT};
+use crate::bag::{Claimed, Seat, FLAG_BORROWER_CLOSED};
 use crate::clock::{self};
 use crate::observe::metrics::Shared;
 use crate::types::CloseReason;
@@ -36,7 +36,7 @@ pub struct PooledConnection<'a, M: ManageConnection> {
     /// The seat's address, with the `LOAN_*` bits in its low bits. The seat
     /// is owned (`IN_USE`) for as long as this value lives, and stays valid
     /// because seats are freed only with the bag, which `pool` keeps alive.
-    seat: NonNull<Slot<M::Connection>>,
+    seat: NonNull<Seat<M::Connection>>,
     _pool: PhantomData<&'a Inner<M>>,
 }
 
@@ -49,7 +49,7 @@ const LOAN_DETACHED: usize = 4;
 /// All the loan bits.
 const LOAN_BITS: usize = LOAN_OWNED | LOAN_CLOSE | LOAN_DETACHED;
 // A seat's address has its low bits zero: they can carry the loan bits.
-const _: () = assert!(std::mem::align_of::<Slot<()>>() > LOAN_BITS);
+const _: () = assert!(std::mem::align_of::<Seat<()>>() > LOAN_BITS);
 
 // SAFETY: a PooledConnection owns its seat exclusively (IN_USE) and gives
 // access only to the connection inside, which is `Send`; moving it to another
@@ -60,20 +60,33 @@ unsafe impl<M: ManageConnection> Send for PooledConnection<'_, M> {}
 unsafe impl<M: ManageConnection> Sync for PooledConnection<'_, M> where M::Connection: Sync {}
 
 impl<'a, M: ManageConnection> PooledConnection<'a, M> {
-    /// A loan of `slot` (owned, `IN_USE`) that borrows `pool`.
+    /// A loan of a claimed seat that borrows `pool`: the guard becomes the
+    /// loan's raw seat pointer, and the loan owns the seat until it ends.
     #[inline]
-    pub(super) fn new(pool: &'a Inner<M>, slot: &Slot<M::Connection>) -> Self {
+    pub(super) fn new(pool: &'a Inner<M>, claimed: Claimed<'_, M::Connection>) -> Self {
         PooledConnection {
             pool: NonNull::from(pool),
-            seat: NonNull::from(slot),
+            seat: NonNull::from(claimed.keep()),
             _pool: PhantomData,
         }
     }
 
+    /// The loan's seat as a guard again, for the code that ends the loan
+    /// (`drop`, `detach`), which then gives it up: each calls this once,
+    /// as the loan's last use of its seat.
     #[inline]
-    fn slot(&self) -> &Slot<M::Connection> {
+    fn reclaim(&self) -> Claimed<'_, M::Connection> {
+        // SAFETY: the loan owns its seat (`new` kept the guard of a claimed
+        // seat in raw form, and nothing else touches it while the loan
+        // lives); the callers end the loan right after, so no second guard
+        // for it is ever alive.
+        unsafe { Claimed::assume(self.seat()) }
+    }
+
+    #[inline]
+    fn seat(&self) -> &Seat<M::Connection> {
         let seat = self.seat.as_ptr().map_addr(|a| a & !LOAN_BITS);
-        // SAFETY: `seat` is the address `new` took from a `&Slot`, with the
+        // SAFETY: `seat` is the address `new` took from a `&Seat`, with the
         // loan bits cleared (they were zero in it: see `LOAN_BITS`). The
         // bag (inside the pool, which `self.pool` borrows or holds) never
         // frees a seat while it lives.
@@ -134,8 +147,7 @@ impl<'a, M: ManageConnection> PooledConnection<'a, M> {
             // The same `Inner` as the borrow, now with a count of its own
             // (given back by `release_pool`).
             let raw = Arc::into_raw(counted).cast_mut();
-            // SAFETY: `Arc::into_raw` never returns null.
-            this.pool = unsafe { NonNull::new_unchecked(raw) };
+            this.pool = NonNull::new(raw).expect("Arc::into_raw is never null");
             this.set_bits(LOAN_OWNED);
         }
         PooledConnection {
@@ -191,29 +203,25 @@ impl<'a, M: ManageConnection> PooledConnection<'a, M> {
     /// # Ok::<(), pool_core::Error>(())
     /// ```
     pub fn detach(mut self) -> M::Connection {
-        let slot = self.slot();
-        // SAFETY: we own the seat (IN_USE) until the VACANT store below.
-        let conn = unsafe { slot.take() }.expect("a lent seat holds a connection");
         let inner = self.inner();
-        inner.released(inner.local(), slot, clock::now());
+        let mut claimed = self.reclaim();
+        let conn = claimed.take().expect("a lent seat holds a connection");
+        inner.released(inner.local(), &claimed, clock::now());
         Shared::bump(&inner.stats.detached);
         log::debug!(
             "pool \"{}\": connection {} detached",
             inner.name,
-            slot.id.load(Ordering::Relaxed)
+            claimed.id.load(Ordering::Relaxed)
         );
         inner.total.fetch_sub(1, Ordering::SeqCst);
-        slot.id.store(0, Ordering::Relaxed);
-        slot.flags.store(0, Ordering::Relaxed);
-        slot.state.store(VACANT, Ordering::Release);
-        inner.ring_creator_if_short(inner.bag.waiting());
+        inner.vacate(claimed);
         self.set_bits(LOAN_DETACHED);
         conn
     }
 
     /// The connection's id, unique within its pool (as in the pool's logs).
     pub fn id(&self) -> u64 {
-        self.slot().id.load(Ordering::Relaxed)
+        self.seat().id.load(Ordering::Relaxed)
     }
 }
 
@@ -224,7 +232,7 @@ impl<M: ManageConnection> Deref for PooledConnection<'_, M> {
     fn deref(&self) -> &M::Connection {
         // SAFETY: we own the seat (IN_USE) for our whole life, so nobody else
         // touches the cell; it holds `Some` in every owned state.
-        match unsafe { &*self.slot().conn_ptr() } {
+        match unsafe { &*self.seat().conn_ptr() } {
             Some(c) => c,
             None => unreachable!("a lent seat holds a connection"),
         }
@@ -236,7 +244,7 @@ impl<M: ManageConnection> DerefMut for PooledConnection<'_, M> {
     fn deref_mut(&mut self) -> &mut M::Connection {
         // SAFETY: as in `deref`, and `&mut self` makes this the only
         // reference handed out.
-        match unsafe { &mut *self.slot().conn_ptr() } {
+        match unsafe { &mut *self.seat().conn_ptr() } {
             Some(c) => c,
             None => unreachable!("a lent seat holds a connection"),
         }
@@ -248,12 +256,12 @@ impl<M: ManageConnection> Drop for PooledConnection<'_, M> {
     fn drop(&mut self) {
         let bits = self.bits();
         if bits & (LOAN_CLOSE | LOAN_DETACHED) == 0 && !std::thread::panicking() {
-            let slot = self.slot();
             let now = clock::now();
             let inner = self.inner();
             let local = inner.local();
-            inner.released(local, slot, now);
-            inner.check_in(local, slot, now);
+            let claimed = self.reclaim();
+            inner.released(local, &claimed, now);
+            inner.check_in(local, claimed, now);
         } else if bits & LOAN_DETACHED == 0 {
             self.close_on_drop();
         }
@@ -269,11 +277,13 @@ impl<M: ManageConnection> PooledConnection<'_, M> {
     #[cold]
     #[inline(never)]
     fn close_on_drop(&mut self) {
-        let slot = self.slot();
         let inner = self.inner();
-        inner.released(inner.local(), slot, clock::now());
-        slot.flags.fetch_or(FLAG_BORROWER_CLOSED, Ordering::Relaxed);
-        inner.close_slot(slot, CloseReason::Broken);
+        let claimed = self.reclaim();
+        inner.released(inner.local(), &claimed, clock::now());
+        claimed
+            .flags
+            .fetch_or(FLAG_BORROWER_CLOSED, Ordering::Relaxed);
+        inner.close_slot(claimed, CloseReason::Broken);
     }
 
     /// Gives back the strong count of an owned loan (`LOAN_OWNED`), last.

@@ -288,7 +288,7 @@ impl<M: ManageConnection> Pool<M> {
     pub fn leaks(&self) -> Vec<LeakReport> {
         let inner = self.inner();
         match &inner.leaks {
-            Some(leaks) => leaks.suspects((0..inner.bag.capacity()).map(|i| inner.bag.slot(i))),
+            Some(leaks) => leaks.suspects((0..inner.bag.capacity()).map(|i| inner.bag.seat(i))),
             None => Vec::new(),
         }
     }

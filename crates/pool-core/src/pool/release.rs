@@ -5,7 +5,9 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crate::bag::{Slot, FLAG_BORROWER_CLOSED, FLAG_EVICT, FLAG_RETURNING, RESERVED, VACANT};
+use crate::bag::{
+    Claimed, GivingUp, Seat, FLAG_BORROWER_CLOSED, FLAG_EVICT, FLAG_RETURNING, RESERVED,
+};
 use crate::clock::{self, Millis};
 use crate::observe::events::{CheckinEvent, ReleaseEvent};
 use crate::observe::metrics::Shared;
@@ -21,7 +23,7 @@ impl<M: ManageConnection> Inner<M> {
     /// Bookkeeping when a loan ends (returned, closed by its borrower, or
     /// detached): time lent, and leak detection's "returned" report.
     #[inline]
-    pub(super) fn released(&self, local: &LocalSeats, slot: &Slot<M::Connection>, now: Millis) {
+    pub(super) fn released(&self, local: &LocalSeats, slot: &Seat<M::Connection>, now: Millis) {
         let lent_ms = now.saturating_sub(crate::observe::leak::lent_time(
             slot.lent_at.load(Ordering::Relaxed),
         ));
@@ -31,14 +33,14 @@ impl<M: ManageConnection> Inner<M> {
         if self.handler.is_some() || self.leaks.is_some() {
             self.released_events(slot, lent_ms);
         }
-        // Between loans the stamp reads "never" (see `Slot::lent_at`).
+        // Between loans the stamp reads "never" (see `Seat::lent_at`).
         slot.lent_at.store(clock::NEVER, Ordering::Relaxed);
     }
 
     /// The event handler's check-in event and leak detection's "returned"
     /// report, out of the way of a pool that has neither.
     #[inline(never)]
-    pub(super) fn released_events(&self, slot: &Slot<M::Connection>, lent_ms: Millis) {
+    pub(super) fn released_events(&self, slot: &Seat<M::Connection>, lent_ms: Millis) {
         if let Some(h) = &self.handler {
             let id = slot.id.load(Ordering::Relaxed);
             let lent_for = Duration::from_millis(lent_ms);
@@ -51,159 +53,168 @@ impl<M: ManageConnection> Inner<M> {
 
     /// The return path: reset, checks, then back to a waiter or idle.
     #[inline]
-    pub(super) fn check_in(&self, local: &LocalSeats, slot: &Slot<M::Connection>, now: Millis) {
+    pub(super) fn check_in<'a>(
+        &'a self,
+        local: &LocalSeats,
+        mut claimed: Claimed<'a, M::Connection>,
+        now: Millis,
+    ) {
         let reason = if self.status.load(Ordering::Acquire) == CLOSED {
             Some(CloseReason::PoolClosed)
         } else {
-            // SAFETY: the caller owns the seat (IN_USE) until release below.
-            unsafe {
-                slot.with_conn(|conn| {
-                    let conn = conn?;
-                    if guarded(|| self.manager.has_broken(conn)).unwrap_or(true) {
-                        return Some(CloseReason::Broken);
-                    }
-                    None
-                })
-            }
+            claimed.with_conn(|conn| {
+                let conn = conn?;
+                if guarded(|| self.manager.has_broken(conn)).unwrap_or(true) {
+                    return Some(CloseReason::Broken);
+                }
+                None
+            })
         };
         if let Some(reason) = reason {
-            return self.close_slot(slot, reason);
+            return self.close_slot(claimed, reason);
         }
-        local.push(slot as *const Slot<M::Connection> as usize);
+        local.push(claimed.seat() as *const Seat<M::Connection> as usize);
         // In the background only while nobody waits. With waiters the pool
         // is saturated and the returning thread would only queue again; it
         // is already running, while a worker must first be woken and then
         // wait for a CPU that the database server and the other borrowers
-        // need (on 2 cores, 8 threads on 4 PostgreSQL connections ran about
-        // twice as fast with resets on the returning thread).
+        // need (docs/performance.md, "resets on the returning thread").
         if self.background_reset
             && self.bag.waiting() == 0
-            // SAFETY: as above.
-            && unsafe { slot.with_conn(|c| c.is_some_and(|c| self.manager.needs_reset(c))) }
-            && self.send_to_reset(slot)
+            && claimed.with_conn(|c| c.is_some_and(|c| self.manager.needs_reset(c)))
         {
-            return;
+            let Some(claimed) = self.send_to_reset(claimed) else {
+                return;
+            };
+            return self.reset_and_release(claimed, now);
         }
-        self.reset_and_release(slot, now);
+        self.reset_and_release(claimed, now);
     }
 
     /// Hands a returned seat (owned, `IN_USE`) to a `pool-io` thread that
-    /// resets it and makes it available. False if no worker thread could
-    /// take it: then the caller resets it, unwatched, where the manager
-    /// bounds the reset by itself (the driver crates' `deadline::run` cannot
-    /// start a thread either, so their reset fails and the connection is
-    /// closed).
+    /// resets it and makes it available; when no worker thread can take
+    /// it, that job runs here, still watched. Gives the seat back only if
+    /// the pool is being dropped (then the caller resets it itself).
     #[cold]
     #[inline(never)]
-    pub(super) fn send_to_reset(&self, slot: &Slot<M::Connection>) -> bool {
+    pub(super) fn send_to_reset<'a>(
+        &'a self,
+        claimed: Claimed<'a, M::Connection>,
+    ) -> Option<Claimed<'a, M::Connection>> {
         // Off the borrower's critical path: the seat stays IN_USE (owned by
         // the job) until the reset is done, then becomes available. The loan
         // may have borrowed the pool (not counted it): the job takes its own
         // reference. `me` upgrades while the caller's loan keeps the pool
         // alive.
         let Some(inner) = self.me.upgrade() else {
-            return false;
+            return Some(claimed);
         };
-        let index = slot.index as usize;
-        slot.flags.fetch_or(FLAG_RETURNING, Ordering::Relaxed);
+        claimed.flags.fetch_or(FLAG_RETURNING, Ordering::Relaxed);
         self.return_jobs.fetch_add(1, Ordering::SeqCst);
+        let handover = claimed.handover();
         let job = Box::new(move || {
-            let slot = inner.bag.slot(index);
-            inner.reset_in_background(slot);
+            let claimed = inner.bag.take_over(handover);
+            inner.reset_in_background(claimed);
             inner.return_jobs.fetch_sub(1, Ordering::SeqCst);
         });
-        if crate::deadline::detach(job).is_ok() {
-            return true;
+        if let Err(job) = crate::deadline::detach(job) {
+            job(); // no worker thread: reset here, watched all the same
         }
-        self.return_jobs.fetch_sub(1, Ordering::SeqCst);
-        slot.flags.fetch_and(!FLAG_RETURNING, Ordering::Relaxed);
-        false
+        None
     }
 
     /// The background job of `check_in`, on a worker thread that owns the
-    /// seat (`IN_USE`).
+    /// seat.
     ///
     /// With a reset limit the reset is *watched*: the connection leaves the
-    /// seat, the seat is stamped (`Slot::begin_watch`), and the reset runs
+    /// seat, the seat is stamped (`Claimed::begin_watch`), and the reset runs
     /// right here (`deadline::watched` makes the manager's own
     /// `deadline::run` run inline rather than hop to another thread). If it
     /// outlives the limit, the housekeeper gives the seat up
-    /// (`Slot::give_up_watch`, then `give_up_reset`), so the pool's capacity
+    /// (`Seat::give_up_watch`, then `give_up_reset`), so the pool's capacity
     /// does not wait for a server that never answers; this job then only
     /// drops the connection when the reset returns at last.
-    pub(super) fn reset_in_background(&self, slot: &Slot<M::Connection>) {
+    pub(super) fn reset_in_background<'a>(&'a self, mut claimed: Claimed<'a, M::Connection>) {
         let Some(limit) = self.reset_watch else {
-            return self.reset_and_release(slot, clock::now());
+            return self.reset_and_release(claimed, clock::now());
         };
-        // SAFETY: `check_in` handed this job the seat (IN_USE).
-        let Some(mut conn) = (unsafe { slot.take() }) else {
-            return self.close_slot(slot, CloseReason::ResetFailed);
+        let Some(mut conn) = claimed.take() else {
+            return self.close_slot(claimed, CloseReason::ResetFailed);
         };
-        let since = slot.begin_watch(clock::now());
-        let due = clock::after(since, limit);
+        let watch = claimed.begin_watch(clock::now());
+        let due = clock::after(watch.since(), limit);
         if due < self.housekeeper_next.load(Ordering::Relaxed) {
             self.housekeeper_next.fetch_min(due, Ordering::Relaxed);
             self.ring_housekeeper();
         }
         let ok = crate::deadline::watched(|| guarded(|| self.manager.reset(&mut conn).is_ok()));
-        if !slot.end_watch(since) {
-            // Given up by the housekeeper: the connection was counted as
-            // closed then. Close it, then free the seat it held.
-            if guarded(move || self.manager.close(conn)).is_none() {
-                log::warn!(
-                    "pool \"{}\": closing a given-up connection panicked",
-                    self.name
-                );
+        match watch.end() {
+            Ok(mut claimed) => {
+                claimed.put(conn);
+                self.after_reset(claimed, ok == Some(true), clock::now());
             }
-            slot.wait_given_up();
-            return self.end_abandoned(slot);
+            Err(given_up) => {
+                // Given up by the housekeeper: the connection was counted as
+                // closed then. Close it, then free the seat it held.
+                if guarded(move || self.manager.close(conn)).is_none() {
+                    log::warn!(
+                        "pool \"{}\": closing a given-up connection panicked",
+                        self.name
+                    );
+                }
+                self.end_abandoned(given_up.wait());
+            }
         }
-        // SAFETY: winning `end_watch` gives the seat back to this job.
-        unsafe { slot.put(conn) };
-        self.after_reset(slot, ok == Some(true), clock::now());
     }
 
     /// Runs `reset` on a seat the caller owns, then the return checks, then
     /// makes it available (or closes it).
     #[inline]
-    pub(super) fn reset_and_release(&self, slot: &Slot<M::Connection>, now: Millis) {
-        // SAFETY: the caller owns the seat (IN_USE) until release below.
-        let reset_ok = unsafe {
-            slot.with_conn(|conn| {
-                conn.is_some_and(|c| guarded(|| self.manager.reset(c).is_ok()) == Some(true))
-            })
-        };
-        self.after_reset(slot, reset_ok, now);
+    pub(super) fn reset_and_release<'a>(
+        &'a self,
+        mut claimed: Claimed<'a, M::Connection>,
+        now: Millis,
+    ) {
+        let reset_ok = claimed.with_conn(|conn| {
+            conn.is_some_and(|c| guarded(|| self.manager.reset(c).is_ok()) == Some(true))
+        });
+        self.after_reset(claimed, reset_ok, now);
     }
 
     /// The return checks after a reset, on a seat the caller owns; then the
     /// seat becomes available (or its connection is closed).
     #[inline]
-    pub(super) fn after_reset(&self, slot: &Slot<M::Connection>, reset_ok: bool, now: Millis) {
+    pub(super) fn after_reset<'a>(
+        &'a self,
+        claimed: Claimed<'a, M::Connection>,
+        reset_ok: bool,
+        now: Millis,
+    ) {
         // A plain load first: this is every return's path, and the flag is
         // set only by a background reset (no locked instruction otherwise).
-        if slot.flags.load(Ordering::Relaxed) & FLAG_RETURNING != 0 {
-            slot.flags.fetch_and(!FLAG_RETURNING, Ordering::Relaxed);
+        if claimed.flags.load(Ordering::Relaxed) & FLAG_RETURNING != 0 {
+            claimed.flags.fetch_and(!FLAG_RETURNING, Ordering::Relaxed);
         }
         if !reset_ok {
-            return self.close_slot(slot, CloseReason::ResetFailed);
+            return self.close_slot(claimed, CloseReason::ResetFailed);
         }
-        if slot.flags.load(Ordering::Relaxed) & FLAG_EVICT != 0 || self.over_size(slot) {
-            return self.close_slot(slot, CloseReason::Evicted);
+        if claimed.flags.load(Ordering::Relaxed) & FLAG_EVICT != 0 || self.over_size(&claimed) {
+            return self.close_slot(claimed, CloseReason::Evicted);
         }
-        if now >= slot.retire_at.load(Ordering::Relaxed) {
-            return self.close_slot(slot, CloseReason::MaxLifetime);
+        if now >= claimed.retire_at.load(Ordering::Relaxed) {
+            return self.close_slot(claimed, CloseReason::MaxLifetime);
         }
-        slot.last_used.store(now, Ordering::Relaxed);
-        self.make_available(slot);
+        claimed.last_used.store(now, Ordering::Relaxed);
+        self.make_available(claimed);
     }
 
     /// Frees a seat whose watched reset outlived the manager's limit; the
-    /// caller won `Slot::give_up_watch`, so it owns the seat, which holds no
-    /// connection (the resetting thread has it, and drops it when its reset
-    /// returns). Counted as a close for `reset_failed` now, so that a
-    /// replacement can be opened.
-    pub(super) fn give_up_reset(&self, slot: &Slot<M::Connection>, limit: Millis) {
+    /// caller won `Seat::give_up_watch`, so it may read the seat, which
+    /// holds no connection (the resetting thread has it, and drops it when
+    /// its reset returns). Counted as a close for `reset_failed` now, so
+    /// that a replacement can be opened.
+    pub(super) fn give_up_reset(&self, giving_up: GivingUp<'_, M::Connection>, limit: Millis) {
+        let slot = giving_up.seat();
         log::warn!(
             "pool \"{}\": the session reset of connection {} took longer than {limit} ms: \
              connection given up (it is closed when the reset returns, and holds its place \
@@ -216,15 +227,15 @@ impl<M: ManageConnection> Inner<M> {
         self.retire(slot, CloseReason::ResetFailed, None);
         // The seat goes back to the resetting thread, which frees it once
         // the connection is closed (`reset_in_background`).
-        slot.hand_back();
+        giving_up.hand_back();
     }
 
     /// The end of work the pool gave up on (a late connect, a given-up
     /// reset) on a seat the caller owns again and has emptied: the seat is
     /// free, and `max_size` has room again.
-    pub(super) fn end_abandoned(&self, slot: &Slot<M::Connection>) {
+    pub(super) fn end_abandoned(&self, claimed: Claimed<'_, M::Connection>) {
         self.abandoned.fetch_sub(1, Ordering::SeqCst);
-        self.vacate(slot);
+        self.vacate(claimed);
     }
 
     /// Releases an owned seat to a waiter or as idle, then closes it again if
@@ -233,21 +244,23 @@ impl<M: ManageConnection> Inner<M> {
     /// `close`, `resize` and `soft_evict_all` store, fence, then sweep idle
     /// seats. One of the two sides sees the other.
     #[inline]
-    pub(super) fn make_available(&self, slot: &Slot<M::Connection>) {
-        if self.bag.release(slot) {
+    pub(super) fn make_available(&self, claimed: Claimed<'_, M::Connection>) {
+        let slot = claimed.seat();
+        if self.bag.release(claimed) {
             return;
         }
-        if (self.status.load(Ordering::SeqCst) == CLOSED
+        if self.status.load(Ordering::SeqCst) == CLOSED
             || self.over_size(slot)
-            || slot.flags.load(Ordering::SeqCst) & FLAG_EVICT != 0)
-            && slot.try_claim(RESERVED)
+            || slot.flags.load(Ordering::SeqCst) & FLAG_EVICT != 0
         {
-            let reason = if self.status.load(Ordering::SeqCst) == CLOSED {
-                CloseReason::PoolClosed
-            } else {
-                CloseReason::Evicted
-            };
-            self.close_slot(slot, reason);
+            if let Some(claimed) = slot.try_claim(RESERVED) {
+                let reason = if self.status.load(Ordering::SeqCst) == CLOSED {
+                    CloseReason::PoolClosed
+                } else {
+                    CloseReason::Evicted
+                };
+                self.close_slot(claimed, reason);
+            }
         }
     }
 
@@ -257,15 +270,19 @@ impl<M: ManageConnection> Inner<M> {
     /// if no worker can take it.
     #[cold]
     #[inline(never)]
-    pub(super) fn close_slot_off_thread(&self, slot: &Slot<M::Connection>, reason: CloseReason) {
+    pub(super) fn close_slot_off_thread(
+        &self,
+        claimed: Claimed<'_, M::Connection>,
+        reason: CloseReason,
+    ) {
         let Some(inner) = self.me.upgrade() else {
-            return self.close_slot(slot, reason);
+            return self.close_slot(claimed, reason);
         };
-        let index = slot.index as usize;
-        slot.flags.fetch_or(FLAG_RETURNING, Ordering::Relaxed);
+        claimed.flags.fetch_or(FLAG_RETURNING, Ordering::Relaxed);
         self.return_jobs.fetch_add(1, Ordering::SeqCst);
+        let handover = claimed.handover();
         let job = Box::new(move || {
-            inner.close_slot(inner.bag.slot(index), reason);
+            inner.close_slot(inner.bag.take_over(handover), reason);
             inner.return_jobs.fetch_sub(1, Ordering::SeqCst);
         });
         if let Err(job) = crate::deadline::detach(job) {
@@ -275,22 +292,20 @@ impl<M: ManageConnection> Inner<M> {
 
     /// Closes the connection in a seat the caller owns and frees the seat.
     #[cold]
-    pub(super) fn close_slot(&self, slot: &Slot<M::Connection>, reason: CloseReason) {
-        // SAFETY: the caller owns the seat (IN_USE or RESERVED).
-        let conn = unsafe { slot.take() };
+    pub(crate) fn close_slot(&self, mut claimed: Claimed<'_, M::Connection>, reason: CloseReason) {
         // Close before the seat is vacant, so that the replacement is never
         // open at the same time as the connection it replaces.
-        if let Some(conn) = conn {
-            self.retire(slot, reason, Some(conn));
+        if let Some(conn) = claimed.take() {
+            self.retire(&claimed, reason, Some(conn));
         }
-        self.vacate(slot);
+        self.vacate(claimed);
     }
 
     /// Counts the end of a seat's connection and closes it (`None`: it is
     /// closed elsewhere, see `give_up_reset`). The caller owns the seat.
     pub(super) fn retire(
         &self,
-        slot: &Slot<M::Connection>,
+        slot: &Seat<M::Connection>,
         reason: CloseReason,
         conn: Option<M::Connection>,
     ) {
@@ -328,11 +343,9 @@ impl<M: ManageConnection> Inner<M> {
     }
 
     /// Marks a seat the caller owns (and has emptied) vacant.
-    pub(super) fn vacate(&self, slot: &Slot<M::Connection>) {
-        slot.id.store(0, Ordering::Relaxed);
-        // No mark outlives its connection (see the creator's publish).
-        slot.flags.store(0, Ordering::Relaxed);
-        slot.state.store(VACANT, Ordering::Release);
+    pub(super) fn vacate(&self, claimed: Claimed<'_, M::Connection>) {
+        claimed.id.store(0, Ordering::Relaxed);
+        claimed.vacate();
         if self.status.load(Ordering::Acquire) != CLOSED {
             self.ring_creator_if_short(self.bag.waiting());
         }

@@ -55,8 +55,8 @@ impl<M: ManageConnection> Inner<M> {
         let base = self.history.lock().push(now, window);
         let (mut in_flight_ms, mut oldest) = (0, 0);
         for i in 0..self.bag.capacity() {
-            let slot = self.bag.slot(i);
-            let state = slot.state.load(Ordering::Acquire);
+            let slot = self.bag.seat(i);
+            let state = slot.state();
             if state == VACANT || slot.id.load(Ordering::Relaxed) == 0 {
                 continue;
             }
@@ -69,7 +69,7 @@ impl<M: ManageConnection> Inner<M> {
         }
         let mut leaks: Vec<(String, usize, Duration)> = Vec::new();
         if let Some(tracker) = &self.leaks {
-            for r in tracker.suspects((0..self.bag.capacity()).map(|i| self.bag.slot(i))) {
+            for r in tracker.suspects((0..self.bag.capacity()).map(|i| self.bag.seat(i))) {
                 let at = r.location.to_string();
                 match leaks.iter_mut().find(|(l, ..)| *l == at) {
                     Some(entry) => {

@@ -11,7 +11,7 @@ use crossbeam_channel::Sender;
 use parking_lot::{Condvar, Mutex};
 use thread_local::ThreadLocal;
 
-use crate::bag::{Bag, Slot, FLAG_RETURNING, IDLE, IN_USE};
+use crate::bag::{Bag, Seat, FLAG_RETURNING, IDLE, IN_USE};
 use crate::clock::Millis;
 use crate::config::Config;
 use crate::observe::events::HandleEvent;
@@ -118,7 +118,7 @@ impl<M: ManageConnection> Inner<M> {
     /// shrank it) and this seat's connection should go: seats at or above the
     /// new size always, any seat while the total is still above it.
     #[inline]
-    pub(super) fn over_size(&self, slot: &Slot<M::Connection>) -> bool {
+    pub(super) fn over_size(&self, slot: &Seat<M::Connection>) -> bool {
         let max = self.max_size.load(Ordering::Relaxed);
         slot.index as usize >= max || self.total.load(Ordering::Relaxed) > max
     }
@@ -152,8 +152,8 @@ impl<M: ManageConnection> Inner<M> {
     pub(super) fn state(&self) -> State {
         let (mut active, mut returning) = (0u32, 0u32);
         for i in 0..self.bag.capacity() {
-            let slot = self.bag.slot(i);
-            if slot.state.load(Ordering::Relaxed) == IN_USE {
+            let slot = self.bag.seat(i);
+            if slot.state_hint() == IN_USE {
                 if slot.flags.load(Ordering::Relaxed) & FLAG_RETURNING != 0 {
                     returning += 1;
                 } else {
@@ -179,7 +179,7 @@ impl<M: ManageConnection> Inner<M> {
     /// Idle connections (seats `IDLE`).
     pub(super) fn idle_count(&self) -> usize {
         (0..self.bag.capacity())
-            .filter(|&i| self.bag.slot(i).state.load(Ordering::Relaxed) == IDLE)
+            .filter(|&i| self.bag.seat(i).state_hint() == IDLE)
             .count()
     }
 }

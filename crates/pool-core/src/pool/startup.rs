@@ -215,6 +215,7 @@ impl<M: ManageConnection> Inner<M> {
             {
                 give_up = Some(now.checked_add(limit));
             }
+            let armed = give_up.is_some();
             let give_up = give_up.flatten();
             if past(give_up, now) && attempts == 0 {
                 drop(guard);
@@ -226,7 +227,10 @@ impl<M: ManageConnection> Inner<M> {
                     }),
                 });
             }
-            let mut until = now + Duration::from_millis(50);
+            // Until the first attempt is seen to begin, look every
+            // millisecond (nothing rings when it begins).
+            let poll = if armed { 50 } else { 1 };
+            let mut until = now + Duration::from_millis(poll);
             for t in [deadline, give_up].into_iter().flatten() {
                 if t > now {
                     until = until.min(t + Duration::from_millis(1));

@@ -22,7 +22,7 @@ pub(super) const NO_SEAT: usize = 0;
 /// instruction); atomics rather than `Cell`s so that a metrics snapshot can
 /// read every thread's shard.
 pub(super) struct LocalSeats {
-    /// Addresses of seats (`&Slot<M::Connection>` of this thread's pool),
+    /// Addresses of seats (`&Seat<M::Connection>` of this thread's pool),
     /// or `NO_SEAT`. An address rather than an index: seats never move
     /// (`bag`), and the borrow then reads the seat's state straight away
     /// instead of first finding its bucket.
