@@ -11,8 +11,8 @@ mod ci;
 mod fuzz;
 mod leaks;
 mod loom;
+mod proc;
 mod stress;
-mod stress_faults;
 mod test;
 mod util;
 
