@@ -1,6 +1,7 @@
 //! `cargo xtask ci`: every check CI runs, in order, failing fast.
 //!
-//! This is exactly what `.ci/run` runs: formatting, clippy with warnings
+//! This is exactly what `.ci/run` runs: formatting, the source checks of
+//! [`crate::tidy`], clippy with warnings
 //! denied, the workspace tests (see [`crate::test`]), the loom model checks,
 //! then a short stress run and a leak check on the simulated database, and
 //! short stress runs on throwaway PostgreSQL and MariaDB servers
@@ -25,7 +26,7 @@ use clap::Args;
 use pool_testkit::{MariaDbServer, PgServer};
 
 use crate::util::{self, Result};
-use crate::{fuzz, leaks, loom, stress, test};
+use crate::{fuzz, leaks, loom, stress, test, tidy};
 
 /// Arguments of `cargo xtask ci` (none: CI runs one fixed sequence).
 #[derive(Debug, Clone, Default, Args)]
@@ -76,6 +77,7 @@ pub fn run(_args: &CiArgs) -> Result {
     record("fmt", &mut || {
         util::run(util::cargo().args(["fmt", "--all", "--", "--check"]))
     })?;
+    record("tidy", &mut || tidy::run(&tidy::TidyArgs::default()))?;
     record("clippy", &mut || {
         util::run(util::cargo().args([
             "clippy",

@@ -11,9 +11,10 @@ mod ci;
 mod fuzz;
 mod leaks;
 mod loom;
+mod proc;
 mod stress;
-mod stress_faults;
 mod test;
+mod tidy;
 mod util;
 
 use std::process::ExitCode;
@@ -36,7 +37,7 @@ struct Cli {
 /// The tasks.
 #[derive(Debug, Subcommand)]
 enum Task {
-    /// Every CI check in order (what `.ci/run` runs): fmt, clippy, test,
+    /// Every CI check in order (what `.ci/run` runs): fmt, tidy, clippy, test,
     /// loom, a short stress run and a leak check; stops at the first failure.
     Ci(ci::CiArgs),
     /// `cargo test --workspace --all-features`, then a summary of the
@@ -58,6 +59,10 @@ enum Task {
     /// The cargo-fuzz targets of `fuzz/` (URL parameters, the drivers' URL
     /// entry points, build), one at a time, `--secs` each (default 600).
     Fuzz(fuzz::FuzzArgs),
+    /// Checks of the sources beyond rustc and clippy: module docs, unused
+    /// dependencies, intra-doc links, benchmark figures in comments, ignored
+    /// tests and `todo`s, long files that do not say why.
+    Tidy(tidy::TidyArgs),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +75,7 @@ fn main() -> ExitCode {
         Task::Stress(args) => stress::run(args),
         Task::Leaks(args) => leaks::run(args),
         Task::Fuzz(args) => fuzz::run(args),
+        Task::Tidy(args) => tidy::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -94,7 +100,7 @@ mod tests {
     fn help_lists_every_task() {
         let help = Cli::command().render_long_help().to_string();
         for task in [
-            "ci", "test", "loom", "bench", "stress", "leaks", "fuzz", "help",
+            "ci", "test", "loom", "bench", "stress", "leaks", "fuzz", "tidy", "help",
         ] {
             assert!(help.contains(task), "{task} missing from:\n{help}");
         }

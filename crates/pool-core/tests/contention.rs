@@ -41,7 +41,7 @@ fn waiters_are_served_first_come_first_served() {
 #[test]
 fn a_waiter_past_the_fairness_limit_is_not_overtaken() {
     // One connection, a waiter queued for longer than the pool lets
-    // newcomers overtake (200 µs); the holder returns and immediately asks
+    // newcomers overtake (`BARGE_FOR`, 200 µs); the holder returns and immediately asks
     // again: the waiter must get it first.
     let pool = Pool::builder()
         .max_size(1)

@@ -1,3 +1,5 @@
+// Over 800 lines (1,400): HikariCP's pool tests ported one section per HikariCP test
+// file, kept in one file to read side by side with the suite it ports.
 //! HikariCP's pool behaviour tests (`brettwooldridge/HikariCP`,
 //! `src/test/java/com/zaxxer/hikari/pool/`), ported: a program moving from
 //! HikariCP keeps the expectations HikariCP's tests hold its pool to. Each

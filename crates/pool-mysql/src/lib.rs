@@ -172,17 +172,14 @@ pub enum Isolation {
     /// options name a database or the MariaDB user has roles (plus one per
     /// `init` statement).
     ///
-    /// Measured per borrow that runs `SELECT 1` (MariaDB 10.11 over loopback
-    /// on a small 2-core VM, options naming a database, best of three rounds
-    /// of 5000, `mysql_isolation_cost` example): raw held connection 10.4 µs;
-    /// pool with `None` 10.6 µs, `Rollback` 18.8 µs, `Full` 27.3 µs (a pool of
-    /// one, so each borrow waits for the previous reset). A
-    /// [reset time limit](MysqlManager::reset_timeout) then cost about 6 µs
-    /// more, through a helper thread; it now costs three `setsockopt` calls.
+    /// What each policy costs per borrow (the `mysql_isolation_cost`
+    /// example) is in `docs/performance.md`. A
+    /// [reset time limit](MysqlManager::reset_timeout) costs three
+    /// `setsockopt` calls.
     /// The reset runs off the borrower's thread (see
     /// `ManageConnection::background_reset`): with more connections than busy
-    /// borrowers, a borrower does not wait for it. A borrow without a
-    /// statement costs under 0.1 µs with any policy.
+    /// borrowers, a borrower does not wait for it. A borrow that runs no
+    /// statement has nothing to reset: it costs the same with any policy.
     #[default]
     Full,
 }

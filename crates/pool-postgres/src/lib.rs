@@ -186,21 +186,14 @@ pub enum Isolation {
     /// Cost when the connection was used: one round trip (two when SQL
     /// `PREPARE`d statements exist or the transaction had failed).
     ///
-    /// Measured per borrow that runs `SELECT 1` (PostgreSQL 15 over loopback
-    /// on a small 2-core VM, best of three rounds of 5000, `pg_isolation_cost`
-    /// example): raw held client 13.5 µs; pool with `None` 15.0 µs,
-    /// `Rollback` 31.8 µs, `Full` 62.0 µs (a pool of one, so each borrow waits for the
-    /// previous reset;
-    /// about 6 µs more with a [reset time limit](PostgresManager::reset_timeout),
-    /// measured when a limited background reset still hopped to a second
-    /// thread).
+    /// What each policy costs per borrow (the `pg_isolation_cost` example),
+    /// and the `Full` batch against `DISCARD ALL` on the server alone, are in
+    /// `docs/performance.md`.
     /// The reset runs off the borrower's thread (see
     /// `ManageConnection::background_reset`): with more connections than busy
     /// borrowers, a borrower does not wait for it.
-    /// A borrow without a statement costs 0.1 µs with any policy. On the
-    /// server alone (pgbench) the `Full` batch takes about 45 µs against 11 µs
-    /// for `DISCARD ALL`, of which about 17 µs is the look-up of SQL
-    /// `PREPARE`d statements.
+    /// A borrow that runs no statement has nothing to reset: it costs the
+    /// same with any policy.
     #[default]
     Full,
 }
@@ -354,9 +347,8 @@ impl<T> PostgresManager<T> {
     /// `None` trusts the network: a reset on the returning thread then
     /// waits as long as the server does (a black-holed connection can block
     /// it for many minutes), and a background reset keeps its connection's
-    /// seat that long. It saves the hand-offs: with 8 threads on 4
-    /// connections and [`Isolation::Rollback`], resets without a limit ran
-    /// about 1.4 to 1.5 times as many queries per second.
+    /// seat that long. It saves the hand-offs, which cost throughput with
+    /// many threads on few connections (figures in `docs/performance.md`).
     ///
     /// ```
     /// # use pool_postgres::{PostgresManager, NoTls};

@@ -3,8 +3,8 @@
 //! [`SimDb`] behaves like a database server seen from a connection pool, in
 //! process and without I/O:
 //!
-//! - **cost**: connects take 2 ms by default (optionally with jitter), each
-//!   round trip 50 µs; both can be changed at run time;
+//! - **cost**: connects take 2 ms (optionally with jitter) and each round
+//!   trip 50 µs by default; both can be changed at run time;
 //! - **limits**: a server-side connection limit; connects beyond it fail with
 //!   "too many connections";
 //! - **sessions**: transactions and session variables, which the pool's reset
