@@ -17,7 +17,7 @@
 //!   at 8 threads: a ceiling, not a peer).
 //!
 //! MariaDB, every variant over loopback TCP: `pool-core` (over
-//! [`benches::db::MysqlManager`]), `pool-mysql` (pool-core over pool-mysql's
+//! [`benches::db::MinimalMysqlManager`]), `pool-mysql` (pool-core over pool-mysql's
 //! manager with its defaults: it resets the session with
 //! `COM_RESET_CONNECTION` and `USE` when a used connection comes back), `r2d2`
 //! (r2d2_mysql, which also pings in `has_broken`, i.e. on every return),
@@ -30,7 +30,7 @@
 
 use std::time::Duration;
 
-use benches::db::{MysqlManager, PgManager};
+use benches::db::{MinimalMysqlManager, PgManager};
 use benches::load::run_ops;
 use benches::report::{self, BenchArgs, NO_DB_ENV};
 use mysql::prelude::Queryable;
@@ -198,7 +198,7 @@ fn mariadb_bench() -> Result<Value, String> {
 
     let ours = pool_core::Pool::builder()
         .max_size(POOL_SIZE)
-        .build(MysqlManager::new(&url).map_err(|e| err(&e))?)
+        .build(MinimalMysqlManager::new(&url).map_err(|e| err(&e))?)
         .map_err(|e| err(&e))?;
     let (manager, _) = pool_mysql::MysqlManager::from_url(&url).map_err(|e| err(&e))?;
     let full = pool_core::Pool::builder()

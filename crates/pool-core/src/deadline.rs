@@ -4,8 +4,9 @@
 //! process-wide set of worker threads named `pool-io`.
 //!
 //! When the driver lends its blocking socket (`mysql::Conn` does, through
-//! `AsRawFd`), [`limit_socket_reads`] bounds a call on the calling thread,
-//! the way JDBC's `setNetworkTimeout` does: no thread hand-off.
+//! `AsRawFd`; its manager borrows the descriptor), [`limit_socket_reads`]
+//! bounds a call on the calling thread, the way JDBC's `setNetworkTimeout`
+//! does: no thread hand-off.
 //!
 //! Otherwise (the `postgres` crate drives a non-blocking socket it keeps to
 //! itself, and no driver bounds a connect beyond the TCP handshake) a call
@@ -154,8 +155,8 @@ pub fn detach(job: Job) -> Result<(), Job> {
 /// Limits how long each read from a blocking socket may wait
 /// (`SO_RCVTIMEO`), or lifts the limit (`None`).
 ///
-/// For drivers that lend their socket (`mysql::Conn` implements
-/// `AsRawFd`): a call bounded this way runs on the calling thread, where
+/// For drivers that lend their socket: a call bounded this way runs on the
+/// calling thread, where
 /// [`run`] costs a hand-off to a worker thread and another back, each a
 /// thread wake-up (with 8 threads on 4 MariaDB connections and a session
 /// reset per loan, the hand-offs cost 15–45 % of the throughput in our
@@ -174,6 +175,12 @@ pub fn detach(job: Job) -> Result<(), Job> {
 ///   runtime's) the limit has no effect.
 /// * Durations below a millisecond are raised to one (the kernel reads
 ///   zero as "no limit").
+///
+/// The socket is taken through [`AsFd`](std::os::fd::AsFd), whose borrow
+/// keeps the descriptor open for the call. A driver that only hands out a
+/// raw descriptor (`mysql::Conn` implements `AsRawFd` alone) is borrowed
+/// with [`BorrowedFd::borrow_raw`](std::os::fd::BorrowedFd::borrow_raw) by
+/// its caller, which knows who owns the descriptor (`pool-mysql` does).
 ///
 /// ```
 /// use std::io::{ErrorKind, Read};
@@ -194,24 +201,13 @@ pub fn detach(job: Job) -> Result<(), Job> {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 #[cfg(unix)]
-pub fn limit_socket_reads<S: std::os::fd::AsRawFd + ?Sized>(
+pub fn limit_socket_reads<S: std::os::fd::AsFd + ?Sized>(
     socket: &S,
     limit: Option<Duration>,
 ) -> std::io::Result<()> {
     use rustix::net::sockopt::{set_socket_timeout, Timeout};
-    // SAFETY: `borrow_raw` requires the descriptor to stay open for as long
-    // as the `BorrowedFd` lives, which is until this function returns.
-    // `socket` stays borrowed for that whole time, so its owner cannot close
-    // the descriptor meanwhile (std's sockets and `mysql::Conn` close theirs
-    // only when dropped). `AsRawFd` itself does not promise ownership: a
-    // type that returned a number it does not own would make this call set
-    // the receive timeout of whatever descriptor has that number, or fail
-    // with `EBADF`/`ENOTSOCK`. Nothing is read or written through the
-    // descriptor, and no memory is at stake (the kernel copies a `timeval`
-    // out of this frame).
-    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(socket.as_raw_fd()) };
     let limit = limit.map(|l| l.max(Duration::from_millis(1)));
-    set_socket_timeout(fd, Timeout::Recv, limit)?;
+    set_socket_timeout(socket.as_fd(), Timeout::Recv, limit)?;
     Ok(())
 }
 

@@ -44,7 +44,9 @@
 //!
 //! Passwords never appear in this crate's `Debug` output, errors or log lines.
 
-#![forbid(unsafe_code)]
+// One `unsafe` block: borrowing the socket a `mysql::Conn` owns, which the
+// driver lends only as a raw descriptor (see `socket`).
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 mod capacity;
@@ -53,6 +55,7 @@ mod error;
 
 use std::fmt;
 use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use mysql::prelude::Queryable;
@@ -424,6 +427,25 @@ impl MysqlManager {
     }
 }
 
+/// The socket `c` talks to the server through, borrowed for as long as `c`
+/// is: `mysql::Conn` lends it only as a raw descriptor (`AsRawFd`, no
+/// `AsFd`).
+#[allow(unsafe_code)]
+fn socket(c: &Conn) -> BorrowedFd<'_> {
+    // SAFETY: `borrow_raw` needs the descriptor to stay open while the
+    // `BorrowedFd` lives, and not to be -1. `Conn::as_raw_fd` returns the
+    // descriptor of the socket the `Conn` owns (mysql 28: its
+    // `stream: Option<MySyncFramed<Stream>>` field, a std `TcpStream` or
+    // `UnixStream`, inside a TLS stream with `tls`; it panics rather than
+    // return a number when there is no stream). The driver closes that socket
+    // only when the `Conn` is dropped, and replaces it only through
+    // `&mut Conn` (the TLS upgrade, inside `Conn::new`). The returned
+    // `BorrowedFd<'_>` keeps `c` borrowed, so neither can happen while it
+    // lives; an open std socket's descriptor is never -1. Recheck this when
+    // upgrading `mysql`.
+    unsafe { BorrowedFd::borrow_raw(c.as_raw_fd()) }
+}
+
 /// A time limit on a call to the server, kept on the calling thread by the
 /// socket's read timeout ([`deadline::limit_socket_reads`]), the way JDBC's
 /// `setNetworkTimeout` keeps it: a thread hand-off each way, which a helper
@@ -463,13 +485,13 @@ impl Limit {
         if left.is_zero() {
             return Err(io::Error::new(io::ErrorKind::TimedOut, "no time left").into());
         }
-        deadline::limit_socket_reads(c, Some(left))?;
+        deadline::limit_socket_reads(&socket(c), Some(left))?;
         Ok(())
     }
 
     /// Gives the socket its read timeout from the options back.
     fn disarm(c: &Conn, timeout: Option<&Duration>) -> mysql::Result<()> {
-        deadline::limit_socket_reads(c, timeout.copied())?;
+        deadline::limit_socket_reads(&socket(c), timeout.copied())?;
         Ok(())
     }
 

@@ -12,6 +12,9 @@
 //!   `session_count` counts that user's sessions on the server.
 //! * [`shared_pg`] / [`shared_mariadb`]: one lazily started server per test
 //!   binary.
+//! * [`scenarios`]: tests the driver crates share (a frozen server, the
+//!   server's own connection limits, errors for bad URLs), generic over a
+//!   [`scenarios::Driver`].
 //!
 //! Servers never touch the system instances: each one gets its own temporary
 //! directory and a free port on 127.0.0.1. When the harness runs as root,
@@ -52,6 +55,7 @@ mod mariadb;
 mod pg;
 mod pgbouncer;
 mod proxy;
+pub mod scenarios;
 mod util;
 
 use std::io;

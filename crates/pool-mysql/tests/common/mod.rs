@@ -3,11 +3,44 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
-use std::time::Duration;
 
 use mysql::prelude::Queryable;
 use mysql::{Conn, Opts, OptsBuilder};
+use pool_core::url_params::PoolParams;
+use pool_core::{Builder, ManageConnection};
+use pool_mysql::MysqlManager;
 use pool_testkit::{MariaDbServer, MARIADB_DATABASE};
+
+// Each test binary uses a few of these.
+#[allow(unused_imports)]
+pub use pool_testkit::scenarios::{pool_io_threads, serial, wait_until, with_params};
+
+/// This crate as the driver of the shared scenarios ([`pool_testkit::scenarios`]).
+pub struct Mysql;
+
+impl pool_testkit::scenarios::Driver for Mysql {
+    type Manager = MysqlManager;
+    type Server = MariaDbServer;
+    const SCHEME: &'static str = "mysql";
+    // The socket's read timeout ends a login the pool gave up on.
+    const GIVEN_UP_CONNECTS_LOG_IN: bool = false;
+
+    fn from_url(url: &str) -> Result<(Self::Manager, PoolParams), pool_core::Error> {
+        MysqlManager::from_url(url)
+    }
+    fn builder_from_url(url: &str) -> Result<(Builder, Self::Manager), pool_core::Error> {
+        pool_mysql::builder_from_url(url)
+    }
+    fn password(manager: &Self::Manager) -> Option<String> {
+        manager.opts().get_pass().map(str::to_owned)
+    }
+    fn execute(
+        conn: &mut <Self::Manager as ManageConnection>::Connection,
+        sql: &str,
+    ) -> Result<(), String> {
+        conn.query_drop(sql).map_err(|e| e.to_string())
+    }
+}
 
 /// A name unique within this test process.
 pub fn unique(prefix: &str) -> String {
@@ -17,17 +50,6 @@ pub fn unique(prefix: &str) -> String {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     )
-}
-
-/// `url` with `params` appended as its query string.
-pub fn with_params(url: &str, params: &str) -> String {
-    if params.is_empty() {
-        url.to_owned()
-    } else if url.contains('?') {
-        format!("{url}&{params}")
-    } else {
-        format!("{url}?{params}")
-    }
 }
 
 /// A root connection on `db` (over TCP, never through the socket).
@@ -92,37 +114,4 @@ pub fn capture_logs() {
 /// Every log line captured so far.
 pub fn logged() -> Vec<String> {
     RECORDS.lock().unwrap_or_else(|e| e.into_inner()).clone()
-}
-
-/// Polls `f` until it returns true or `timeout` passes.
-pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let start = std::time::Instant::now();
-    while start.elapsed() < timeout {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    f()
-}
-
-/// How many of this process's threads are `pool-io` helper threads
-/// (`/proc/self/task/*/comm`).
-pub fn pool_io_threads() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .expect("/proc/self/task")
-        .flatten()
-        .filter(|t| {
-            std::fs::read_to_string(t.path().join("comm"))
-                .is_ok_and(|name| name.starts_with("pool-io"))
-        })
-        .count()
-}
-
-/// Serialises the tests of one file that freeze servers or count threads:
-/// run side by side on a 2-core machine they would blur each other's timing
-/// and thread counts.
-pub fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }

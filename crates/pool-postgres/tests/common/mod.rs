@@ -3,10 +3,46 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
-use std::time::Duration;
 
+use pool_core::url_params::PoolParams;
+use pool_core::{Builder, ManageConnection};
+use pool_postgres::PostgresManager;
 use pool_testkit::PgServer;
 use postgres::{Client, NoTls};
+
+// Each test binary uses a few of these.
+#[allow(unused_imports)]
+pub use pool_testkit::scenarios::{pool_io_threads, serial, wait_until, with_params};
+
+/// This crate as the driver of the shared scenarios ([`pool_testkit::scenarios`]).
+pub struct Postgres;
+
+impl pool_testkit::scenarios::Driver for Postgres {
+    type Manager = PostgresManager<NoTls>;
+    type Server = PgServer;
+    const SCHEME: &'static str = "postgres";
+    // The `postgres` crate cannot end a login that waits for the server.
+    const GIVEN_UP_CONNECTS_LOG_IN: bool = true;
+
+    fn from_url(url: &str) -> Result<(Self::Manager, PoolParams), pool_core::Error> {
+        PostgresManager::from_url(url)
+    }
+    fn builder_from_url(url: &str) -> Result<(Builder, Self::Manager), pool_core::Error> {
+        pool_postgres::builder_from_url(url)
+    }
+    fn password(manager: &Self::Manager) -> Option<String> {
+        manager
+            .config()
+            .get_password()
+            .map(|p| String::from_utf8(p.to_vec()).unwrap())
+    }
+    fn execute(
+        conn: &mut <Self::Manager as ManageConnection>::Connection,
+        sql: &str,
+    ) -> Result<(), String> {
+        conn.batch_execute(sql).map_err(|e| e.to_string())
+    }
+}
 
 /// A name unique within this test process, for tables, roles and
 /// `application_name`s on a shared server.
@@ -17,17 +53,6 @@ pub fn unique(prefix: &str) -> String {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     )
-}
-
-/// `url` with `params` appended as its query string.
-pub fn with_params(url: &str, params: &str) -> String {
-    if params.is_empty() {
-        url.to_owned()
-    } else if url.contains('?') {
-        format!("{url}&{params}")
-    } else {
-        format!("{url}?{params}")
-    }
 }
 
 /// A superuser client on `pg` (trust authentication), for observing the server.
@@ -86,37 +111,4 @@ pub fn capture_logs() {
 /// Every log line captured so far.
 pub fn logged() -> Vec<String> {
     RECORDS.lock().unwrap_or_else(|e| e.into_inner()).clone()
-}
-
-/// Polls `f` until it returns true or `timeout` passes.
-pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let start = std::time::Instant::now();
-    while start.elapsed() < timeout {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    f()
-}
-
-/// How many of this process's threads are `pool-io` helper threads
-/// (`/proc/self/task/*/comm`).
-pub fn pool_io_threads() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .expect("/proc/self/task")
-        .flatten()
-        .filter(|t| {
-            std::fs::read_to_string(t.path().join("comm"))
-                .is_ok_and(|name| name.starts_with("pool-io"))
-        })
-        .count()
-}
-
-/// Serialises the tests of one file that freeze servers or count threads:
-/// run side by side on a 2-core machine they would blur each other's timing
-/// and thread counts.
-pub fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
