@@ -1,11 +1,12 @@
 //! A cheap, coarse, monotonic clock in milliseconds.
 //!
 //! The pool reads the time on every return (to stamp "last used") and on every
-//! borrow (for the alive-bypass window and max lifetime). `Instant::now()` costs
-//! about 30–40 ns on a virtual machine, which alone would be as much as the
-//! whole borrow. `CLOCK_MONOTONIC_COARSE` is read from the vDSO in about 4 ns
-//! with a resolution of one kernel tick (1–4 ms): plenty for settings measured
-//! in hundreds of milliseconds to minutes. Durations that need precision
+//! borrow (for the alive-bypass window and max lifetime). `Instant::now()` on a
+//! virtual machine costs about as much as the whole borrow, while
+//! `CLOCK_MONOTONIC_COARSE` is read from the vDSO about ten times faster
+//! (docs/performance.md, "Clocks"), with a resolution of one kernel tick
+//! (1–4 ms): plenty for settings measured in hundreds of milliseconds to
+//! minutes. Durations that need precision
 //! (acquire waits) use `Instant` on the slow path only.
 
 use std::time::Duration;
@@ -21,8 +22,8 @@ pub(crate) const NEVER: Millis = u64::MAX;
 pub(crate) fn now() -> Millis {
     #[cfg(target_os = "linux")]
     {
-        // rustix calls the vDSO directly, 1.5–3 ns faster here than the C
-        // library's `clock_gettime` (the workspace turns on its
+        // rustix calls the vDSO directly, faster than the C library's
+        // `clock_gettime` (docs/performance.md, "Clocks"; the workspace turns on its
         // `use-libc-auxv` feature, without which programs crash under
         // valgrind).
         let ts = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);

@@ -158,9 +158,8 @@ pub fn detach(job: Job) -> Result<(), Job> {
 /// For drivers that lend their socket: a call bounded this way runs on the
 /// calling thread, where
 /// [`run`] costs a hand-off to a worker thread and another back, each a
-/// thread wake-up (with 8 threads on 4 MariaDB connections and a session
-/// reset per loan, the hand-offs cost 15–45 % of the throughput in our
-/// runs).
+/// thread wake-up (a large share of the throughput with a session reset per
+/// loan: the pool's docs/performance.md, "Socket read limits").
 ///
 /// What the caller must know:
 ///

@@ -37,8 +37,8 @@
 //! and wakes the oldest waiter to compete for it, and newcomers may take idle
 //! seats ahead of waiters: a thread that is running keeps connections moving
 //! instead of handing each one to a thread the scheduler has not run yet (the
-//! convoy that made strict hand-off 10× slower than r2d2 with 8 threads on 4
-//! connections). Once the oldest waiter has waited past the limit it sets
+//! convoy that made strict hand-off far slower than r2d2 with 8 threads on 4
+//! connections: docs/performance.md, "Bounded overtaking"). Once the oldest waiter has waited past the limit it sets
 //! `starving`: from then on newcomers queue, and a returning owner hands its
 //! seat, still `IN_USE`, straight to the oldest waiter (its state word is set
 //! to the seat index with one CAS, then the thread is unparked), so the

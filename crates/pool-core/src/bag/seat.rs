@@ -80,7 +80,7 @@ pub(crate) struct Seat<C> {
 /// [`Seat::give_up_watch`]); never a clock reading.
 pub(super) const GIVING_UP: u64 = u64::MAX - 1;
 /// `reset_since` once the giver-up has handed the seat back to the
-/// resetting thread ([`Seat::hand_back`]).
+/// resetting thread ([`GivingUp::hand_back`]).
 pub(super) const GIVEN_UP: u64 = u64::MAX;
 
 impl<C> Seat<C> {

@@ -59,10 +59,9 @@ impl<M: ManageConnection> Inner<M> {
     /// memory: when `acquire` was one function that the compiler chose not
     /// to inline (criterion's loop, or any caller of some size), the caller
     /// read the loan back with one 16-byte load from two 8-byte stores, which
-    /// the CPU cannot forward. The uncontended cycle (`benches/benches/cycle.rs`)
-    /// took 27.1 ns then and takes 15.4 ns now, with r2d2 at 175–177 ns in
-    /// both runs. The fast path returns an `Option` of the two-word loan
-    /// (`rax:rdx`), and only this small match is inlined into each call site.
+    /// the CPU cannot forward (docs/performance.md, "A loan in registers").
+    /// The fast path returns an `Option` of the two-word loan (`rax:rdx`),
+    /// and only this small match is inlined into each call site.
     #[track_caller]
     #[inline(always)]
     pub(super) fn acquire(&self, timeout: Duration) -> Result<PooledConnection<'_, M>, Error> {

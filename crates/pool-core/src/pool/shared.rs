@@ -102,7 +102,7 @@ pub(super) struct Inner<M: ManageConnection> {
     /// longer (see `reset_in_background`).
     pub(super) reset_watch: Option<Millis>,
     /// This `Inner` itself, for work that must outlive a borrowed loan (a
-    /// background reset, [`PooledConnection::into_owned`]).
+    /// background reset, [`PooledConnection::into_owned`](crate::PooledConnection::into_owned)).
     pub(super) me: Weak<Inner<M>>,
 }
 

@@ -6,7 +6,7 @@
 //! build a pool from a URL and run a statement) and calls a scenario from
 //! [`freeze`], [`server_limits`] or [`url_errors`] in each `#[test]`:
 //!
-//! ```ignore
+//! ```text
 //! // crates/pool-postgres/tests/freeze.rs
 //! mod common;
 //! use pool_testkit::scenarios::freeze;
