@@ -1,16 +1,18 @@
-//! Pool settings: [`Config`] is the plain data, [`Builder`] the fluent way to
-//! fill it in and start a pool.
+//! Pool settings as plain data ([`Config`]) and their one validation; the
+//! [`Builder`](crate::Builder) fills them in fluently (`pool/builder.rs`),
+//! and `limits.rs` holds their accepted ranges.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
-use crate::observe::events::Handler;
-use crate::{Error, HandleEvent, HealthThresholds, ManageConnection, Pool};
+use crate::limits::{
+    check_duration, check_max_size, range_text, MAX_DURATION, MAX_NAME_LEN, MIN_COARSE_DURATION,
+    MIN_TIMEOUT,
+};
+use crate::{Error, HealthThresholds};
 
 /// Every setting of a pool, as plain data.
 ///
-/// Most users go through [`Pool::builder`]; `Config` exists for programs that
+/// Most users go through [`Pool::builder`](crate::Pool::builder); `Config` exists for programs that
 /// load settings from a file or environment and pass them around. The defaults
 /// are HikariCP's, except where a setter says otherwise.
 ///
@@ -28,39 +30,39 @@ use crate::{Error, HandleEvent, HealthThresholds, ManageConnection, Pool};
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct Config {
-    /// See [`Builder::name`].
+    /// See [`Builder::name`](crate::Builder::name).
     pub name: Option<String>,
-    /// See [`Builder::max_size`].
+    /// See [`Builder::max_size`](crate::Builder::max_size).
     pub max_size: u32,
-    /// See [`Builder::min_idle`].
+    /// See [`Builder::min_idle`](crate::Builder::min_idle).
     pub min_idle: Option<u32>,
-    /// See [`Builder::connection_timeout`].
+    /// See [`Builder::connection_timeout`](crate::Builder::connection_timeout).
     pub connection_timeout: Duration,
-    /// See [`Builder::validation_timeout`].
+    /// See [`Builder::validation_timeout`](crate::Builder::validation_timeout).
     pub validation_timeout: Duration,
-    /// See [`Builder::idle_timeout`].
+    /// See [`Builder::idle_timeout`](crate::Builder::idle_timeout).
     pub idle_timeout: Option<Duration>,
-    /// See [`Builder::max_lifetime`].
+    /// See [`Builder::max_lifetime`](crate::Builder::max_lifetime).
     pub max_lifetime: Option<Duration>,
-    /// See [`Builder::keepalive_time`].
+    /// See [`Builder::keepalive_time`](crate::Builder::keepalive_time).
     pub keepalive_time: Option<Duration>,
-    /// See [`Builder::test_on_check_out`].
+    /// See [`Builder::test_on_check_out`](crate::Builder::test_on_check_out).
     pub test_on_check_out: bool,
-    /// See [`Builder::alive_bypass_window`].
+    /// See [`Builder::alive_bypass_window`](crate::Builder::alive_bypass_window).
     pub alive_bypass_window: Duration,
-    /// See [`Builder::leak_detection_threshold`].
+    /// See [`Builder::leak_detection_threshold`](crate::Builder::leak_detection_threshold).
     pub leak_detection_threshold: Option<Duration>,
-    /// See [`Builder::initialization_fail_timeout`].
+    /// See [`Builder::initialization_fail_timeout`](crate::Builder::initialization_fail_timeout).
     pub initialization_fail_timeout: Duration,
-    /// See [`Builder::fail_fast`].
+    /// See [`Builder::fail_fast`](crate::Builder::fail_fast).
     pub fail_fast: bool,
-    /// See [`Builder::fail_when_suspended`].
+    /// See [`Builder::fail_when_suspended`](crate::Builder::fail_when_suspended).
     pub fail_when_suspended: bool,
-    /// See [`Builder::metrics`].
+    /// See [`Builder::metrics`](crate::Builder::metrics).
     pub metrics: bool,
-    /// See [`Builder::health_thresholds`].
+    /// See [`Builder::health_thresholds`](crate::Builder::health_thresholds).
     pub health: HealthThresholds,
-    /// See [`Builder::reset_in_background`]; `None` lets the manager decide.
+    /// See [`Builder::reset_in_background`](crate::Builder::reset_in_background); `None` lets the manager decide.
     pub reset_in_background: Option<bool>,
 }
 
@@ -86,67 +88,6 @@ impl Default for Config {
             reset_in_background: None,
         }
     }
-}
-
-/// The shortest accepted `connection_timeout` and `validation_timeout`:
-/// below this the pool could not even wait for a thread to be scheduled.
-/// (Both are measured with `Instant`, not the coarse clock.)
-pub const MIN_TIMEOUT: Duration = Duration::from_millis(1);
-
-/// The shortest accepted `idle_timeout`, `max_lifetime`, `keepalive_time` and
-/// `leak_detection_threshold`.
-///
-/// The pool measures these on its coarse clock, which ticks every 1 to 4 ms
-/// (one kernel tick). A shorter setting is mostly rounding error, and a
-/// sub-millisecond one becomes 0 ms: every connection retired as it is
-/// borrowed, or checked on every housekeeping round. 10 ms is two and a half
-/// ticks at the coarsest: still short enough for tests of these timings.
-/// (HikariCP's floors are seconds: 30 s lifetime, 10 s idle, 2 s leak
-/// threshold.)
-pub const MIN_COARSE_DURATION: Duration = Duration::from_millis(10);
-
-/// The shortest accepted health window ([`HealthThresholds::window`]): the
-/// pool samples its counters every 1/64 of the window.
-pub const MIN_HEALTH_WINDOW: Duration = Duration::from_millis(100);
-
-/// The longest accepted duration of any setting: 3650 days (ten years).
-///
-/// Every duration is added to `Instant::now()`, converted to milliseconds or
-/// slept on somewhere; ten years fits all of them with room to spare, and is
-/// longer than any pool lives.
-pub const MAX_DURATION: Duration = Duration::from_secs(3650 * 86_400);
-
-/// The longest accepted pool name, in bytes.
-pub const MAX_NAME_LEN: usize = 256;
-
-/// `"10ms to 3650 days"`.
-pub(crate) fn range_text(min: Duration) -> String {
-    if min.is_zero() {
-        "0 to 3650 days (10 years)".to_owned()
-    } else {
-        format!("{min:?} to 3650 days (10 years)")
-    }
-}
-
-/// Checks that `value` of `setting` is within `min..=MAX_DURATION`.
-pub(crate) fn check_duration(
-    setting: &str,
-    value: Duration,
-    min: Duration,
-    why: &str,
-) -> Result<(), Error> {
-    if value < min || value > MAX_DURATION {
-        let hint = if value < min && !why.is_empty() {
-            format!(" ({why})")
-        } else {
-            String::new()
-        };
-        return Err(Error::config(
-            setting,
-            format!("{value:?} is out of range: use {}{hint}", range_text(min)),
-        ));
-    }
-    Ok(())
 }
 
 impl Config {
@@ -267,343 +208,5 @@ impl Config {
     /// (`max_size`) is applied.
     pub fn effective_min_idle(&self) -> u32 {
         self.min_idle.unwrap_or(self.max_size).min(self.max_size)
-    }
-}
-
-/// The largest accepted `max_size`: far above what any database accepts, low
-/// enough that a typo (`max_size(1_000_000)`) is caught.
-pub const MAX_SIZE_LIMIT: u32 = crate::bag::MAX_SEATS as u32;
-
-/// The one check of a `max_size` (at `build`, and in `Pool::resize`): the
-/// reason it is refused, if it is.
-pub(crate) fn check_max_size(max_size: u32) -> Result<(), String> {
-    if max_size == 0 || max_size > MAX_SIZE_LIMIT {
-        return Err(format!(
-            "{max_size} is out of range: use 1 to {MAX_SIZE_LIMIT}"
-        ));
-    }
-    Ok(())
-}
-
-/// Numbers the pools built without a name (`pool-1`, `pool-2`, ...).
-static NAME_SEQ: AtomicU64 = AtomicU64::new(1);
-
-/// Builds a [`Pool`]: set what differs from the defaults, then call
-/// [`build`](Builder::build) or [`build_unchecked`](Builder::build_unchecked).
-///
-/// ```
-/// # use pool_core::{ManageConnection, Pool};
-/// # use std::time::Duration;
-/// # struct M;
-/// # impl ManageConnection for M {
-/// #     type Connection = ();
-/// #     type Error = std::io::Error;
-/// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-/// #     fn is_valid(&self, _: &mut (), _: Duration) -> Result<(), std::io::Error> { Ok(()) }
-/// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-/// # }
-/// let pool = Pool::builder()
-///     .name("orders")
-///     .max_size(4)
-///     .min_idle(Some(1))
-///     .connection_timeout(Duration::from_secs(5))
-///     .build(M)?;
-/// assert_eq!(pool.state().max_size, 4);
-/// # Ok::<(), pool_core::Error>(())
-/// ```
-#[must_use = "a builder does nothing until build() is called"]
-#[derive(Debug, Clone, Default)]
-pub struct Builder {
-    config: Config,
-    handler: Option<Handler>,
-}
-
-impl Builder {
-    /// A builder with every setting at its default.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// A builder starting from `config`.
-    pub fn from_config(config: Config) -> Self {
-        Builder {
-            config,
-            handler: None,
-        }
-    }
-
-    /// The settings so far.
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
-    /// The pool's name, used in every log line, error and thread name.
-    ///
-    /// Default: `pool-N`, numbered in the order pools are built. 1 to 256
-    /// bytes without control characters.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.config.name = Some(name.into());
-        self
-    }
-
-    /// The most connections the pool holds, idle and lent together.
-    ///
-    /// Default: 10. Must be between 1 and 65,536. Can be changed later with
-    /// [`Pool::resize`].
-    pub fn max_size(mut self, max_size: u32) -> Self {
-        self.config.max_size = max_size;
-        self
-    }
-
-    /// How many idle connections the pool keeps ready; `None` means
-    /// "as many as `max_size`" (a fixed-size pool, HikariCP's recommendation).
-    ///
-    /// Lent connections do not count: with `min_idle` 2 and 3 connections
-    /// lent, the pool holds 5 (within `max_size`). When borrows take the idle
-    /// count below `min_idle`, the pool opens replacements within about
-    /// 100 ms. Only idle connections above `min_idle` idle ones are closed
-    /// after [`idle_timeout`](Builder::idle_timeout).
-    ///
-    /// Default: `None`.
-    pub fn min_idle(mut self, min_idle: Option<u32>) -> Self {
-        self.config.min_idle = min_idle;
-        self
-    }
-
-    /// How long [`Pool::get`] waits for a connection before failing with
-    /// [`Error::Timeout`].
-    ///
-    /// One deadline per call, fixed when `get` is called: every validation
-    /// of an idle connection and every wait within the call gets what is
-    /// left of it, so `get` returns within this time (plus scheduling),
-    /// whatever path it takes and however many idle connections hang on a
-    /// frozen server. The error reports the real time waited.
-    ///
-    /// Default: 30 s. 1 ms to 3650 days.
-    pub fn connection_timeout(mut self, timeout: Duration) -> Self {
-        self.config.connection_timeout = timeout;
-        self
-    }
-
-    /// The time limit given to [`ManageConnection::is_valid`].
-    ///
-    /// On borrow the check is also bounded by what the borrower has left of
-    /// its wait, so `get` returns within `connection_timeout` even when
-    /// validation hangs; a connection reached after the deadline is not
-    /// tested (nor closed) but left for the next borrower. `try_get` gives
-    /// the validation of the idle connection it takes this whole limit.
-    ///
-    /// Default: 5 s. 1 ms to 3650 days.
-    pub fn validation_timeout(mut self, timeout: Duration) -> Self {
-        self.config.validation_timeout = timeout;
-        self
-    }
-
-    /// How long a connection may sit idle before it is closed; applies only
-    /// to connections above `min_idle`. `None` keeps idle connections forever.
-    ///
-    /// Default: 10 minutes. 10 ms to 3650 days ([`MIN_COARSE_DURATION`]
-    /// says why not less), and shorter than `max_lifetime`.
-    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.config.idle_timeout = timeout;
-        self
-    }
-
-    /// How long a connection lives at most. Each connection is retired up to
-    /// 2.5 % early, at random, so that connections opened together do not all
-    /// expire together; an idle one is closed at once, a lent one when it comes
-    /// back. `None` lets connections live forever.
-    ///
-    /// Default: 30 minutes. 10 ms to 3650 days. Set it a little below any
-    /// limit the database or a network device imposes on connection age.
-    pub fn max_lifetime(mut self, lifetime: Option<Duration>) -> Self {
-        self.config.max_lifetime = lifetime;
-        self
-    }
-
-    /// How often an idle connection is checked with `is_valid`, to keep it
-    /// from being dropped by the database or a firewall and to notice a dead
-    /// one before a borrower does. `None` turns keepalives off.
-    ///
-    /// Default: `None`. 10 ms to 3650 days, and shorter than `max_lifetime`.
-    pub fn keepalive_time(mut self, interval: Option<Duration>) -> Self {
-        self.config.keepalive_time = interval;
-        self
-    }
-
-    /// Whether a borrowed connection is checked with `is_valid` before it is
-    /// handed out. A connection used within the
-    /// [`alive_bypass_window`](Builder::alive_bypass_window) is not re-checked:
-    /// it was just seen working.
-    ///
-    /// Default: `true`.
-    pub fn test_on_check_out(mut self, test: bool) -> Self {
-        self.config.test_on_check_out = test;
-        self
-    }
-
-    /// How recently a connection must have been used to skip the check on
-    /// borrow.
-    ///
-    /// Default: 500 ms (HikariCP's). 0 (check every borrow) to 3650 days.
-    pub fn alive_bypass_window(mut self, window: Duration) -> Self {
-        self.config.alive_bypass_window = window;
-        self
-    }
-
-    /// How long a connection may stay lent before it is reported as a
-    /// possible leak. `None` turns leak detection off.
-    ///
-    /// Default: `None`. 10 ms to 3650 days.
-    pub fn leak_detection_threshold(mut self, threshold: Option<Duration>) -> Self {
-        self.config.leak_detection_threshold = threshold;
-        self
-    }
-
-    /// How long [`build`](Builder::build) tries to open its first connections.
-    ///
-    /// `build` waits until `min_idle` connections are open, or until this time
-    /// has passed; then it succeeds if at least one connection could be opened
-    /// (the rest are opened in the background) and fails with the driver's
-    /// error if none could. Connections opened and already closed again
-    /// (a short `max_lifetime`) count as success. Zero means "the first
-    /// attempt decides". A first connect still running at the deadline is
-    /// waited for, but only until `connection_timeout` after the start: then
-    /// `build` fails with [`Error::Connect`] (the pool closes in the
-    /// background if that takes over 100 ms). So `build` returns within the
-    /// longer of the two, plus at most 100 ms.
-    ///
-    /// Default: 1 s. 0 to 3650 days.
-    pub fn initialization_fail_timeout(mut self, timeout: Duration) -> Self {
-        self.config.initialization_fail_timeout = timeout;
-        self
-    }
-
-    /// Whether borrowers fail at once while the database is down, instead of
-    /// waiting out `connection_timeout`.
-    ///
-    /// The rule: `get` fails fast, with [`Error::Connect`] and the driver's
-    /// error, only while the pool holds no open connection and either
-    ///
-    /// * the server rejected the login ([`ConnectFailure::Rejected`]: wrong
-    ///   password, user or database — the error says so), or
-    /// * connects failed to reach the server
-    ///   ([`ConnectFailure::Unreachable`]: refused, unreachable, timed out)
-    ///   at least twice in a row over at least one second;
-    ///
-    /// and the last attempt is less than 500 ms old (otherwise the borrower
-    /// waits, within its timeout, for the next attempt, so a database that
-    /// came back is not reported down from an old failure). A server at its
-    /// connection limit, starting up or shutting down
-    /// ([`ConnectFailure::Busy`]) never makes borrowers fail fast: they wait
-    /// for a connection to come back. While borrowers fail fast, each of
-    /// them asks the creator to try again on its backoff (50 ms doubling to
-    /// 1 s), whatever `min_idle` is, and the first success ends it. The
-    /// manager classifies its errors
-    /// ([`ManageConnection::classify_connect_error`]).
-    ///
-    /// [`ConnectFailure::Rejected`]: crate::ConnectFailure::Rejected
-    /// [`ConnectFailure::Unreachable`]: crate::ConnectFailure::Unreachable
-    /// [`ConnectFailure::Busy`]: crate::ConnectFailure::Busy
-    /// [`ManageConnection::classify_connect_error`]: crate::ManageConnection::classify_connect_error
-    ///
-    /// Default: `true`.
-    pub fn fail_fast(mut self, fail_fast: bool) -> Self {
-        self.config.fail_fast = fail_fast;
-        self
-    }
-
-    /// Whether `get` fails at once with [`Error::Suspended`] while the pool is
-    /// suspended, instead of waiting (up to `connection_timeout`) for
-    /// [`Pool::resume`].
-    ///
-    /// Default: `false`.
-    pub fn fail_when_suspended(mut self, fail: bool) -> Self {
-        self.config.fail_when_suspended = fail;
-        self
-    }
-
-    /// Whether borrows and returns record metrics (counts, acquire wait and
-    /// time lent; see [`Pool::metrics`]). Recording costs a few nanoseconds
-    /// per borrow and about 10 KiB per thread that uses the pool; connection
-    /// counters and errors are always counted.
-    ///
-    /// Default: `true`.
-    pub fn metrics(mut self, on: bool) -> Self {
-        self.config.metrics = on;
-        self
-    }
-
-    /// Receives the pool's events: connections opened and closed (with
-    /// reason and age), lent (with wait time) and returned (with time lent),
-    /// and borrowers timing out. See [`HandleEvent`].
-    ///
-    /// Default: none.
-    pub fn event_handler(mut self, handler: impl HandleEvent) -> Self {
-        self.handler = Some(Handler(Arc::new(handler)));
-        self
-    }
-
-    /// Whether [`ManageConnection::reset`] runs on a worker thread instead of
-    /// the returning borrower's: the borrower's `drop` returns at once, and
-    /// the connection becomes available to others when its reset is done.
-    /// Worth it when the reset costs a round trip (session isolation in the
-    /// driver crates); connections whose
-    /// [`needs_reset`](ManageConnection::needs_reset) says no skip the hop.
-    ///
-    /// Default: what the manager's
-    /// [`background_reset`](ManageConnection::background_reset) says (the
-    /// driver crates say yes while isolation is on; the trait's default is no).
-    pub fn reset_in_background(mut self, on: bool) -> Self {
-        self.config.reset_in_background = Some(on);
-        self
-    }
-
-    /// The thresholds of [`Pool::health`]'s verdicts.
-    ///
-    /// Default: [`HealthThresholds::default()`] (a 60 s window; critical above
-    /// 10 % errors, 95 % utilization or 10 s mean wait; warning above 5 %,
-    /// 80 %, 5 s; healthy below 1 %, 70 %, 1 s). Checked by
-    /// [`HealthThresholds::validate`] when the pool is built.
-    pub fn health_thresholds(mut self, thresholds: HealthThresholds) -> Self {
-        self.config.health = thresholds;
-        self
-    }
-
-    /// Builds the pool and waits for its first connections (see
-    /// [`initialization_fail_timeout`](Builder::initialization_fail_timeout)).
-    ///
-    /// Fails with [`Error::Config`] for invalid settings and with
-    /// [`Error::Connect`] when no connection could be opened.
-    pub fn build<M: ManageConnection>(self, manager: M) -> Result<Pool<M>, Error> {
-        let handler = self.handler.clone().map(|h| h.0);
-        let (config, name) = self.finish()?;
-        Pool::start(config, name, manager, true, handler)
-    }
-
-    /// Builds the pool without waiting for any connection: they are opened in
-    /// the background. Fails only for invalid settings.
-    pub fn build_unchecked<M: ManageConnection>(self, manager: M) -> Result<Pool<M>, Error> {
-        let handler = self.handler.clone().map(|h| h.0);
-        let (config, name) = self.finish()?;
-        Pool::start(config, name, manager, false, handler)
-    }
-
-    fn finish(self) -> Result<(Config, Arc<str>), Error> {
-        let name: Arc<str> = match &self.config.name {
-            Some(n) => Arc::from(n.as_str()),
-            None => Arc::from(format!("pool-{}", NAME_SEQ.fetch_add(1, Ordering::Relaxed))),
-        };
-        match self.config.validate() {
-            Ok(()) => Ok((self.config, name)),
-            Err(Error::Config {
-                setting, reason, ..
-            }) => Err(Error::Config {
-                pool: name,
-                setting,
-                reason,
-            }),
-            Err(other) => Err(other),
-        }
     }
 }

@@ -55,6 +55,8 @@ pub mod deadline;
 #[cfg(not(pool_loom))]
 mod error;
 #[cfg(not(pool_loom))]
+mod limits;
+#[cfg(not(pool_loom))]
 mod manager;
 #[cfg(not(pool_loom))]
 mod observe;
@@ -68,12 +70,13 @@ mod types;
 pub mod url_params;
 
 #[cfg(not(pool_loom))]
-pub use config::{
-    Builder, Config, MAX_DURATION, MAX_NAME_LEN, MAX_SIZE_LIMIT, MIN_COARSE_DURATION,
-    MIN_HEALTH_WINDOW, MIN_TIMEOUT,
-};
+pub use config::Config;
 #[cfg(not(pool_loom))]
 pub use error::{Error, SharedError};
+#[cfg(not(pool_loom))]
+pub use limits::{
+    MAX_DURATION, MAX_NAME_LEN, MAX_SIZE_LIMIT, MIN_COARSE_DURATION, MIN_HEALTH_WINDOW, MIN_TIMEOUT,
+};
 #[cfg(not(pool_loom))]
 pub use manager::{ConnectFailure, ManageConnection};
 #[cfg(not(pool_loom))]
@@ -88,7 +91,7 @@ pub use observe::leak::LeakReport;
 #[cfg(not(pool_loom))]
 pub use observe::metrics::{ClosedCounts, Distribution, Metrics};
 #[cfg(not(pool_loom))]
-pub use pool::{Pool, PooledConnection};
+pub use pool::{Builder, Pool, PooledConnection};
 #[cfg(not(pool_loom))]
 pub use types::{CloseReason, State};
 

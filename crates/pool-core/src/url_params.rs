@@ -78,7 +78,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::config::MAX_DURATION;
+use crate::limits::MAX_DURATION;
 use crate::{Builder, Error};
 
 mod redaction;

@@ -89,7 +89,7 @@ impl HealthThresholds {
     /// assert!(err.contains("health_thresholds.critical_utilization") && err.contains("0 to 1"), "{err}");
     /// ```
     pub fn validate(&self) -> Result<(), crate::Error> {
-        use crate::config::{check_duration, MAX_DURATION, MIN_HEALTH_WINDOW};
+        use crate::limits::{check_duration, MAX_DURATION, MIN_HEALTH_WINDOW};
         check_duration(
             "health_thresholds.window",
             self.window,

@@ -42,7 +42,7 @@ impl<M: ManageConnection> Inner<M> {
     }
 
     pub(super) fn resize(&self, max_size: u32) -> Result<(), Error> {
-        if let Err(reason) = crate::config::check_max_size(max_size) {
+        if let Err(reason) = crate::limits::check_max_size(max_size) {
             return Err(Error::Config {
                 pool: self.name.clone(),
                 setting: "max_size".into(),

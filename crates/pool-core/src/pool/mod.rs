@@ -7,6 +7,7 @@
 //! |---|---|
 //! | `mod.rs` | the [`Pool`] handle and its public methods |
 //! | `shared.rs` | [`Inner`](shared::Inner), the state every part shares |
+//! | `builder.rs` | [`Builder`]: settings, then `build` |
 //! | `startup.rs` | `build`: threads, the wait for the first connections |
 //! | `thread_cache.rs` | each thread's recently returned seats |
 //! | `acquire.rs` | the borrow path and its checks |
@@ -23,6 +24,7 @@
 //! is dropped (their doorbell channel disconnects).
 
 mod acquire;
+mod builder;
 mod control;
 mod creator;
 mod failures;
@@ -48,6 +50,7 @@ use crate::observe::metrics::Metrics;
 use crate::types::State;
 use crate::ManageConnection;
 
+pub use builder::Builder;
 pub use loan::PooledConnection;
 use shared::Inner;
 
