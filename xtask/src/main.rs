@@ -11,6 +11,7 @@ mod ci;
 mod fuzz;
 mod leaks;
 mod loom;
+mod sanitizers;
 mod stress;
 mod stress_faults;
 mod test;
@@ -58,6 +59,14 @@ enum Task {
     /// The cargo-fuzz targets of `fuzz/` (URL parameters, the drivers' URL
     /// entry points, build), one at a time, `--secs` each (default 600).
     Fuzz(fuzz::FuzzArgs),
+    /// pool-core's tests (the proptest model included, no doctests) under
+    /// AddressSanitizer and LeakSanitizer (stable toolchain with
+    /// RUSTC_BOOTSTRAP=1, own target dir); fails on any report.
+    Asan(sanitizers::SanArgs),
+    /// pool-core's tests under ThreadSanitizer, with the suppressions of
+    /// xtask/tsan.supp (std is not instrumented); fails on an unsuppressed
+    /// report, but CI only prints its summary.
+    Tsan(sanitizers::SanArgs),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +79,8 @@ fn main() -> ExitCode {
         Task::Stress(args) => stress::run(args),
         Task::Leaks(args) => leaks::run(args),
         Task::Fuzz(args) => fuzz::run(args),
+        Task::Asan(args) => sanitizers::run(sanitizers::Sanitizer::Address, args),
+        Task::Tsan(args) => sanitizers::run(sanitizers::Sanitizer::Thread, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -94,7 +105,7 @@ mod tests {
     fn help_lists_every_task() {
         let help = Cli::command().render_long_help().to_string();
         for task in [
-            "ci", "test", "loom", "bench", "stress", "leaks", "fuzz", "help",
+            "ci", "test", "loom", "bench", "stress", "leaks", "fuzz", "asan", "tsan", "help",
         ] {
             assert!(help.contains(task), "{task} missing from:\n{help}");
         }
@@ -134,6 +145,34 @@ mod tests {
             (60, vec!["build_pool".to_owned()])
         );
         assert!(Cli::try_parse_from(["xtask", "fuzz", "nope"]).is_err());
+    }
+
+    #[test]
+    fn sanitizer_flags_parse() {
+        for task in ["asan", "tsan"] {
+            let cli = Cli::try_parse_from(["xtask", task]).unwrap();
+            let (Task::Asan(args) | Task::Tsan(args)) = cli.task else {
+                panic!("not {task}")
+            };
+            assert_eq!(args, sanitizers::SanArgs::default());
+        }
+        let cli = Cli::try_parse_from([
+            "xtask",
+            "tsan",
+            "--timeout",
+            "4m",
+            "--bin",
+            "model",
+            "--",
+            "--nocapture",
+        ])
+        .unwrap();
+        let Task::Tsan(args) = cli.task else {
+            panic!("not tsan")
+        };
+        assert_eq!(args.timeout, Some(std::time::Duration::from_secs(240)));
+        assert_eq!(args.bins, ["model"]);
+        assert_eq!(args.test_args, ["--nocapture"]);
     }
 
     #[test]
