@@ -14,6 +14,13 @@
 //! a `SKIPPED` line saying why, even when `CI` is set: fuzzing is a bonus,
 //! and the crashes it found are regression tests in the normal suite.
 //!
+//! pool-core's tests then run under AddressSanitizer (`cargo xtask asan`,
+//! gating) right after the leak check, and, after every gating step, under
+//! ThreadSanitizer (`cargo xtask tsan`) for at most
+//! [`sanitizers::CI_TSAN_TIMEOUT`]: its summary (reports, suppressed
+//! reports, test failures) is printed and never fails CI. Either is skipped
+//! with a `SKIPPED` line when the toolchain has no runtime for it.
+//!
 //! The real-server stress steps need the server binaries (pool-testkit looks
 //! for them). When they are missing the step is skipped with a `SKIPPED`
 //! line naming the Debian package to install, unless the environment
@@ -25,6 +32,7 @@ use clap::Args;
 
 use pool_testkit::{MariaDbServer, PgServer};
 
+use crate::sanitizers::{self, Sanitizer};
 use crate::util::{self, Result};
 use crate::{fuzz, leaks, loom, stress, test, tidy};
 
@@ -64,6 +72,35 @@ const REAL_STEPS: [RealStep; 2] = [
     },
 ];
 
+/// Runs the non-gating ThreadSanitizer step within [`sanitizers::CI_TSAN_TIMEOUT`]
+/// and returns its one-line verdict for the timing table.
+fn run_tsan() -> String {
+    eprintln!(
+        "\n==> tsan (not gating, at most {})",
+        util::human(sanitizers::CI_TSAN_TIMEOUT)
+    );
+    let toolchain = match sanitizers::available(Sanitizer::Thread) {
+        Ok(toolchain) => toolchain,
+        Err(why) => {
+            eprintln!("SKIPPED tsan: {why}");
+            return format!("SKIPPED ({why})");
+        }
+    };
+    let start = Instant::now();
+    let args = sanitizers::SanArgs {
+        timeout: Some(sanitizers::CI_TSAN_TIMEOUT),
+        ..sanitizers::SanArgs::default()
+    };
+    let verdict = match sanitizers::run_with(Sanitizer::Thread, &toolchain, &args) {
+        Ok(summary) if summary.clean() => format!("clean: {summary}"),
+        Ok(summary) => format!("NOT CLEAN (not gating): {summary}"),
+        Err(e) => format!("ERROR (not gating): {e}"),
+    };
+    let verdict = format!("{:>8}  {verdict}", util::human(start.elapsed()));
+    eprintln!("<== tsan: {verdict}");
+    verdict
+}
+
 /// Runs `cargo xtask ci`.
 pub fn run(_args: &CiArgs) -> Result {
     let start = Instant::now();
@@ -101,6 +138,31 @@ pub fn run(_args: &CiArgs) -> Result {
         })
     })?;
     record("leaks (sim)", &mut || leaks::run(&leaks::LeaksArgs::ci()))?;
+    // ------------------------------------------------------------------------
+
+    // ---- pool-core's tests under AddressSanitizer (gating) -----------------
+    // Skipped with a note (never a failure) when the toolchain has no ASan
+    // runtime: see xtask/src/sanitizers.rs.
+    let mut asan_skipped = None;
+    match sanitizers::available(Sanitizer::Address) {
+        Ok(toolchain) => record("asan", &mut || {
+            let summary = sanitizers::run_with(
+                Sanitizer::Address,
+                &toolchain,
+                &sanitizers::SanArgs::default(),
+            )?;
+            eprintln!("asan: {summary}");
+            if summary.clean() {
+                Ok(())
+            } else {
+                Err(format!("asan: {summary}").into())
+            }
+        })?,
+        Err(why) => {
+            eprintln!("\n==> asan\nSKIPPED asan: {why}");
+            asan_skipped = Some(why);
+        }
+    }
     // ------------------------------------------------------------------------
 
     // ---- a short fuzz run of every target ------------------------------------
@@ -158,10 +220,19 @@ pub fn run(_args: &CiArgs) -> Result {
     }
     // ------------------------------------------------------------------------
 
+    // ---- pool-core's tests under ThreadSanitizer (not gating) ---------------
+    // After every gating step, time-boxed; its summary is printed and never
+    // fails CI (std is not instrumented: see xtask/tsan.supp).
+    let tsan = run_tsan();
+
     eprintln!("\nci: all steps passed in {}", util::human(start.elapsed()));
     for (name, took) in &timings {
         eprintln!("  {name:<17} {:>8}", util::human(*took));
     }
+    if let Some(why) = asan_skipped {
+        eprintln!("  {:<17} SKIPPED ({why})", "asan");
+    }
+    eprintln!("  {:<17} {tsan}", "tsan (no gate)");
     if let Some(why) = fuzz_skipped {
         eprintln!("  {:<17} SKIPPED ({why})", "fuzz");
     }

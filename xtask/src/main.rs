@@ -12,6 +12,7 @@ mod fuzz;
 mod leaks;
 mod loom;
 mod proc;
+mod sanitizers;
 mod stress;
 mod test;
 mod tidy;
@@ -63,6 +64,14 @@ enum Task {
     /// dependencies, intra-doc links, benchmark figures in comments, ignored
     /// tests and `todo`s, long files that do not say why.
     Tidy(tidy::TidyArgs),
+    /// pool-core's tests (the proptest model included, no doctests) under
+    /// AddressSanitizer and LeakSanitizer (stable toolchain with
+    /// RUSTC_BOOTSTRAP=1, own target dir); fails on any report.
+    Asan(sanitizers::SanArgs),
+    /// pool-core's tests under ThreadSanitizer, with the suppressions of
+    /// xtask/tsan.supp (std is not instrumented); fails on an unsuppressed
+    /// report, but CI only prints its summary.
+    Tsan(sanitizers::SanArgs),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +85,8 @@ fn main() -> ExitCode {
         Task::Leaks(args) => leaks::run(args),
         Task::Fuzz(args) => fuzz::run(args),
         Task::Tidy(args) => tidy::run(args),
+        Task::Asan(args) => sanitizers::run(sanitizers::Sanitizer::Address, args),
+        Task::Tsan(args) => sanitizers::run(sanitizers::Sanitizer::Thread, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -100,7 +111,8 @@ mod tests {
     fn help_lists_every_task() {
         let help = Cli::command().render_long_help().to_string();
         for task in [
-            "ci", "test", "loom", "bench", "stress", "leaks", "fuzz", "tidy", "help",
+            "ci", "test", "loom", "bench", "stress", "leaks", "fuzz", "tidy", "asan", "tsan",
+            "help",
         ] {
             assert!(help.contains(task), "{task} missing from:\n{help}");
         }
@@ -140,6 +152,34 @@ mod tests {
             (60, vec!["build_pool".to_owned()])
         );
         assert!(Cli::try_parse_from(["xtask", "fuzz", "nope"]).is_err());
+    }
+
+    #[test]
+    fn sanitizer_flags_parse() {
+        for task in ["asan", "tsan"] {
+            let cli = Cli::try_parse_from(["xtask", task]).unwrap();
+            let (Task::Asan(args) | Task::Tsan(args)) = cli.task else {
+                panic!("not {task}")
+            };
+            assert_eq!(args, sanitizers::SanArgs::default());
+        }
+        let cli = Cli::try_parse_from([
+            "xtask",
+            "tsan",
+            "--timeout",
+            "4m",
+            "--bin",
+            "model",
+            "--",
+            "--nocapture",
+        ])
+        .unwrap();
+        let Task::Tsan(args) = cli.task else {
+            panic!("not tsan")
+        };
+        assert_eq!(args.timeout, Some(std::time::Duration::from_secs(240)));
+        assert_eq!(args.bins, ["model"]);
+        assert_eq!(args.test_args, ["--nocapture"]);
     }
 
     #[test]
