@@ -3,7 +3,7 @@
 //! Runs `RUSTFLAGS="--cfg pool_loom" cargo test -p pool-core --release --lib loom`
 //! in its own target directory (`<target>/loom`, where `<target>` is
 //! `$CARGO_TARGET_DIR` or `target/`), so that the changed `RUSTFLAGS` do not
-//! invalidate the normal build. `LOOM_MAX_PREEMPTIONS` defaults to 2; a value
+//! invalidate the normal build. `LOOM_MAX_PREEMPTIONS` defaults to 3; a value
 //! in the environment wins, as do any other `LOOM_*` variables.
 
 use clap::Args;
@@ -19,8 +19,9 @@ pub struct LoomArgs {
     pub test_args: Vec<String>,
 }
 
-/// The default preemption bound: enough to find most bugs in minutes.
-const DEFAULT_MAX_PREEMPTIONS: &str = "2";
+/// The default preemption bound, the one CI runs (ARCHITECTURE.md,
+/// "Testing", says what the models cover at it).
+const DEFAULT_MAX_PREEMPTIONS: &str = "3";
 
 /// Runs `cargo xtask loom`.
 pub fn run(args: &LoomArgs) -> Result {

@@ -321,3 +321,81 @@ fn loom_watched_reset_is_ended_or_given_up_exactly_once() {
         assert_eq!(state, if job_won { IDLE } else { VACANT });
     });
 }
+
+#[test]
+fn loom_waiter_scanning_while_handed_a_seat_loses_neither() {
+    // Two occupied seats: seat 0 is lent to the main thread, seat 1 to a
+    // second borrower. A waiter (no deadline) waits; both borrowers return.
+    // The strict bag (fairness limit zero) hands returned seats to the
+    // starving waiter, whose scan may meanwhile have claimed the other seat:
+    // then it keeps one and gives the other back through `surplus` (the
+    // pool's `make_available`). Whatever the interleaving, the waiter ends
+    // with exactly one seat, the other is idle, and no connection is touched
+    // by two threads (loom's cell tracking).
+    loom::model(|| {
+        let bag = Arc::new(Bag::new(2));
+        for (i, conn) in [(0, 1), (1, 10)] {
+            let mut claimed = bag.seat(i).try_claim_vacant().expect("vacant");
+            claimed.put(conn);
+            claimed.keep().state.store(IN_USE, Ordering::Relaxed);
+        }
+        let waiter = {
+            let bag = bag.clone();
+            thread::spawn(move || {
+                let i = wait_and_touch(&bag);
+                bag.release(owned(&bag, i));
+                i
+            })
+        };
+        let second = {
+            let bag = bag.clone();
+            thread::spawn(move || {
+                let mut mine = owned(&bag, 1);
+                touch(&mut mine);
+                bag.release(mine);
+            })
+        };
+        let mut mine = owned(&bag, 0);
+        touch(&mut mine);
+        bag.release(mine);
+        second.join().unwrap();
+        let got = waiter.join().unwrap();
+        assert!(got < 2);
+        // Both seats are idle again: neither was lost nor left claimed.
+        assert_eq!(bag.seat(0).state(), IDLE);
+        assert_eq!(bag.seat(1).state(), IDLE);
+        assert_eq!(bag.waiting(), 0);
+    });
+}
+
+#[test]
+fn loom_bag_growth_keeps_existing_seats_reachable() {
+    // `resize` grows the bag (a new bucket, then the capacity, with Release)
+    // while another thread claims and uses an existing seat, and a third
+    // reads a seat of the new bucket once the capacity says it exists.
+    loom::model(|| {
+        let bag = Arc::new(Bag::<u64>::new(1));
+        let grower = {
+            let bag = bag.clone();
+            thread::spawn(move || bag.ensure_capacity(40))
+        };
+        let reader = {
+            let bag = bag.clone();
+            thread::spawn(move || {
+                if bag.capacity() > 20 {
+                    // Published with its bucket: a valid, vacant seat.
+                    assert_eq!(bag.seat(20).index, 20);
+                    assert_eq!(bag.seat(20).state(), VACANT);
+                }
+            })
+        };
+        let mut claimed = bag.seat(0).try_claim_vacant().expect("vacant");
+        claimed.put(3);
+        touch(&mut claimed);
+        assert_eq!(claimed.take(), Some(4));
+        claimed.vacate();
+        grower.join().unwrap();
+        reader.join().unwrap();
+        assert!(bag.capacity() >= 40);
+    });
+}
