@@ -65,6 +65,8 @@ mod pool;
 #[cfg(all(feature = "r2d2", not(pool_loom)))]
 pub mod r2d2;
 #[cfg(not(pool_loom))]
+mod stamps;
+#[cfg(not(pool_loom))]
 mod types;
 #[cfg(not(pool_loom))]
 pub mod url_params;

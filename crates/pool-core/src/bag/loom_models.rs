@@ -333,7 +333,7 @@ fn loom_waiter_scanning_while_handed_a_seat_loses_neither() {
     // with exactly one seat, the other is idle, and no connection is touched
     // by two threads (loom's cell tracking).
     loom::model(|| {
-        let bag = Arc::new(Bag::new(2));
+        let bag: Arc<Bag<u64>> = Arc::new(Bag::new(2));
         for (i, conn) in [(0, 1), (1, 10)] {
             let mut claimed = bag.seat(i).try_claim_vacant().expect("vacant");
             claimed.put(conn);

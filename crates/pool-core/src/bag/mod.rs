@@ -90,10 +90,10 @@ pub(crate) use waiters::{Fairness, WaitOutcome};
 use waiters::{Waiter, BARGE_FOR};
 
 /// The bag: seats plus the waiter queue.
-pub(crate) struct Bag<C> {
+pub(crate) struct Bag<C, X = ()> {
     /// Bucket pointers; a bucket, once published, is never moved or freed
     /// before the bag is dropped.
-    buckets: [AtomicPtr<Seat<C>>; BUCKETS],
+    buckets: [AtomicPtr<Seat<C, X>>; BUCKETS],
     /// Seats allocated so far. Stored with `Release` after the bucket pointer,
     /// loaded with `Acquire` before indexing.
     capacity: AtomicUsize,
@@ -121,14 +121,14 @@ pub(crate) struct Bag<C> {
     typical_wait_us: AtomicU64,
 }
 
-// SAFETY: the bag owns its `Seat<C>`s; a connection is only ever accessed by
+// SAFETY: the bag owns its `Seat<C, X>`s; a connection is only ever accessed by
 // the one thread that owns its seat, and moves between threads with the seat,
 // so `C: Send` is all that is needed for the bag to be shared and sent.
-unsafe impl<C: Send> Send for Bag<C> {}
+unsafe impl<C: Send, X: Send + Sync> Send for Bag<C, X> {}
 // SAFETY: as above; every shared access goes through atomics or a mutex.
-unsafe impl<C: Send> Sync for Bag<C> {}
+unsafe impl<C: Send, X: Send + Sync> Sync for Bag<C, X> {}
 
-impl<C> Bag<C> {
+impl<C, X: Default> Bag<C, X> {
     /// An empty bag with at least `capacity` seats and the pool's fairness
     /// policy.
     pub(crate) fn new(capacity: usize) -> Self {
@@ -164,11 +164,11 @@ impl<C> Bag<C> {
             let (bucket, offset) = locate(cap);
             debug_assert_eq!(offset, 0);
             let len = BASE << bucket;
-            let seats: Box<[Seat<C>]> = (0..len)
+            let seats: Box<[Seat<C, X>]> = (0..len)
                 .map(|i| Seat::new((cap + i) as u32))
                 .collect::<Vec<_>>()
                 .into_boxed_slice();
-            let ptr = Box::into_raw(seats) as *mut Seat<C>;
+            let ptr = Box::into_raw(seats) as *mut Seat<C, X>;
             self.buckets[bucket].store(ptr, Ordering::Release);
             cap += len;
             self.capacity.store(cap, Ordering::Release);
@@ -183,7 +183,7 @@ impl<C> Bag<C> {
 
     /// The seat at `index`, which must be below [`capacity`](Bag::capacity).
     #[inline]
-    pub(crate) fn seat(&self, index: usize) -> &Seat<C> {
+    pub(crate) fn seat(&self, index: usize) -> &Seat<C, X> {
         assert!(index < self.capacity(), "seat {index} out of range");
         let (bucket, offset) = locate(index);
         let ptr = self.buckets[bucket].load(Ordering::Acquire);
@@ -211,7 +211,7 @@ impl<C> Bag<C> {
 
     /// Scans seats `0..limit`, starting at `start`, for an idle one and claims
     /// it (`IN_USE`).
-    pub(crate) fn scan(&self, start: usize, limit: usize) -> Option<Claimed<'_, C>> {
+    pub(crate) fn scan(&self, start: usize, limit: usize) -> Option<Claimed<'_, C, X>> {
         let limit = limit.min(self.capacity());
         if limit == 0 {
             return None;
@@ -224,7 +224,7 @@ impl<C> Bag<C> {
 
     /// Turns a seat handed to this thread ([`Claimed::handover`]) back into
     /// its guard.
-    pub(crate) fn take_over(&self, handover: Handover) -> Claimed<'_, C> {
+    pub(crate) fn take_over(&self, handover: Handover) -> Claimed<'_, C, X> {
         // SAFETY: a `Handover` is made only by `Claimed::handover`, from the
         // guard of an owned seat of this pool's bag (a pool has one bag, and
         // its handovers go only to its own jobs), and is consumed here, once:
@@ -239,7 +239,7 @@ impl<C> Bag<C> {
     /// The seat must hold a connection. Returns `true` if it went to a
     /// waiter.
     #[inline]
-    pub(crate) fn release(&self, claimed: Claimed<'_, C>) -> bool {
+    pub(crate) fn release(&self, claimed: Claimed<'_, C, X>) -> bool {
         let slot = claimed.keep();
         // The common case, nobody waiting: publish the seat and return.
         if self.waiting.load(Ordering::SeqCst) == 0 && !self.publish(slot) {
@@ -251,7 +251,7 @@ impl<C> Bag<C> {
     /// `release` while waiters are registered (or once one registered as
     /// the seat was published, and `publish` took it back).
     #[inline(never)]
-    fn release_waiting(&self, slot: &Seat<C>) -> bool {
+    fn release_waiting(&self, slot: &Seat<C, X>) -> bool {
         loop {
             if self.waiting.load(Ordering::SeqCst) > 0
                 && self.starving.load(Ordering::SeqCst) != 0
@@ -269,7 +269,7 @@ impl<C> Bag<C> {
     /// meanwhile and the seat was taken back (the caller owns it again and
     /// should hand it over); false if it is released for good.
     #[inline]
-    fn publish(&self, slot: &Seat<C>) -> bool {
+    fn publish(&self, slot: &Seat<C, X>) -> bool {
         // Publish the connection (Release), then the returner's half of the
         // waiter Dekker: fence, then look for waiters (module docs).
         slot.state.store(IDLE, Ordering::Release);
@@ -279,7 +279,7 @@ impl<C> Bag<C> {
 
     /// `publish` found a waiter registered.
     #[cold]
-    fn take_back(&self, slot: &Seat<C>) -> bool {
+    fn take_back(&self, slot: &Seat<C, X>) -> bool {
         if self.starving.load(Ordering::SeqCst) == 0 {
             // Nobody starves: the seat stays idle for whoever comes first,
             // and the oldest waiter is woken to try.
@@ -294,7 +294,7 @@ impl<C> Bag<C> {
     }
 }
 
-impl<C> Drop for Bag<C> {
+impl<C, X> Drop for Bag<C, X> {
     fn drop(&mut self) {
         let cap = self.capacity.load(Ordering::Acquire);
         let mut seen = 0;

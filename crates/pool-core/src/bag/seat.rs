@@ -1,8 +1,8 @@
 //! A seat: one connection's place in the bag, its state word (the table in
-//! the [bag's docs](super)), its flags, and the watched-reset protocol that
+//! the [bag's docs](super)), the ownership guards, and the watched-reset protocol that
 //! decides who owns a seat whose reset outlives its limit.
 
-use crate::sync::{AtomicPtr, AtomicU64, AtomicU8};
+use crate::sync::{AtomicU64, AtomicU8};
 use crate::sync::{Ordering, UnsafeCell};
 
 /// No connection in the seat.
@@ -14,58 +14,24 @@ pub(crate) const IN_USE: u8 = 2;
 /// The housekeeper or the creator holds the seat for exclusive work.
 pub(crate) const RESERVED: u8 = 3;
 
-/// Seat flag: close this connection instead of lending it again.
-pub(crate) const FLAG_EVICT: u8 = 1;
-/// Seat flag: given back by its borrower, the connection is being reset or
-/// closed on a `pool-io` thread (the seat is `IN_USE`, but not lent).
-pub(crate) const FLAG_RETURNING: u8 = 4;
-/// Seat flag: its borrower closed the connection (`mark_broken`, or a
-/// panic): not a connection that "died young" for the connect-storm cap.
-pub(crate) const FLAG_BORROWER_CLOSED: u8 = 8;
-
 /// One seat of the bag.
 ///
 /// The connection lives in `conn`, accessed only by the seat's owner as
-/// defined by `state` (see the module docs). The metadata fields are atomics so
-/// the housekeeper can read the deadlines of seats it does not own; they are
-/// written only by the owner and read with `Relaxed` ordering, because a stale
-/// value only delays a housekeeping decision by one round.
+/// defined by `state` (see the module docs), through a [`Claimed`] guard.
+/// `X` is what the bag's user keeps about the seat (the pool's `Stamps`),
+/// reachable from any `&Seat` (the seat derefs to it).
 ///
 /// Aligned to 128 bytes (two cache lines, the unit the x86-64 adjacent-line
 /// prefetcher moves) so that two threads working on neighbouring seats never
 /// write to the same line: without it, two threads each cycling their own
 /// connection slowed each other down through false sharing.
 #[repr(align(128))]
-pub(crate) struct Seat<C> {
+pub(crate) struct Seat<C, X = ()> {
     /// `VACANT`, `IDLE`, `IN_USE` or `RESERVED`. Private to the bag: an
     /// owner changes it only by giving up its [`Claimed`] guard.
     pub(super) state: AtomicU8,
-    /// `FLAG_EVICT`; set by anyone, cleared by the owner when it fills the seat.
-    pub(crate) flags: AtomicU8,
     /// The seat's position in the bag.
     pub(crate) index: u32,
-    /// The connection's id (unique within the pool), 0 while vacant.
-    pub(crate) id: AtomicU64,
-    /// Coarse-clock time the connection was opened.
-    pub(crate) created: AtomicU64,
-    /// Coarse-clock time after which the connection is retired (max lifetime,
-    /// already shortened by its random variance).
-    pub(crate) retire_at: AtomicU64,
-    /// Coarse-clock time the connection last came back (or was opened).
-    pub(crate) last_used: AtomicU64,
-    /// Coarse-clock time of the last keepalive check.
-    pub(crate) checked: AtomicU64,
-    /// Coarse-clock time the connection was lent; `u64::MAX` ("never")
-    /// between loans, so a seat on its way to a borrower (handed over, not
-    /// yet stamped) never looks like an old loan to leak detection. Leak
-    /// detection sets the top bit (`leak::REPORTED`) of the stamp of the
-    /// loan it reported, with one CAS on the stamp, so the mark can only
-    /// land on that loan.
-    pub(crate) lent_at: AtomicU64,
-    /// Where it was borrowed: a `&'static Location` (leak detection).
-    pub(crate) site: AtomicPtr<std::panic::Location<'static>>,
-    /// Which thread borrowed it: the pool's number for that thread.
-    pub(crate) borrower: AtomicU64,
     /// Coarse-clock time a watched background reset began (never 0), or 0
     /// when none is running. The resetting job and the housekeeper race to
     /// swap it back to 0: the job when the reset returns, the housekeeper
@@ -74,6 +40,9 @@ pub(crate) struct Seat<C> {
     pub(super) reset_since: AtomicU64,
     /// The connection itself; `Some` in every state but `VACANT`.
     conn: UnsafeCell<Option<C>>,
+    /// What the bag's user keeps about the seat (the pool: `Stamps`); the
+    /// seat derefs to it. The bag never reads it.
+    data: X,
 }
 
 /// `reset_since` while a watched reset is being given up (see
@@ -83,25 +52,19 @@ pub(super) const GIVING_UP: u64 = u64::MAX - 1;
 /// resetting thread ([`GivingUp::hand_back`]).
 pub(super) const GIVEN_UP: u64 = u64::MAX;
 
-impl<C> Seat<C> {
+impl<C, X: Default> Seat<C, X> {
     pub(super) fn new(index: u32) -> Self {
         Seat {
             state: AtomicU8::new(VACANT),
-            flags: AtomicU8::new(0),
             index,
-            id: AtomicU64::new(0),
-            created: AtomicU64::new(0),
-            retire_at: AtomicU64::new(0),
-            last_used: AtomicU64::new(0),
-            checked: AtomicU64::new(0),
-            lent_at: AtomicU64::new(u64::MAX),
-            site: AtomicPtr::new(std::ptr::null_mut()),
-            borrower: AtomicU64::new(0),
             reset_since: AtomicU64::new(0),
             conn: UnsafeCell::new(None),
+            data: X::default(),
         }
     }
+}
 
+impl<C, X> Seat<C, X> {
     /// The seat's state now (`Acquire`), for observers that own nothing:
     /// counts, leak reports, health. Stale as soon as it is read.
     #[inline]
@@ -129,7 +92,7 @@ impl<C> Seat<C> {
     /// Claims an idle seat (`IDLE` → `to`, `IN_USE` or `RESERVED`): the
     /// winner owns it until it gives the guard up.
     #[inline]
-    pub(crate) fn try_claim(&self, to: u8) -> Option<Claimed<'_, C>> {
+    pub(crate) fn try_claim(&self, to: u8) -> Option<Claimed<'_, C, X>> {
         // A plain load first: a seat that is visibly taken costs a shared read
         // instead of a failed CAS, which would take the cache line exclusively.
         // (A waiter's re-scan is one side of the Dekker pattern described in
@@ -144,7 +107,7 @@ impl<C> Seat<C> {
     }
 
     /// Claims a vacant seat for filling (`VACANT` → `RESERVED`).
-    pub(crate) fn try_claim_vacant(&self) -> Option<Claimed<'_, C>> {
+    pub(crate) fn try_claim_vacant(&self) -> Option<Claimed<'_, C, X>> {
         let won = self.state.load(Ordering::Relaxed) == VACANT
             && self
                 .state
@@ -165,7 +128,7 @@ impl<C> Seat<C> {
     ///
     /// Comparing the stamp alone is enough: the seat is not freed before
     /// the watched reset returns, so no later reset of it can be under way.
-    pub(crate) fn give_up_watch(&self, since: u64) -> Option<GivingUp<'_, C>> {
+    pub(crate) fn give_up_watch(&self, since: u64) -> Option<GivingUp<'_, C, X>> {
         let won = (since != 0 && since < GIVING_UP)
             && self
                 .reset_since
@@ -194,24 +157,24 @@ impl<C> Seat<C> {
 /// in a raw form. Dropping it otherwise would strand the seat: debug builds
 /// panic.
 #[must_use = "a claimed seat stays taken until it is released or vacated"]
-pub(crate) struct Claimed<'a, C> {
-    seat: &'a Seat<C>,
+pub(crate) struct Claimed<'a, C, X = ()> {
+    seat: &'a Seat<C, X>,
 }
 
-impl<'a, C> Claimed<'a, C> {
+impl<'a, C, X> Claimed<'a, C, X> {
     /// A guard for a seat the caller owns.
     ///
     /// # Safety
     /// The calling thread owns the seat (`IN_USE` or `RESERVED`, claimed or
     /// handed to it), and no other guard for it is alive.
     #[inline]
-    pub(crate) unsafe fn assume(seat: &'a Seat<C>) -> Self {
+    pub(crate) unsafe fn assume(seat: &'a Seat<C, X>) -> Self {
         Claimed { seat }
     }
 
     /// The seat.
     #[inline]
-    pub(crate) fn seat(&self) -> &'a Seat<C> {
+    pub(crate) fn seat(&self) -> &'a Seat<C, X> {
         self.seat
     }
 
@@ -240,22 +203,18 @@ impl<'a, C> Claimed<'a, C> {
         self.seat.conn.with_mut(|p| f(unsafe { (*p).as_mut() }))
     }
 
-    /// Frees the seat (its connection already taken out and closed): clears
-    /// its flags, then `VACANT` with `Release`, publishing every write the
-    /// owner made.
+    /// Frees the seat (its connection already taken out and closed):
+    /// `VACANT` with `Release`, publishing every write the owner made.
     #[inline]
     pub(crate) fn vacate(self) {
-        let seat = self.keep();
-        // No mark outlives its connection (see the creator's publish).
-        seat.flags.store(0, Ordering::Relaxed);
-        seat.state.store(VACANT, Ordering::Release);
+        self.keep().state.store(VACANT, Ordering::Release);
     }
 
     /// Ends the guard while the seat stays owned, in a raw form: a loan's
     /// pointer (which [`assume`](Claimed::assume)s it back), or code in the
     /// bag that changes the state word itself.
     #[inline]
-    pub(crate) fn keep(self) -> &'a Seat<C> {
+    pub(crate) fn keep(self) -> &'a Seat<C, X> {
         let seat = self.seat;
         std::mem::forget(self);
         seat
@@ -275,7 +234,7 @@ impl<'a, C> Claimed<'a, C> {
     /// (`take`): from now until [`Watch::end`], the housekeeper may give the
     /// seat up ([`Seat::give_up_watch`]), so the guard is gone meanwhile.
     /// The stamp is `now`, or 1 if `now` is 0.
-    pub(crate) fn begin_watch(self, now: u64) -> Watch<'a, C> {
+    pub(crate) fn begin_watch(self, now: u64) -> Watch<'a, C, X> {
         let seat = self.keep();
         let since = now.max(1);
         // Release: the `take` before happens before a housekeeper that wins
@@ -285,15 +244,15 @@ impl<'a, C> Claimed<'a, C> {
     }
 }
 
-impl<C> std::ops::Deref for Claimed<'_, C> {
-    type Target = Seat<C>;
+impl<C, X> std::ops::Deref for Claimed<'_, C, X> {
+    type Target = Seat<C, X>;
     #[inline]
-    fn deref(&self) -> &Seat<C> {
+    fn deref(&self) -> &Seat<C, X> {
         self.seat
     }
 }
 
-impl<C> Drop for Claimed<'_, C> {
+impl<C, X> Drop for Claimed<'_, C, X> {
     fn drop(&mut self) {
         // Every path gives the guard up by value; one that drops it would
         // leave the seat taken for good. (Not while unwinding: a panic in
@@ -318,12 +277,12 @@ pub(crate) struct Handover {
 
 /// A watched background reset in progress ([`Claimed::begin_watch`]).
 #[must_use = "a watched reset must be ended"]
-pub(crate) struct Watch<'a, C> {
-    seat: &'a Seat<C>,
+pub(crate) struct Watch<'a, C, X = ()> {
+    seat: &'a Seat<C, X>,
     since: u64,
 }
 
-impl<'a, C> Watch<'a, C> {
+impl<'a, C, X> Watch<'a, C, X> {
     /// The watch's stamp: when the reset began (coarse clock, never 0).
     pub(crate) fn since(&self) -> u64 {
         self.since
@@ -333,7 +292,7 @@ impl<'a, C> Watch<'a, C> {
     /// puts the connection back). `Err`: the seat was given up meanwhile
     /// (its connection counted as closed): the caller must drop the
     /// connection, then wait for the seat with [`GivenUp::wait`].
-    pub(crate) fn end(self) -> Result<Claimed<'a, C>, GivenUp<'a, C>> {
+    pub(crate) fn end(self) -> Result<Claimed<'a, C, X>, GivenUp<'a, C, X>> {
         // AcqRel: pairs with `give_up_watch`; whichever CAS succeeds first
         // decides, and the loser leaves the seat alone.
         let won = self
@@ -353,15 +312,15 @@ impl<'a, C> Watch<'a, C> {
 
 /// The resetting thread's side of a given-up watch ([`Watch::end`] lost).
 #[must_use = "the seat must be waited for and freed"]
-pub(crate) struct GivenUp<'a, C> {
-    seat: &'a Seat<C>,
+pub(crate) struct GivenUp<'a, C, X = ()> {
+    seat: &'a Seat<C, X>,
 }
 
-impl<'a, C> GivenUp<'a, C> {
+impl<'a, C, X> GivenUp<'a, C, X> {
     /// Waits until the giver-up has handed the seat back (a few
     /// instructions, no I/O, on its side), then owns the seat again, without
     /// its connection.
-    pub(crate) fn wait(self) -> Claimed<'a, C> {
+    pub(crate) fn wait(self) -> Claimed<'a, C, X> {
         while self.seat.reset_since.load(Ordering::Acquire) != GIVEN_UP {
             crate::sync::spin_yield();
         }
@@ -376,13 +335,13 @@ impl<'a, C> GivenUp<'a, C> {
 /// it may read the seat and count its connection closed, then must
 /// [`hand_back`](GivingUp::hand_back).
 #[must_use = "the seat must be handed back to the resetting thread"]
-pub(crate) struct GivingUp<'a, C> {
-    seat: &'a Seat<C>,
+pub(crate) struct GivingUp<'a, C, X = ()> {
+    seat: &'a Seat<C, X>,
 }
 
-impl<C> GivingUp<'_, C> {
+impl<C, X> GivingUp<'_, C, X> {
     /// The seat given up.
-    pub(crate) fn seat(&self) -> &Seat<C> {
+    pub(crate) fn seat(&self) -> &Seat<C, X> {
         self.seat
     }
 
@@ -392,5 +351,13 @@ impl<C> GivingUp<'_, C> {
         // Release: the giver-up's reads of the seat happen before the
         // resetting thread frees it.
         self.seat.reset_since.store(GIVEN_UP, Ordering::Release);
+    }
+}
+
+impl<C, X> std::ops::Deref for Seat<C, X> {
+    type Target = X;
+    #[inline]
+    fn deref(&self) -> &X {
+        &self.data
     }
 }

@@ -11,9 +11,9 @@ use crate::sync::{heavy_fence, Ordering, Thread};
 use crate::sync::{lock, thread, Arc, AtomicUsize};
 
 /// What ended a [`Bag::wait`].
-pub(crate) enum WaitOutcome<'a, C> {
+pub(crate) enum WaitOutcome<'a, C, X = ()> {
     /// The waiter owns this seat (`IN_USE`).
-    Got(Claimed<'a, C>),
+    Got(Claimed<'a, C, X>),
     /// The deadline passed.
     TimedOut,
     /// The pool was closed.
@@ -86,7 +86,7 @@ impl Waiter {
     }
 }
 
-impl<C> Bag<C> {
+impl<C, X: Default> Bag<C, X> {
     /// Waits for a seat.
     ///
     /// `scan` claims an idle seat if there is one; `registered` is called
@@ -99,11 +99,11 @@ impl<C> Bag<C> {
     /// pool's checks (closed, shrunk, evicted), not through `release` alone.
     pub(crate) fn wait<'a>(
         &'a self,
-        scan: impl FnMut() -> Option<Claimed<'a, C>>,
+        scan: impl FnMut() -> Option<Claimed<'a, C, X>>,
         registered: impl FnOnce(usize),
         remaining: impl FnMut() -> Option<Duration>,
-        surplus: impl FnOnce(Claimed<'a, C>),
-    ) -> WaitOutcome<'a, C> {
+        surplus: impl FnOnce(Claimed<'a, C, X>),
+    ) -> WaitOutcome<'a, C, X> {
         let started = now();
         let outcome = self.wait_for_seat(started, scan, registered, remaining, surplus);
         if let (WaitOutcome::Got(_), Some(started)) = (&outcome, started) {
@@ -143,11 +143,11 @@ impl<C> Bag<C> {
     pub(super) fn wait_for_seat<'a>(
         &'a self,
         since: Option<std::time::Instant>,
-        mut scan: impl FnMut() -> Option<Claimed<'a, C>>,
+        mut scan: impl FnMut() -> Option<Claimed<'a, C, X>>,
         registered: impl FnOnce(usize),
         mut remaining: impl FnMut() -> Option<Duration>,
-        surplus: impl FnOnce(Claimed<'a, C>),
-    ) -> WaitOutcome<'a, C> {
+        surplus: impl FnOnce(Claimed<'a, C, X>),
+    ) -> WaitOutcome<'a, C, X> {
         let me = Arc::new(Waiter {
             state: AtomicUsize::new(W_WAITING),
             thread: thread::current(),
@@ -227,7 +227,7 @@ impl<C> Bag<C> {
         }
     }
 
-    pub(super) fn outcome(&self, state: usize) -> WaitOutcome<'_, C> {
+    pub(super) fn outcome(&self, state: usize) -> WaitOutcome<'_, C, X> {
         match state {
             W_CLOSED => WaitOutcome::Closed,
             W_FAILED => WaitOutcome::Failed,
@@ -304,7 +304,7 @@ impl<C> Bag<C> {
 
     /// Gives an owned seat to the oldest live waiter. Returns `false` (and
     /// the caller still owns the seat) if no waiter took it.
-    pub(super) fn hand_off(&self, slot: &Seat<C>) -> bool {
+    pub(super) fn hand_off(&self, slot: &Seat<C, X>) -> bool {
         // The waiter receives the seat `IN_USE`. Relaxed: the CAS below
         // (AcqRel) publishes this store along with the connection.
         slot.state.store(IN_USE, Ordering::Relaxed);

@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use crate::bag::{Seat, IN_USE};
+use crate::bag::IN_USE;
+use crate::stamps::Seat;
 
 /// The top bit of a loan's stamp (`Seat::lent_at`): this loan was reported
 /// as a possible leak. Clock readings never reach it.

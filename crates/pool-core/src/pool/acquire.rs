@@ -5,11 +5,12 @@ use std::panic::Location;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::bag::{Claimed, Seat, WaitOutcome, FLAG_EVICT, IN_USE};
+use crate::bag::IN_USE;
 use crate::clock::{self, Millis};
 use crate::error::Error;
 use crate::observe::events::{CheckoutEvent, TimeoutEvent};
 use crate::observe::metrics::Shared;
+use crate::stamps::{Claimed, Seat, WaitOutcome, FLAG_EVICT};
 use crate::types::CloseReason;
 use crate::ManageConnection;
 

@@ -4,8 +4,9 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::bag::{FLAG_EVICT, FLAG_RETURNING, IN_USE, RESERVED, VACANT};
+use crate::bag::{IN_USE, RESERVED, VACANT};
 use crate::error::Error;
+use crate::stamps::{FLAG_EVICT, FLAG_RETURNING};
 use crate::types::CloseReason;
 use crate::ManageConnection;
 

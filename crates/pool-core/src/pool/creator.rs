@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
-use crate::bag::{Claimed, Handover, FLAG_EVICT};
+use crate::bag::Handover;
 use crate::clock::{self, Millis};
 use crate::observe::events::AcquireEvent;
+use crate::stamps::{Claimed, FLAG_EVICT};
 use crate::types::CloseReason;
 use crate::{ConnectFailure, ManageConnection};
 
@@ -275,12 +276,14 @@ pub(super) fn create_one<M: ManageConnection>(
                     (error, ConnectFailure::Unreachable)
                 }
                 (Some(Err(e)), Some(claimed)) => {
+                    claimed.flags.store(0, Ordering::Relaxed);
                     claimed.vacate();
                     let kind = guarded(|| inner.manager.classify_connect_error(&e))
                         .unwrap_or(ConnectFailure::Other);
                     (Arc::new(e), kind)
                 }
                 (_, Some(claimed)) => {
+                    claimed.flags.store(0, Ordering::Relaxed);
                     claimed.vacate();
                     (Arc::new(ConnectPanicked), ConnectFailure::Other)
                 }

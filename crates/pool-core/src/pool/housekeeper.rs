@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
-use crate::bag::{FLAG_EVICT, IDLE, IN_USE, RESERVED};
+use crate::bag::{IDLE, IN_USE, RESERVED};
 use crate::clock::{self, Millis};
 use crate::observe::leak::LeakCheck;
+use crate::stamps::FLAG_EVICT;
 use crate::types::CloseReason;
 use crate::ManageConnection;
 

@@ -8,9 +8,9 @@ use std::ptr::NonNull;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::bag::{Claimed, Seat, FLAG_BORROWER_CLOSED};
 use crate::clock::{self};
 use crate::observe::metrics::Shared;
+use crate::stamps::{Claimed, Seat, FLAG_BORROWER_CLOSED};
 use crate::types::CloseReason;
 use crate::ManageConnection;
 

@@ -5,12 +5,11 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crate::bag::{
-    Claimed, GivingUp, Seat, FLAG_BORROWER_CLOSED, FLAG_EVICT, FLAG_RETURNING, RESERVED,
-};
+use crate::bag::RESERVED;
 use crate::clock::{self, Millis};
 use crate::observe::events::{CheckinEvent, ReleaseEvent};
 use crate::observe::metrics::Shared;
+use crate::stamps::{Claimed, GivingUp, Seat, FLAG_BORROWER_CLOSED, FLAG_EVICT, FLAG_RETURNING};
 use crate::types::CloseReason;
 use crate::ManageConnection;
 
@@ -345,6 +344,8 @@ impl<M: ManageConnection> Inner<M> {
     /// Marks a seat the caller owns (and has emptied) vacant.
     pub(super) fn vacate(&self, claimed: Claimed<'_, M::Connection>) {
         claimed.id.store(0, Ordering::Relaxed);
+        // No mark outlives its connection (see the creator's publish).
+        claimed.flags.store(0, Ordering::Relaxed);
         claimed.vacate();
         if self.status.load(Ordering::Acquire) != CLOSED {
             self.ring_creator_if_short(self.bag.waiting());

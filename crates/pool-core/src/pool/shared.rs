@@ -11,13 +11,14 @@ use crossbeam_channel::Sender;
 use parking_lot::{Condvar, Mutex};
 use thread_local::ThreadLocal;
 
-use crate::bag::{Bag, Seat, FLAG_RETURNING, IDLE, IN_USE};
+use crate::bag::{IDLE, IN_USE};
 use crate::clock::Millis;
 use crate::config::Config;
 use crate::observe::events::HandleEvent;
 use crate::observe::health::History;
 use crate::observe::leak::LeakTracker;
 use crate::observe::metrics::Shared;
+use crate::stamps::{Bag, Seat, FLAG_RETURNING};
 use crate::types::State;
 use crate::ManageConnection;
 

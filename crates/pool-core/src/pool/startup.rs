@@ -9,7 +9,6 @@ use crossbeam_channel::Receiver;
 use parking_lot::{Condvar, Mutex};
 use thread_local::ThreadLocal;
 
-use crate::bag::Bag;
 use crate::clock::{self};
 use crate::config::Config;
 use crate::error::Error;
@@ -17,6 +16,7 @@ use crate::observe::events::HandleEvent;
 use crate::observe::health::History;
 use crate::observe::leak::LeakTracker;
 use crate::observe::metrics::Shared;
+use crate::stamps::Bag;
 use crate::ManageConnection;
 
 use super::failures::ConnectFailures;
