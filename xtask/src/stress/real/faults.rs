@@ -29,7 +29,7 @@ use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use pool_testkit::{Frozen, MariaDbServer, PgServer};
+use pool_testkit::scenarios::Server;
 
 /// Chaos event: the server is frozen for a while.
 pub(crate) const FREEZE: &str = "freeze server";
@@ -44,40 +44,6 @@ pub(crate) const DOWN_GRACE: Duration = Duration::from_secs(2);
 const SESSION_SAMPLE_EVERY: Duration = Duration::from_millis(100);
 /// How many violation messages are kept.
 const KEEP: usize = 5;
-
-/// The fault controls of a throwaway server.
-pub(crate) trait ServerFaults {
-    /// Freezes the server until the guard drops.
-    fn freeze_guard(&self) -> io::Result<Frozen>;
-    /// Limits the test user's sessions (`None` lifts the limit).
-    fn set_connection_limit(&self, limit: Option<u32>) -> io::Result<()>;
-    /// The test user's sessions, as the server counts them.
-    fn session_count(&self) -> io::Result<u32>;
-}
-
-impl ServerFaults for PgServer {
-    fn freeze_guard(&self) -> io::Result<Frozen> {
-        PgServer::freeze_guard(self)
-    }
-    fn set_connection_limit(&self, limit: Option<u32>) -> io::Result<()> {
-        PgServer::set_connection_limit(self, limit)
-    }
-    fn session_count(&self) -> io::Result<u32> {
-        PgServer::session_count(self)
-    }
-}
-
-impl ServerFaults for MariaDbServer {
-    fn freeze_guard(&self) -> io::Result<Frozen> {
-        MariaDbServer::freeze_guard(self)
-    }
-    fn set_connection_limit(&self, limit: Option<u32>) -> io::Result<()> {
-        MariaDbServer::set_connection_limit(self, limit)
-    }
-    fn session_count(&self) -> io::Result<u32> {
-        MariaDbServer::session_count(self)
-    }
-}
 
 /// What the server fault machinery saw; shared by the chaos and monitor
 /// threads.
@@ -138,7 +104,7 @@ impl ServerWatch {
     }
 
     /// Freezes `server` for `hold` (or until `stop`), then thaws it.
-    pub(crate) fn freeze<S: ServerFaults>(
+    pub(crate) fn freeze<S: Server>(
         &self,
         server: &S,
         hold: Duration,
@@ -160,7 +126,7 @@ impl ServerWatch {
 
     /// Limits the pool's user to `limit` sessions for `hold` (or until
     /// `stop`), then lifts the limit. The database stays up throughout.
-    pub(crate) fn limit<S: ServerFaults>(
+    pub(crate) fn limit<S: Server>(
         &self,
         server: &S,
         limit: u32,
@@ -176,7 +142,7 @@ impl ServerWatch {
     /// Samples the server's count of the pool's sessions (at most every
     /// [`SESSION_SAMPLE_EVERY`], never while frozen) and judges it.
     /// `closed_so_far` is how many connections the pool has closed.
-    pub(crate) fn sample<S: ServerFaults>(
+    pub(crate) fn sample<S: Server>(
         &self,
         server: &S,
         max_size: u32,

@@ -98,7 +98,7 @@ pub(super) trait Dialect: Send + Sync + Sized + 'static {
     /// The monitoring connection (a plain driver connection).
     type Admin: Send + 'static;
     /// The pool-testkit server of `--local`.
-    type Server: Send + faults::ServerFaults + 'static;
+    type Server: Send + pool_testkit::scenarios::Server + 'static;
     /// Names of the driver's process-wide helper threads.
     const HELPER_THREADS: &'static [&'static str];
 
