@@ -179,7 +179,7 @@ impl Shard {
 }
 
 /// Counters of rare events, shared by all threads.
-pub(crate) struct Shared {
+pub(crate) struct PoolCounters {
     pub(crate) created: AtomicU64,
     pub(crate) closed: [AtomicU64; CloseReason::COUNT],
     pub(crate) detached: AtomicU64,
@@ -198,9 +198,9 @@ pub(crate) struct Shared {
     pub(crate) lifetime: Histogram,
 }
 
-impl Shared {
+impl PoolCounters {
     pub(crate) fn new() -> Self {
-        Shared {
+        PoolCounters {
             created: AtomicU64::new(0),
             closed: std::array::from_fn(|_| AtomicU64::new(0)),
             detached: AtomicU64::new(0),
@@ -366,9 +366,9 @@ impl Metrics {
         family(
             w,
             &pool,
-            "pool_connections_created_total",
+            CREATED.0,
             "counter",
-            "Connections opened.",
+            CREATED.1,
             &one(self.created),
         );
         let closed: Vec<(String, f64)> = self
@@ -377,94 +377,22 @@ impl Metrics {
             .iter()
             .map(|(reason, n)| (format!(",reason=\"{reason}\""), *n as f64))
             .collect();
-        family(
-            w,
-            &pool,
-            "pool_connections_closed_total",
-            "counter",
-            "Connections closed, by reason.",
-            &closed,
-        );
-        for (name, help, v) in [
-            (
-                "pool_connections_acquired_total",
-                "Successful borrows.",
-                self.acquired,
-            ),
-            (
-                "pool_connections_released_total",
-                "Connections given back.",
-                self.released,
-            ),
-            (
-                "pool_acquire_timeouts_total",
-                "Borrows that timed out.",
-                self.acquire_timeouts,
-            ),
-            (
-                "pool_acquire_failures_total",
-                "Borrows failed fast while the database was down.",
-                self.acquire_failures,
-            ),
-            (
-                "pool_validation_failures_total",
-                "Failed connection validations.",
-                self.validation_failures,
-            ),
-            (
-                "pool_connection_errors_total",
-                "Failed connect attempts.",
-                self.connection_errors,
-            ),
-            (
-                "pool_leaks_detected_total",
-                "Loans reported as possible leaks.",
-                self.leaks_detected,
-            ),
-        ] {
+        family(w, &pool, CLOSED.0, "counter", CLOSED.1, &closed);
+        for (name, help, v) in self.counter_table() {
             family(w, &pool, name, "counter", help, &one(v));
         }
-        let s = &self.state;
-        for (name, help, v) in [
-            ("pool_connections_total", "Open connections.", s.total),
-            ("pool_connections_idle", "Idle connections.", s.idle),
-            ("pool_connections_active", "Lent connections.", s.active),
-            ("pool_connections_waiting", "Borrowers waiting.", s.waiting),
-            ("pool_connections_max", "The pool's max_size.", s.max_size),
-            ("pool_connections_min", "The pool's min_idle.", s.min_idle),
-        ] {
+        for (name, help, v) in self.gauge_table() {
             family(w, &pool, name, "gauge", help, &one(u64::from(v)));
         }
         family(
             w,
             &pool,
-            "pool_utilization_ratio",
+            UTILIZATION.0,
             "gauge",
-            "Lent connections as a share of max_size.",
+            UTILIZATION.1,
             &[(String::new(), self.utilization)],
         );
-        for (name, help, d) in [
-            (
-                "pool_acquire_seconds",
-                "Time borrowers waited for a connection.",
-                &self.acquire_wait,
-            ),
-            (
-                "pool_usage_seconds",
-                "Time connections stayed lent.",
-                &self.usage,
-            ),
-            (
-                "pool_connection_create_seconds",
-                "Time taken to open a connection.",
-                &self.creation,
-            ),
-            (
-                "pool_connection_lifetime_seconds",
-                "Age of connections when closed.",
-                &self.lifetime,
-            ),
-        ] {
+        for (name, help, d) in self.distribution_table() {
             let quantiles: Vec<(String, f64)> = [
                 ("0.5", d.p50),
                 ("0.95", d.p95),
@@ -502,6 +430,103 @@ fn family(
     }
 }
 
+/// The metric families written apart from the tables (connections opened,
+/// closed by reason, utilization as a ratio): (name, help). The rest are in
+/// [`Metrics::counter_table`], [`Metrics::gauge_table`] and
+/// [`Metrics::distribution_table`]: one list of names for the Prometheus
+/// text and the `metrics` facade.
+const CREATED: (&str, &str) = ("pool_connections_created_total", "Connections opened.");
+const CLOSED: (&str, &str) = (
+    "pool_connections_closed_total",
+    "Connections closed, by reason.",
+);
+const UTILIZATION: (&str, &str) = (
+    "pool_utilization_ratio",
+    "Lent connections as a share of max_size.",
+);
+
+impl Metrics {
+    /// The plain counters: (name, help, value).
+    fn counter_table(&self) -> [(&'static str, &'static str, u64); 7] {
+        [
+            (
+                "pool_connections_acquired_total",
+                "Successful borrows.",
+                self.acquired,
+            ),
+            (
+                "pool_connections_released_total",
+                "Connections given back.",
+                self.released,
+            ),
+            (
+                "pool_acquire_timeouts_total",
+                "Borrows that timed out.",
+                self.acquire_timeouts,
+            ),
+            (
+                "pool_acquire_failures_total",
+                "Borrows failed fast while the database was down.",
+                self.acquire_failures,
+            ),
+            (
+                "pool_validation_failures_total",
+                "Failed connection validations.",
+                self.validation_failures,
+            ),
+            (
+                "pool_connection_errors_total",
+                "Failed connect attempts.",
+                self.connection_errors,
+            ),
+            (
+                "pool_leaks_detected_total",
+                "Loans reported as possible leaks.",
+                self.leaks_detected,
+            ),
+        ]
+    }
+
+    /// The gauges of the pool's state: (name, help, value).
+    fn gauge_table(&self) -> [(&'static str, &'static str, u32); 6] {
+        let s = &self.state;
+        [
+            ("pool_connections_total", "Open connections.", s.total),
+            ("pool_connections_idle", "Idle connections.", s.idle),
+            ("pool_connections_active", "Lent connections.", s.active),
+            ("pool_connections_waiting", "Borrowers waiting.", s.waiting),
+            ("pool_connections_max", "The pool's max_size.", s.max_size),
+            ("pool_connections_min", "The pool's min_idle.", s.min_idle),
+        ]
+    }
+
+    /// The distributions, in seconds: (name, help, distribution).
+    fn distribution_table(&self) -> [(&'static str, &'static str, &Distribution); 4] {
+        [
+            (
+                "pool_acquire_seconds",
+                "Time borrowers waited for a connection.",
+                &self.acquire_wait,
+            ),
+            (
+                "pool_usage_seconds",
+                "Time connections stayed lent.",
+                &self.usage,
+            ),
+            (
+                "pool_connection_create_seconds",
+                "Time taken to open a connection.",
+                &self.creation,
+            ),
+            (
+                "pool_connection_lifetime_seconds",
+                "Age of connections when closed.",
+                &self.lifetime,
+            ),
+        ]
+    }
+}
+
 impl Metrics {
     /// Publishes the snapshot through the `metrics` crate facade (feature
     /// `metrics`): counters as absolute values, gauges, and each
@@ -514,40 +539,18 @@ impl Metrics {
     pub fn publish(&self) {
         use metrics::{counter, gauge};
         let pool = self.pool.clone();
-        for (name, v) in [
-            ("pool_connections_created_total", self.created),
-            ("pool_connections_acquired_total", self.acquired),
-            ("pool_connections_released_total", self.released),
-            ("pool_acquire_timeouts_total", self.acquire_timeouts),
-            ("pool_acquire_failures_total", self.acquire_failures),
-            ("pool_validation_failures_total", self.validation_failures),
-            ("pool_connection_errors_total", self.connection_errors),
-            ("pool_leaks_detected_total", self.leaks_detected),
-        ] {
+        counter!(CREATED.0, "pool" => pool.clone()).absolute(self.created);
+        for (name, _, v) in self.counter_table() {
             counter!(name, "pool" => pool.clone()).absolute(v);
         }
         for (reason, v) in self.closed.each() {
-            counter!("pool_connections_closed_total", "pool" => pool.clone(), "reason" => reason)
-                .absolute(v);
+            counter!(CLOSED.0, "pool" => pool.clone(), "reason" => reason).absolute(v);
         }
-        let s = &self.state;
-        for (name, v) in [
-            ("pool_connections_total", s.total),
-            ("pool_connections_idle", s.idle),
-            ("pool_connections_active", s.active),
-            ("pool_connections_waiting", s.waiting),
-            ("pool_connections_max", s.max_size),
-            ("pool_connections_min", s.min_idle),
-        ] {
+        for (name, _, v) in self.gauge_table() {
             gauge!(name, "pool" => pool.clone()).set(f64::from(v));
         }
-        gauge!("pool_utilization_ratio", "pool" => pool.clone()).set(self.utilization);
-        for (name, d) in [
-            ("pool_acquire_seconds", &self.acquire_wait),
-            ("pool_usage_seconds", &self.usage),
-            ("pool_connection_create_seconds", &self.creation),
-            ("pool_connection_lifetime_seconds", &self.lifetime),
-        ] {
+        gauge!(UTILIZATION.0, "pool" => pool.clone()).set(self.utilization);
+        for (name, _, d) in self.distribution_table() {
             for (q, v) in [
                 ("0.5", d.p50),
                 ("0.95", d.p95),

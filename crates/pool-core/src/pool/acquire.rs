@@ -9,7 +9,7 @@ use crate::bag::IN_USE;
 use crate::clock::{self, Millis};
 use crate::error::Error;
 use crate::observe::events::{CheckoutEvent, TimeoutEvent};
-use crate::observe::metrics::Shared;
+use crate::observe::metrics::PoolCounters;
 use crate::stamps::{Claimed, Seat, WaitOutcome, FLAG_EVICT};
 use crate::types::CloseReason;
 use crate::ManageConnection;
@@ -329,7 +329,7 @@ impl<M: ManageConnection> Inner<M> {
         }
         let source = failures.last.clone()?;
         drop(failures);
-        Shared::bump(&self.stats.acquire_failures);
+        PoolCounters::bump(&self.stats.acquire_failures);
         Some(Error::Connect {
             pool: self.name.clone(),
             state: self.state(),
@@ -338,7 +338,7 @@ impl<M: ManageConnection> Inner<M> {
     }
 
     pub(super) fn timeout_error(&self, start: Instant) -> Error {
-        Shared::bump(&self.stats.acquire_timeouts);
+        PoolCounters::bump(&self.stats.acquire_timeouts);
         let (waited, state) = (start.elapsed(), self.state());
         if let Some(h) = &self.handler {
             guarded(|| h.handle_timeout(TimeoutEvent { waited, state }));
@@ -364,17 +364,17 @@ impl<M: ManageConnection> Inner<M> {
         if self.config.fail_when_suspended {
             return Err(suspended());
         }
-        let mut guard = self.events.lock();
+        let mut guard = self.status_lock.lock();
         while self.status.load(Ordering::SeqCst) == SUSPENDED {
             match deadline {
                 Some(d) => {
-                    if self.events_cv.wait_until(&mut guard, d).timed_out()
+                    if self.status_cv.wait_until(&mut guard, d).timed_out()
                         && self.status.load(Ordering::SeqCst) == SUSPENDED
                     {
                         return Err(suspended());
                     }
                 }
-                None => self.events_cv.wait(&mut guard),
+                None => self.status_cv.wait(&mut guard),
             }
         }
         Ok(())

@@ -19,7 +19,7 @@ pub(super) const CLOSE_WAITS_FOR_RETURNS: Duration = Duration::from_secs(5);
 
 impl<M: ManageConnection> Inner<M> {
     pub(super) fn set_status(&self, status: u8) {
-        let _guard = self.events.lock();
+        let _guard = self.status_lock.lock();
         let _ = self.status.compare_exchange(
             if status == RUNNING {
                 SUSPENDED
@@ -30,7 +30,7 @@ impl<M: ManageConnection> Inner<M> {
             Ordering::SeqCst,
             Ordering::Relaxed,
         );
-        self.events_cv.notify_all();
+        self.status_cv.notify_all();
     }
 
     /// Closes every idle connection in seats `from..`.
@@ -94,13 +94,13 @@ impl<M: ManageConnection> Inner<M> {
 
     pub(super) fn close(&self) {
         {
-            let _guard = self.events.lock();
+            let _guard = self.status_lock.lock();
             if self.status.swap(CLOSED, Ordering::SeqCst) == CLOSED {
                 return;
             }
             // Store, fence, then sweep: the other half of `make_available`.
             crate::sync::heavy_fence();
-            self.events_cv.notify_all();
+            self.status_cv.notify_all();
         }
         self.bag.wake_all(true);
         self.sweep_idle(0, CloseReason::PoolClosed);

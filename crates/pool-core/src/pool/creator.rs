@@ -325,8 +325,8 @@ pub(super) fn create_one<M: ManageConnection>(
         }
     };
     {
-        let _guard = inner.events.lock();
-        inner.events_cv.notify_all();
+        let _guard = inner.status_lock.lock();
+        inner.status_cv.notify_all();
     }
     outcome
 }

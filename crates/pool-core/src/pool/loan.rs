@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::clock::{self};
-use crate::observe::metrics::Shared;
+use crate::observe::metrics::PoolCounters;
 use crate::stamps::{Claimed, Seat, FLAG_BORROWER_CLOSED};
 use crate::types::CloseReason;
 use crate::ManageConnection;
@@ -207,7 +207,7 @@ impl<'a, M: ManageConnection> PooledConnection<'a, M> {
         let mut claimed = self.reclaim();
         let conn = claimed.take().expect("a lent seat holds a connection");
         inner.released(inner.local(), &claimed, clock::now());
-        Shared::bump(&inner.stats.detached);
+        PoolCounters::bump(&inner.stats.detached);
         log::debug!(
             "pool \"{}\": connection {} detached",
             inner.name,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::bag::RESERVED;
 use crate::clock::{self, Millis};
 use crate::observe::events::{CheckinEvent, ReleaseEvent};
-use crate::observe::metrics::Shared;
+use crate::observe::metrics::PoolCounters;
 use crate::stamps::{Claimed, GivingUp, Seat, FLAG_BORROWER_CLOSED, FLAG_EVICT, FLAG_RETURNING};
 use crate::types::CloseReason;
 use crate::ManageConnection;
@@ -311,7 +311,7 @@ impl<M: ManageConnection> Inner<M> {
         let id = slot.id.load(Ordering::Relaxed);
         self.stats.closed[reason.index()].fetch_add(1, Ordering::Relaxed);
         if reason == CloseReason::FailedValidation {
-            Shared::bump(&self.stats.validation_failures);
+            PoolCounters::bump(&self.stats.validation_failures);
         }
         let age = clock::now().saturating_sub(slot.created.load(Ordering::Relaxed));
         if self.config.metrics {

@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::observe::events::HandleEvent;
 use crate::observe::health::History;
 use crate::observe::leak::LeakTracker;
-use crate::observe::metrics::Shared;
+use crate::observe::metrics::PoolCounters;
 use crate::stamps::{Bag, Seat, FLAG_RETURNING};
 use crate::types::State;
 use crate::ManageConnection;
@@ -76,8 +76,8 @@ pub(super) struct Inner<M: ManageConnection> {
     pub(super) attempts: AtomicU64,
     pub(super) attempts_begun: AtomicU64,
     /// Guards status changes that sleepers wait for (suspend, build).
-    pub(super) events: Mutex<()>,
-    pub(super) events_cv: Condvar,
+    pub(super) status_lock: Mutex<()>,
+    pub(super) status_cv: Condvar,
     /// Doorbells of the background threads (bounded(1): a pending ring
     /// coalesces further rings).
     pub(super) creator_bell: Sender<()>,
@@ -89,7 +89,7 @@ pub(super) struct Inner<M: ManageConnection> {
     /// falls due earlier rings it.
     pub(super) housekeeper_next: AtomicU64,
     /// Counters of rare events.
-    pub(super) stats: Shared,
+    pub(super) stats: PoolCounters,
     /// Recent counter samples, for health verdicts.
     pub(super) history: parking_lot::Mutex<History>,
     /// The database's connection limit, when a driver told us (0: unknown).

@@ -15,7 +15,7 @@ use crate::error::Error;
 use crate::observe::events::HandleEvent;
 use crate::observe::health::History;
 use crate::observe::leak::LeakTracker;
-use crate::observe::metrics::Shared;
+use crate::observe::metrics::PoolCounters;
 use crate::stamps::Bag;
 use crate::ManageConnection;
 
@@ -70,14 +70,14 @@ impl<M: ManageConnection> Pool<M> {
             wanted: std::sync::atomic::AtomicBool::new(false),
             attempts: AtomicU64::new(0),
             attempts_begun: AtomicU64::new(0),
-            events: Mutex::new(()),
-            events_cv: Condvar::new(),
+            status_lock: Mutex::new(()),
+            status_cv: Condvar::new(),
             creator_bell,
             housekeeper_bell,
             threads: Mutex::new(Vec::new()),
             leaks: config.leak_detection_threshold.map(LeakTracker::new),
             housekeeper_next: AtomicU64::new(0),
-            stats: Shared::new(),
+            stats: PoolCounters::new(),
             history: parking_lot::Mutex::new(History::default()),
             handler,
             background_reset,
@@ -182,7 +182,7 @@ impl<M: ManageConnection> Inner<M> {
         // creator thread's start is the pool's latency, not the database's.
         let mut give_up: Option<Option<Instant>> = None;
         let past = |t: Option<Instant>, now: Instant| t.is_some_and(|t| now >= t);
-        let mut guard = self.events.lock();
+        let mut guard = self.status_lock.lock();
         loop {
             let total = self.total.load(Ordering::SeqCst);
             if total >= target {
@@ -207,7 +207,7 @@ impl<M: ManageConnection> Inner<M> {
                     });
                 }
                 // The attempt ended but its outcome is not recorded yet: the
-                // creator rings `events_cv` once it is.
+                // creator rings `status_cv` once it is.
             }
             if give_up.is_none()
                 && (self.attempts_begun.load(Ordering::SeqCst) > 0
@@ -236,7 +236,7 @@ impl<M: ManageConnection> Inner<M> {
                     until = until.min(t + Duration::from_millis(1));
                 }
             }
-            self.events_cv.wait_until(&mut guard, until);
+            self.status_cv.wait_until(&mut guard, until);
         }
         drop(guard);
         self.init_target.store(0, Ordering::Relaxed);
