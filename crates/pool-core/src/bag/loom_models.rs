@@ -8,8 +8,8 @@
 
 use std::time::Duration;
 
-use crate::bag::{Bag, Claimed, Fairness, WaitOutcome, IDLE, IN_USE, RESERVED, VACANT};
-use crate::sync::{thread, Arc, Ordering, LOOM_FOREVER};
+use crate::bag::{Bag, Claimed, Fairness, Seat, WaitOutcome, IDLE, IN_USE, RESERVED, VACANT};
+use crate::sync::{heavy_fence, thread, Arc, AtomicU8, Ordering, LOOM_FOREVER};
 
 /// A bag whose seat 0 holds connection `1`, owned by the caller (`IN_USE`).
 /// (The pool's bag under loom is strict: its fairness limit is zero.)
@@ -397,5 +397,43 @@ fn loom_bag_growth_keeps_existing_seats_reachable() {
         grower.join().unwrap();
         reader.join().unwrap();
         assert!(bag.capacity() >= 40);
+    });
+}
+
+#[test]
+fn loom_check_in_racing_close_leaves_nothing_idle() {
+    // The pool's `make_available` (a returned connection, made idle, then
+    // closed after all if the pool closed meanwhile) against `close` (mark
+    // the pool closed, fence, sweep the idle seats): whichever order, the
+    // connection is closed exactly once and the seat ends vacant, never
+    // idle in a closed pool.
+    loom::model(|| {
+        let bag = bag_with_owned_seat();
+        let closed = Arc::new(AtomicU8::new(0));
+        let closes = Arc::new(AtomicU8::new(0));
+        let close_it = |mut claimed: Claimed<'_, u64>, closes: &AtomicU8| {
+            assert!(claimed.take().is_some(), "a connection to close");
+            closes.fetch_add(1, Ordering::SeqCst);
+            claimed.vacate();
+        };
+        let closer = {
+            let (bag, closed, closes) = (bag.clone(), closed.clone(), closes.clone());
+            thread::spawn(move || {
+                closed.store(1, Ordering::SeqCst);
+                heavy_fence();
+                for claimed in bag.sweep_idle(0) {
+                    close_it(claimed, &closes);
+                }
+            })
+        };
+        let mut mine = owned(&bag, 0);
+        touch(&mut mine);
+        let retire = |_: &Seat<u64>| closed.load(Ordering::SeqCst) != 0;
+        if let Some(claimed) = bag.release_or_reclaim(mine, retire) {
+            close_it(claimed, &closes);
+        }
+        closer.join().unwrap();
+        assert_eq!(closes.load(Ordering::SeqCst), 1, "closed exactly once");
+        assert_eq!(bag.seat(0).state(), VACANT, "nothing idle after close");
     });
 }

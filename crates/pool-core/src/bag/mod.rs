@@ -248,6 +248,43 @@ impl<C, X: Default> Bag<C, X> {
         self.release_waiting(slot)
     }
 
+    /// Makes a seat the caller owns available ([`release`](Bag::release)),
+    /// then, unless it went to a waiter, asks `retire` whether it must go
+    /// after all (its pool was closed, shrunk or evicted meanwhile); if so,
+    /// and the seat is still idle, claims it back (`RESERVED`) for the
+    /// caller to close.
+    ///
+    /// The returner's half of a Dekker pair with [`sweep_idle`](Bag::sweep_idle):
+    /// `release` stores `IDLE` and fences before `retire` reads what the
+    /// other side changed; the other side stores, fences (`heavy_fence`),
+    /// then sweeps. One of the two sees the other, so a closed pool never
+    /// keeps an idle connection (loom model
+    /// `loom_check_in_racing_close_leaves_nothing_idle`).
+    #[inline]
+    pub(crate) fn release_or_reclaim<'a>(
+        &'a self,
+        claimed: Claimed<'a, C, X>,
+        retire: impl FnOnce(&Seat<C, X>) -> bool,
+    ) -> Option<Claimed<'a, C, X>> {
+        let seat = claimed.seat();
+        if self.release(claimed) {
+            return None;
+        }
+        if retire(seat) {
+            seat.try_claim(RESERVED)
+        } else {
+            None
+        }
+    }
+
+    /// Claims every idle seat from `from` on (`RESERVED`), for the caller to
+    /// close: the sweeping half of the Dekker pair with
+    /// [`release_or_reclaim`](Bag::release_or_reclaim), after the caller
+    /// stored what `retire` reads and issued a `heavy_fence`.
+    pub(crate) fn sweep_idle(&self, from: usize) -> impl Iterator<Item = Claimed<'_, C, X>> {
+        (from..self.capacity()).filter_map(move |i| self.seat(i).try_claim(RESERVED))
+    }
+
     /// `release` while waiters are registered (or once one registered as
     /// the seat was published, and `publish` took it back).
     #[inline(never)]

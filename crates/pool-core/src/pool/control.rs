@@ -35,10 +35,8 @@ impl<M: ManageConnection> Inner<M> {
 
     /// Closes every idle connection in seats `from..`.
     pub(super) fn sweep_idle(&self, from: usize, reason: CloseReason) {
-        for i in from..self.bag.capacity() {
-            if let Some(claimed) = self.bag.seat(i).try_claim(RESERVED) {
-                self.close_slot(claimed, reason);
-            }
+        for claimed in self.bag.sweep_idle(from) {
+            self.close_slot(claimed, reason);
         }
     }
 

@@ -5,7 +5,6 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crate::bag::RESERVED;
 use crate::clock::{self, Millis};
 use crate::observe::events::{CheckinEvent, ReleaseEvent};
 use crate::observe::metrics::PoolCounters;
@@ -238,28 +237,24 @@ impl<M: ManageConnection> Inner<M> {
     }
 
     /// Releases an owned seat to a waiter or as idle, then closes it again if
-    /// the pool was closed or shrunk meanwhile. This is one half of a Dekker
-    /// pair: `release` stores `IDLE` and fences before we load the status;
-    /// `close`, `resize` and `soft_evict_all` store, fence, then sweep idle
-    /// seats. One of the two sides sees the other.
+    /// the pool was closed or shrunk meanwhile (`Bag::release_or_reclaim`,
+    /// one half of a Dekker pair whose other half is the sweep of `close`,
+    /// `resize` and `soft_evict_all`: they store, fence, then sweep idle
+    /// seats, and one of the two sides sees the other).
     #[inline]
     pub(super) fn make_available(&self, claimed: Claimed<'_, M::Connection>) {
-        let slot = claimed.seat();
-        if self.bag.release(claimed) {
-            return;
-        }
-        if self.status.load(Ordering::SeqCst) == CLOSED
-            || self.over_size(slot)
-            || slot.flags.load(Ordering::SeqCst) & FLAG_EVICT != 0
-        {
-            if let Some(claimed) = slot.try_claim(RESERVED) {
-                let reason = if self.status.load(Ordering::SeqCst) == CLOSED {
-                    CloseReason::PoolClosed
-                } else {
-                    CloseReason::Evicted
-                };
-                self.close_slot(claimed, reason);
-            }
+        let retire = |seat: &Seat<M::Connection>| {
+            self.status.load(Ordering::SeqCst) == CLOSED
+                || self.over_size(seat)
+                || seat.flags.load(Ordering::SeqCst) & FLAG_EVICT != 0
+        };
+        if let Some(claimed) = self.bag.release_or_reclaim(claimed, retire) {
+            let reason = if self.status.load(Ordering::SeqCst) == CLOSED {
+                CloseReason::PoolClosed
+            } else {
+                CloseReason::Evicted
+            };
+            self.close_slot(claimed, reason);
         }
     }
 
