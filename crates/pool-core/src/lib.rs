@@ -3,8 +3,10 @@
 //!
 //! * **Borrowing is one compare-and-swap** on the common path: a thread first
 //!   tries the connections it returned most recently, then scans the pool, and
-//!   only then waits in a strictly first-come, first-served queue to which
-//!   returned connections are handed directly.
+//!   only then waits in a first-come, first-served queue. Running threads may
+//!   take a returned connection ahead of waiters only until the oldest waiter
+//!   has waited a short bound (`BARGE_FOR`, 200 µs); from then on returned
+//!   connections are handed to the oldest waiter directly.
 //! * **Connections are opened on a background thread**, one at a time, and
 //!   only while still needed, so a burst of borrowers does not turn into a
 //!   burst of connects; failed connects are retried with backoff, and their

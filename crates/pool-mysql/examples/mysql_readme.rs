@@ -1,8 +1,8 @@
 //! The README's MySQL / MariaDB example (kept compiling here).
 //! Run: `cargo run -p pool-mysql --example mysql_readme -- mysql://user:pw@127.0.0.1/db`
 
-use mysql::prelude::Queryable;
 use pool_mysql::is_connection_error;
+use pool_mysql::mysql::prelude::Queryable;
 use std::time::Duration;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -62,12 +62,38 @@ use mysql::prelude::Queryable;
 use mysql::{Conn, Opts, OptsBuilder};
 use pool_core::deadline;
 use pool_core::url_params::{url_error, PoolParams};
-use pool_core::{Builder, ManageConnection, Pool};
+use pool_core::ManageConnection;
 
 pub use capacity::{check_capacity, check_pool_capacity, Capacity};
 pub use connection::MysqlConnection;
 pub use error::{is_connection_error, Error};
 pub use mysql;
+
+// The pool's own types, so that this crate alone names everything a
+// program needs (the pool's error is `PoolError`: `Error` here is the
+// driver's).
+pub use pool_core::{Builder, Error as PoolError, Pool, PooledConnection, State};
+
+/// A pool of MySQL / MariaDB connections.
+///
+/// ```
+/// use pool_mysql::{MysqlPool, MysqlPooledConnection};
+///
+/// struct Repo {
+///     pool: MysqlPool,
+/// }
+///
+/// impl Repo {
+///     fn conn(&self) -> Result<MysqlPooledConnection<'_>, pool_mysql::PoolError> {
+///         self.pool.get()
+///     }
+/// }
+/// ```
+pub type MysqlPool = Pool<MysqlManager>;
+
+/// A connection borrowed from a [`MysqlPool`] (`'a`: the pool handle it
+/// came from; `MysqlPooledConnection<'static>` from [`Pool::get_owned`]).
+pub type MysqlPooledConnection<'a> = PooledConnection<'a, MysqlManager>;
 
 /// Connect timeout applied when the options set none: 5 s.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

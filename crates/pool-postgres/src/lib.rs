@@ -52,7 +52,7 @@ use std::time::Duration;
 
 use pool_core::deadline;
 use pool_core::url_params::{url_error, PoolParams};
-use pool_core::{Builder, ManageConnection, Pool};
+use pool_core::ManageConnection;
 use postgres::config::Host;
 use postgres::tls::{MakeTlsConnect, TlsConnect};
 use postgres::{Client, Socket};
@@ -62,6 +62,33 @@ pub use connection::PgConnection;
 pub use error::{is_connection_error, Error};
 pub use postgres;
 pub use postgres::NoTls;
+
+// The pool's own types, so that this crate alone names everything a
+// program needs (the pool's error is `PoolError`: `Error` here is the
+// driver's).
+pub use pool_core::{Builder, Error as PoolError, Pool, PooledConnection, State};
+
+/// A pool of PostgreSQL connections (`T`: the TLS connector, none by
+/// default).
+///
+/// ```
+/// use pool_postgres::{PgPool, PgPooledConnection};
+///
+/// struct Repo {
+///     pool: PgPool,
+/// }
+///
+/// impl Repo {
+///     fn conn(&self) -> Result<PgPooledConnection<'_>, pool_postgres::PoolError> {
+///         self.pool.get()
+///     }
+/// }
+/// ```
+pub type PgPool<T = NoTls> = Pool<PostgresManager<T>>;
+
+/// A connection borrowed from a [`PgPool`] (`'a`: the pool handle it came
+/// from; `PgPooledConnection<'static>` from [`Pool::get_owned`]).
+pub type PgPooledConnection<'a, T = NoTls> = PooledConnection<'a, PostgresManager<T>>;
 
 /// Connect timeout applied when the configuration sets none: 5 s.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
