@@ -95,7 +95,7 @@ pub use observe::leak::LeakReport;
 #[cfg(not(pool_loom))]
 pub use observe::metrics::{ClosedCounts, Distribution, Metrics};
 #[cfg(not(pool_loom))]
-pub use pool::{Builder, Pool, PooledConnection};
+pub use pool::{Builder, OwnedConnection, Pool, PooledConnection};
 #[cfg(not(pool_loom))]
 pub use types::{CloseReason, State};
 

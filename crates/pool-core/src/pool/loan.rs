@@ -40,6 +40,34 @@ pub struct PooledConnection<'a, M: ManageConnection> {
     _pool: PhantomData<&'a Inner<M>>,
 }
 
+/// A loan that holds its own reference to the pool: what r2d2 calls
+/// `PooledConnection<M>`. It can be stored in a struct, returned from any
+/// function and sent to another thread; [`Pool::get_owned`](crate::Pool::get_owned)
+/// and [`PooledConnection::into_owned`] give one.
+///
+/// ```
+/// use pool_core::{ManageConnection, OwnedConnection, Pool};
+/// use std::time::Duration;
+/// # struct M;
+/// # impl ManageConnection for M {
+/// #     type Connection = u32;
+/// #     type Error = std::io::Error;
+/// #     fn connect(&self) -> Result<u32, std::io::Error> { Ok(7) }
+/// #     fn is_valid(&self, _: &mut u32, _: Duration) -> Result<(), std::io::Error> { Ok(()) }
+/// #     fn has_broken(&self, _: &mut u32) -> bool { false }
+/// # }
+///
+/// type Conn = OwnedConnection<M>; // r2d2: `type Conn = PooledConnection<M>;`
+///
+/// let pool = Pool::builder().max_size(1).build(M)?;
+/// let (tx, rx) = std::sync::mpsc::channel::<Conn>();
+/// tx.send(pool.get_owned()?).unwrap();
+/// let conn = std::thread::spawn(move || *rx.recv().unwrap()).join().unwrap();
+/// assert_eq!(conn, 7);
+/// # Ok::<(), pool_core::Error>(())
+/// ```
+pub type OwnedConnection<M> = PooledConnection<'static, M>;
+
 /// Loan bit: `pool` is a strong count held by the loan (`'static` loans).
 const LOAN_OWNED: usize = 1;
 /// Loan bit: close the connection when dropped (`mark_broken`).

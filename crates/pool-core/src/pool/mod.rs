@@ -51,7 +51,7 @@ use crate::types::State;
 use crate::ManageConnection;
 
 pub use builder::Builder;
-pub use loan::PooledConnection;
+pub use loan::{OwnedConnection, PooledConnection};
 use shared::Inner;
 
 /// Pool status: lending normally.
