@@ -40,6 +40,10 @@ fn uncontended(c: &mut Criterion) {
         .build(NoopManager)
         .expect("pool-core pool");
     group.bench_function("pool-core", |b| b.iter(|| black_box(*pool.get().unwrap())));
+    // The loan that holds its own reference to the pool (r2d2's kind).
+    group.bench_function("pool-core-owned", |b| {
+        b.iter(|| black_box(*pool.get_owned().unwrap()))
+    });
     drop(pool);
     let pool = r2d2::Pool::builder().build(R2d2Noop).expect("r2d2 pool");
     group.bench_function("r2d2", |b| b.iter(|| black_box(*pool.get().unwrap())));
