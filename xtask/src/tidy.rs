@@ -20,7 +20,11 @@
 //!    exempt, and [`FIGURE_ALLOWLIST`]);
 //! 5. no ignored tests, `todo` or `unimplemented` macros;
 //! 6. files over 800 lines say why in their first 3 lines
-//!    (`// Over 800 lines: <why>`).
+//!    (`// Over 800 lines: <why>`);
+//! 7. no package in a workspace member's resolved dependency graph (all
+//!    features, every platform, the member's own dev-dependencies) declares
+//!    a `rust-version` newer than the member's, as `cargo metadata` reports
+//!    them for the lockfile: the declared `rust-version` must be true.
 //!
 //! Each violation is printed as `path:line: what is wrong, what to do`; the
 //! task fails if there is any.
@@ -34,6 +38,8 @@ use clap::Args;
 use regex::Regex;
 
 use crate::util::{self, Result};
+
+mod msrv;
 
 /// Arguments of `cargo xtask tidy`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
@@ -116,6 +122,7 @@ pub fn run(args: &TidyArgs) -> Result {
         found.extend(check_source(&relative(&root, file), &text));
     }
     found.extend(check_dependencies(&root)?);
+    found.extend(msrv::check_rust_versions(&root)?);
     if !args.no_doc {
         found.extend(check_doc_links()?);
     }
