@@ -12,7 +12,10 @@
 //!    one). Private items are documented so that their links are checked
 //!    too; links from public docs to private items are then not flagged
 //!    (`rustdoc::private_intra_doc_links` only fires without private items),
-//!    a price worth one `cargo doc` instead of two: no crate is published;
+//!    a price worth one `cargo doc` instead of two. The public-only build
+//!    docs.rs makes of the published crates (pool-core, pool-postgres,
+//!    pool-mysql) is left to the release check:
+//!    `RUSTDOCFLAGS="--cfg docsrs" cargo +nightly doc --all-features --no-deps`;
 //! 4. no benchmark figures in comments (timings in ns/µs, throughputs,
 //!    "N× faster", "N % of"): measured figures go stale, so they live in
 //!    `docs/performance.md` with the command that measured them. Values of

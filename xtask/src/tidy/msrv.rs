@@ -213,5 +213,25 @@ mod tests {
         assert!(message.contains("declare rust-version 1.95"), "{message}");
         assert!(!message.contains("testonly"), "{message}");
         assert!(!message.contains("old 1.0.0"), "{message}");
+
+        // Past five, the rest are counted.
+        let mut many = metadata.clone();
+        for i in 0..7 {
+            let name = format!("new{i}");
+            many["packages"]
+                .as_array_mut()
+                .unwrap()
+                .push(package(&name, Some("1.90")));
+            many["resolve"]["nodes"]
+                .as_array_mut()
+                .unwrap()
+                .push(serde_json::json!({"id": format!("{name}-id"), "deps": []}));
+            many["resolve"]["nodes"][0]["deps"]
+                .as_array_mut()
+                .unwrap()
+                .push(dep(&name, None));
+        }
+        let found = rust_version_violations(&many);
+        assert!(found[0].1.contains(", and 4 more;"), "{:?}", found[0].1);
     }
 }
