@@ -12,7 +12,10 @@
 //!    one). Private items are documented so that their links are checked
 //!    too; links from public docs to private items are then not flagged
 //!    (`rustdoc::private_intra_doc_links` only fires without private items),
-//!    a price worth one `cargo doc` instead of two: no crate is published;
+//!    a price worth one `cargo doc` instead of two. The public-only build
+//!    docs.rs makes of the published crates (pool-core, pool-postgres,
+//!    pool-mysql) is left to the release check:
+//!    `RUSTDOCFLAGS="--cfg docsrs" cargo +nightly doc --all-features --no-deps`;
 //! 4. no benchmark figures in comments (timings in ns/µs, throughputs,
 //!    "N× faster", "N % of"): measured figures go stale, so they live in
 //!    `docs/performance.md` with the command that measured them. Values of
@@ -20,7 +23,11 @@
 //!    exempt, and [`FIGURE_ALLOWLIST`]);
 //! 5. no ignored tests, `todo` or `unimplemented` macros;
 //! 6. files over 800 lines say why in their first 3 lines
-//!    (`// Over 800 lines: <why>`).
+//!    (`// Over 800 lines: <why>`);
+//! 7. no package in a workspace member's resolved dependency graph (all
+//!    features, every platform, the member's own dev-dependencies) declares
+//!    a `rust-version` newer than the member's, as `cargo metadata` reports
+//!    them for the lockfile: the declared `rust-version` must be true.
 //!
 //! Each violation is printed as `path:line: what is wrong, what to do`; the
 //! task fails if there is any.
@@ -34,6 +41,8 @@ use clap::Args;
 use regex::Regex;
 
 use crate::util::{self, Result};
+
+mod msrv;
 
 /// Arguments of `cargo xtask tidy`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
@@ -116,6 +125,7 @@ pub fn run(args: &TidyArgs) -> Result {
         found.extend(check_source(&relative(&root, file), &text));
     }
     found.extend(check_dependencies(&root)?);
+    found.extend(msrv::check_rust_versions(&root)?);
     if !args.no_doc {
         found.extend(check_doc_links()?);
     }

@@ -39,6 +39,10 @@
 //! ```
 
 #![warn(missing_docs)]
+// docs.rs (`--cfg docsrs`, nightly): badge the items behind features
+// (`r2d2`, `metrics`) with the feature they need; not the loom build's cfg.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![cfg_attr(docsrs, doc(auto_cfg(hide(pool_loom))))]
 
 // Under loom only the bag is compiled, without the pool that uses the rest
 // of its API.

@@ -48,6 +48,8 @@
 // driver lends only as a raw descriptor (see `socket`).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
+// docs.rs (`--cfg docsrs`, nightly): badge the items behind features.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod capacity;
 mod connection;

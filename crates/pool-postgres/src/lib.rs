@@ -39,11 +39,14 @@
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+// docs.rs (`--cfg docsrs`, nightly): badge the items behind features.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod capacity;
 mod connection;
 mod error;
 #[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub mod tls;
 
 use std::fmt;
