@@ -512,9 +512,27 @@ impl Metrics {
 
 impl Metrics {
     /// Publishes the snapshot through the `metrics` crate facade (feature
-    /// `metrics`): counters as absolute values, gauges, and each
-    /// distribution as gauges with a `quantile` label, all labelled
-    /// `pool = <name>`, under the same names as [`to_prometheus`](Metrics::to_prometheus).
+    /// `metrics`), all labelled `pool = <name>`, under the same names as
+    /// [`render_prometheus`](Metrics::render_prometheus): counters as
+    /// absolute values, gauges, and for each time distribution `<name>`:
+    ///
+    /// - gauges `<name>{quantile="0.5"|"0.95"|"0.99"|"1"}`, in seconds;
+    /// - counters `<name>_bucket{le="…"}` (cumulative, under the bounds of
+    ///   [`Distribution::BUCKET_BOUNDS`] and `+Inf`) and `<name>_count`, and a
+    ///   gauge `<name>_sum` in seconds: the series of a Prometheus histogram,
+    ///   which PromQL's `histogram_quantile` reads and which add up across
+    ///   pools and instances.
+    ///
+    /// Why not the facade's `histogram!`: it takes individual samples, to
+    /// be bucketed by the exporter, while the pool hands over cumulative
+    /// snapshots, again on every housekeeping round and every
+    /// [`Pool::metrics`](crate::Pool::metrics) call. Recording a snapshot
+    /// as samples would count the same values again on every call, and
+    /// replaying only the new counts would need state per pool and could
+    /// only replay bucket bounds, not the values. So the buckets go out as
+    /// what they are: cumulative counters (exported with the `counter` type
+    /// rather than as one `histogram` family, which the facade cannot
+    /// express).
     ///
     /// The pool calls it on every housekeeping round (at most 30 s apart) and
     /// on every [`Pool::metrics`](crate::Pool::metrics) call.
@@ -542,6 +560,14 @@ impl Metrics {
             ] {
                 gauge!(name, "pool" => pool.clone(), "quantile" => q).set(v.as_secs_f64());
             }
+            let bucket = format!("{name}_bucket");
+            for (bound, n) in Distribution::BUCKET_BOUNDS.iter().zip(d.buckets) {
+                let le = bound.as_secs_f64().to_string();
+                counter!(bucket.clone(), "pool" => pool.clone(), "le" => le).absolute(n);
+            }
+            counter!(bucket, "pool" => pool.clone(), "le" => "+Inf").absolute(d.count);
+            counter!(format!("{name}_count"), "pool" => pool.clone()).absolute(d.count);
+            gauge!(format!("{name}_sum"), "pool" => pool.clone()).set(d.sum.as_secs_f64());
         }
     }
 }
