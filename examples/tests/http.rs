@@ -40,7 +40,7 @@ fn drive(service: &pool_examples::Service) {
     for line in [
         "pool_connections_max{pool=\"http\"} 4",
         "pool_connections_acquired_total{pool=\"http\"} 320",
-        "# TYPE pool_acquire_seconds summary",
+        "# TYPE pool_acquire_seconds histogram",
     ] {
         assert!(metrics.contains(line), "{line} missing in\n{metrics}");
     }

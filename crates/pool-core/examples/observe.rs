@@ -60,8 +60,12 @@ fn main() -> Result<(), pool_core::Error> {
             || l.starts_with("pool_connections_acquired_total")
             || l.starts_with("pool_acquire_timeouts_total")
             || l.starts_with("pool_leaks_detected_total")
-            || l.starts_with("pool_acquire_seconds{")
-            || l.starts_with("pool_usage_seconds{")
+            || (l.starts_with("pool_acquire_seconds_bucket")
+                && ["\"0.001\"", "\"0.01\"", "\"+Inf\""]
+                    .iter()
+                    .any(|le| l.contains(le)))
+            || l.starts_with("pool_acquire_seconds_sum")
+            || l.starts_with("pool_acquire_seconds_count")
     }) {
         println!("{line}");
     }

@@ -65,4 +65,24 @@ fn metrics_reach_the_facade_labelled_by_pool() {
         Some(&DebugValue::Counter(2))
     );
     assert!(find("pool_acquire_seconds", "orders").is_some());
+    // The distributions also go out as the series of a Prometheus
+    // histogram: cumulative bucket counters, a count and a sum.
+    let bucket = |pool: &str, le: &str| {
+        values
+            .iter()
+            .find(|(n, labels, _)| {
+                n == "pool_acquire_seconds_bucket"
+                    && labels.iter().any(|(k, v)| k == "pool" && v == pool)
+                    && labels.iter().any(|(k, v)| k == "le" && v == le)
+            })
+            .map(|(_, _, v)| v)
+    };
+    assert_eq!(bucket("orders", "+Inf"), Some(&DebugValue::Counter(1)));
+    assert_eq!(bucket("orders", "3600"), Some(&DebugValue::Counter(1)));
+    assert!(bucket("billing", "0.0001").is_some());
+    assert_eq!(
+        find("pool_acquire_seconds_count", "orders"),
+        Some(&DebugValue::Counter(1))
+    );
+    assert!(find("pool_acquire_seconds_sum", "billing").is_some());
 }

@@ -109,16 +109,17 @@ fn prometheus_text_names_every_series_with_the_pool() {
         "pool_connections_acquired_total{pool=\"orders\"} 1",
         "pool_connections_total{pool=\"orders\"} 3",
         "pool_connections_max{pool=\"orders\"} 3",
-        "# TYPE pool_acquire_seconds summary",
+        "# TYPE pool_acquire_seconds histogram",
         "pool_acquire_seconds_count{pool=\"orders\"} 1",
+        "pool_acquire_seconds_bucket{pool=\"orders\",le=\"+Inf\"} 1",
     ] {
         assert!(
             text.lines().any(|l| l == line),
             "missing {line:?} in\n{text}"
         );
     }
-    let p99 = "pool_acquire_seconds{pool=\"orders\",quantile=\"0.99\"} ";
-    assert!(text.lines().any(|l| l.starts_with(p99)), "{text}");
+    let le = "pool_acquire_seconds_bucket{pool=\"orders\",le=\"0.0001\"} ";
+    assert!(text.lines().any(|l| l.starts_with(le)), "{text}");
     // Every sample line is `name{labels} value`, every family declared.
     for l in text.lines().filter(|l| !l.starts_with('#')) {
         let (series, value) = l.rsplit_once(' ').unwrap();

@@ -1,5 +1,5 @@
-//! Metrics: counters and distributions cheap enough to leave on, a snapshot
-//! type, and its Prometheus rendering.
+//! Metrics: counters and distributions cheap enough to leave on, and a
+//! snapshot type. The Prometheus text rendering is in `export.rs`.
 //!
 //! # Recording without slowing the hot path
 //!
@@ -17,9 +17,10 @@
 //!
 //! [`Histogram`] is log-linear: exact below 16, then 16 buckets per power of
 //! two. A quantile is reported as the middle of its bucket, which is within
-//! 1/32 (3.2 %) of the true value.
+//! 1/32 (3.2 %) of the true value. A snapshot also folds the log-linear
+//! buckets into cumulative counts under the fixed bounds of
+//! [`Distribution::BUCKET_BOUNDS`], which Prometheus histograms export.
 
-use std::fmt::{self, Write as _};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -32,6 +33,8 @@ const SUB: usize = 16;
 const POWERS: usize = 40;
 /// Buckets in a histogram.
 const BUCKETS: usize = SUB * POWERS;
+/// How many fixed bounds [`Distribution::buckets`] counts under.
+const LE_BOUNDS: usize = 21;
 
 /// The bucket holding `v`.
 #[inline]
@@ -143,11 +146,32 @@ impl Counts {
         self.max
     }
 
+    /// How many recorded values lie below `limit` (in recorded units): the
+    /// log-linear buckets lying wholly below it. Exact when `limit` is a
+    /// bucket's lower edge; otherwise it leaves out the one bucket that
+    /// straddles `limit`, a range of at most 1/32 of it.
+    fn count_below(&self, limit: u64) -> u64 {
+        let end = bucket_of(limit).min(self.buckets.len());
+        self.buckets[..end].iter().sum()
+    }
+
     /// Summarises, with values in units of `unit`.
     pub(crate) fn distribution(&self, unit: Duration) -> Distribution {
         let d = |v: u64| unit.saturating_mul(u32::try_from(v).unwrap_or(u32::MAX));
+        // Values are whole units, truncated: a recorded `v` is a time in
+        // [v, v + 1) units, so it is within a bound of `limit` units exactly
+        // when `v < limit`; a bound that is not a whole number of units
+        // rounds down (a count that never overstates).
+        let unit_ns = unit.as_nanos().max(1);
+        let buckets = Distribution::BUCKET_BOUNDS.map(|bound| {
+            let limit = u64::try_from(bound.as_nanos() / unit_ns).unwrap_or(u64::MAX);
+            self.count_below(limit)
+        });
+        let sum_ns = u128::from(self.sum).saturating_mul(unit.as_nanos());
         Distribution {
             count: self.count,
+            sum: Duration::from_nanos(u64::try_from(sum_ns).unwrap_or(u64::MAX)),
+            buckets,
             mean: if self.count == 0 {
                 Duration::ZERO
             } else {
@@ -220,12 +244,35 @@ impl PoolCounters {
     }
 }
 
-/// A distribution's summary.
+/// A distribution's summary: quantiles for reading, and cumulative bucket
+/// counts under fixed bounds for exporting as a Prometheus histogram (which,
+/// unlike quantiles, add up across pools and instances).
+///
+/// ```
+/// use pool_core::Distribution;
+/// use std::time::Duration;
+///
+/// let d = Distribution::default();
+/// assert_eq!(d.buckets.len(), Distribution::BUCKET_BOUNDS.len());
+/// assert_eq!(Distribution::BUCKET_BOUNDS[0], Duration::from_micros(100));
+/// assert_eq!(Distribution::BUCKET_BOUNDS[20], Duration::from_secs(3600));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct Distribution {
     /// How many values were recorded.
     pub count: u64,
+    /// Their sum.
+    pub sum: Duration,
+    /// Cumulative counts: `buckets[i]` values were at most
+    /// [`BUCKET_BOUNDS[i]`](Distribution::BUCKET_BOUNDS). The counts come
+    /// from the log-linear histogram: exact when a bound falls on one of its
+    /// bucket edges, otherwise they may leave out values within 1/32 of the
+    /// bound (never count values above it). Distributions recorded with
+    /// millisecond resolution (time lent, lifetimes) count a value under a
+    /// bound only when its whole millisecond is: the sub-millisecond bounds
+    /// of those read zero.
+    pub buckets: [u64; LE_BOUNDS],
     /// Their mean.
     pub mean: Duration,
     /// The median.
@@ -236,6 +283,36 @@ pub struct Distribution {
     pub p99: Duration,
     /// The largest value.
     pub max: Duration,
+}
+
+impl Distribution {
+    /// The fixed upper bounds (Prometheus `le`) of [`buckets`](Distribution::buckets),
+    /// from a tenth of a millisecond to an hour, in a 1, 2.5, 5 progression
+    /// up to ten seconds, then 30 s, 1 min, 5 min, 30 min and 1 h (so that
+    /// connection lifetimes and long loans fall in a finite bucket too).
+    pub const BUCKET_BOUNDS: [Duration; LE_BOUNDS] = [
+        Duration::from_micros(100),
+        Duration::from_micros(250),
+        Duration::from_micros(500),
+        Duration::from_millis(1),
+        Duration::from_micros(2_500),
+        Duration::from_millis(5),
+        Duration::from_millis(10),
+        Duration::from_millis(25),
+        Duration::from_millis(50),
+        Duration::from_millis(100),
+        Duration::from_millis(250),
+        Duration::from_millis(500),
+        Duration::from_secs(1),
+        Duration::from_millis(2_500),
+        Duration::from_secs(5),
+        Duration::from_secs(10),
+        Duration::from_secs(30),
+        Duration::from_secs(60),
+        Duration::from_secs(300),
+        Duration::from_secs(1_800),
+        Duration::from_secs(3_600),
+    ];
 }
 
 /// Connections closed, by reason.
@@ -273,7 +350,7 @@ impl ClosedCounts {
             + self.detached
     }
 
-    fn each(&self) -> [(&'static str, u64); 8] {
+    pub(crate) fn each(&self) -> [(&'static str, u64); 8] {
         [
             (CloseReason::IdleTimeout.label(), self.idle_timeout),
             (CloseReason::MaxLifetime.label(), self.max_lifetime),
@@ -336,118 +413,24 @@ pub struct Metrics {
     pub lifetime: Distribution,
 }
 
-impl Metrics {
-    /// Renders the snapshot in the Prometheus text exposition format
-    /// (version 0.0.4), every series labelled with the pool's name.
-    ///
-    /// ```
-    /// # use pool_core::{ManageConnection, Pool};
-    /// # use std::time::Duration;
-    /// # struct M;
-    /// # impl ManageConnection for M {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut (), _: Duration) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
-    /// let pool = Pool::builder().name("orders").max_size(2).build(M)?;
-    /// drop(pool.get()?);
-    /// let text = pool.metrics().to_prometheus();
-    /// assert!(text.contains("pool_connections_acquired_total{pool=\"orders\"} 1\n"));
-    /// assert!(text.contains("# TYPE pool_acquire_seconds summary\n"));
-    /// # Ok::<(), pool_core::Error>(())
-    /// ```
-    pub fn to_prometheus(&self) -> String {
-        let mut out = String::new();
-        let pool = escape(&self.pool);
-        let w = &mut out;
-        let one = |v: u64| [(String::new(), v as f64)];
-        family(
-            w,
-            &pool,
-            CREATED.0,
-            "counter",
-            CREATED.1,
-            &one(self.created),
-        );
-        let closed: Vec<(String, f64)> = self
-            .closed
-            .each()
-            .iter()
-            .map(|(reason, n)| (format!(",reason=\"{reason}\""), *n as f64))
-            .collect();
-        family(w, &pool, CLOSED.0, "counter", CLOSED.1, &closed);
-        for (name, help, v) in self.counter_table() {
-            family(w, &pool, name, "counter", help, &one(v));
-        }
-        for (name, help, v) in self.gauge_table() {
-            family(w, &pool, name, "gauge", help, &one(u64::from(v)));
-        }
-        family(
-            w,
-            &pool,
-            UTILIZATION.0,
-            "gauge",
-            UTILIZATION.1,
-            &[(String::new(), self.utilization)],
-        );
-        for (name, help, d) in self.distribution_table() {
-            let quantiles: Vec<(String, f64)> = [
-                ("0.5", d.p50),
-                ("0.95", d.p95),
-                ("0.99", d.p99),
-                ("1", d.max),
-            ]
-            .iter()
-            .map(|(q, v)| (format!(",quantile=\"{q}\""), v.as_secs_f64()))
-            .collect();
-            family(w, &pool, name, "summary", help, &quantiles);
-            let _ = writeln!(
-                w,
-                "{name}_sum{{pool=\"{pool}\"}} {}",
-                Num(d.mean.as_secs_f64() * d.count as f64)
-            );
-            let _ = writeln!(w, "{name}_count{{pool=\"{pool}\"}} {}", d.count);
-        }
-        out
-    }
-}
-
-/// Writes one metric family: its HELP and TYPE lines, then its samples.
-fn family(
-    out: &mut String,
-    pool: &str,
-    name: &str,
-    kind: &str,
-    help: &str,
-    samples: &[(String, f64)],
-) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-    for (labels, value) in samples {
-        let _ = writeln!(out, "{name}{{pool=\"{pool}\"{labels}}} {}", Num(*value));
-    }
-}
-
 /// The metric families written apart from the tables (connections opened,
 /// closed by reason, utilization as a ratio): (name, help). The rest are in
 /// [`Metrics::counter_table`], [`Metrics::gauge_table`] and
 /// [`Metrics::distribution_table`]: one list of names for the Prometheus
 /// text and the `metrics` facade.
-const CREATED: (&str, &str) = ("pool_connections_created_total", "Connections opened.");
-const CLOSED: (&str, &str) = (
+pub(crate) const CREATED: (&str, &str) = ("pool_connections_created_total", "Connections opened.");
+pub(crate) const CLOSED: (&str, &str) = (
     "pool_connections_closed_total",
     "Connections closed, by reason.",
 );
-const UTILIZATION: (&str, &str) = (
+pub(crate) const UTILIZATION: (&str, &str) = (
     "pool_utilization_ratio",
     "Lent connections as a share of max_size.",
 );
 
 impl Metrics {
     /// The plain counters: (name, help, value).
-    fn counter_table(&self) -> [(&'static str, &'static str, u64); 7] {
+    pub(crate) fn counter_table(&self) -> [(&'static str, &'static str, u64); 7] {
         [
             (
                 "pool_connections_acquired_total",
@@ -488,7 +471,7 @@ impl Metrics {
     }
 
     /// The gauges of the pool's state: (name, help, value).
-    fn gauge_table(&self) -> [(&'static str, &'static str, u32); 6] {
+    pub(crate) fn gauge_table(&self) -> [(&'static str, &'static str, u32); 6] {
         let s = &self.state;
         [
             ("pool_connections_total", "Open connections.", s.total),
@@ -501,7 +484,7 @@ impl Metrics {
     }
 
     /// The distributions, in seconds: (name, help, distribution).
-    fn distribution_table(&self) -> [(&'static str, &'static str, &Distribution); 4] {
+    pub(crate) fn distribution_table(&self) -> [(&'static str, &'static str, &Distribution); 4] {
         [
             (
                 "pool_acquire_seconds",
@@ -529,9 +512,27 @@ impl Metrics {
 
 impl Metrics {
     /// Publishes the snapshot through the `metrics` crate facade (feature
-    /// `metrics`): counters as absolute values, gauges, and each
-    /// distribution as gauges with a `quantile` label, all labelled
-    /// `pool = <name>`, under the same names as [`to_prometheus`](Metrics::to_prometheus).
+    /// `metrics`), all labelled `pool = <name>`, under the same names as
+    /// [`render_prometheus`](Metrics::render_prometheus): counters as
+    /// absolute values, gauges, and for each time distribution `<name>`:
+    ///
+    /// - gauges `<name>{quantile="0.5"|"0.95"|"0.99"|"1"}`, in seconds;
+    /// - counters `<name>_bucket{le="…"}` (cumulative, under the bounds of
+    ///   [`Distribution::BUCKET_BOUNDS`] and `+Inf`) and `<name>_count`, and a
+    ///   gauge `<name>_sum` in seconds: the series of a Prometheus histogram,
+    ///   which PromQL's `histogram_quantile` reads and which add up across
+    ///   pools and instances.
+    ///
+    /// Why not the facade's `histogram!`: it takes individual samples, to
+    /// be bucketed by the exporter, while the pool hands over cumulative
+    /// snapshots, again on every housekeeping round and every
+    /// [`Pool::metrics`](crate::Pool::metrics) call. Recording a snapshot
+    /// as samples would count the same values again on every call, and
+    /// replaying only the new counts would need state per pool and could
+    /// only replay bucket bounds, not the values. So the buckets go out as
+    /// what they are: cumulative counters (exported with the `counter` type
+    /// rather than as one `histogram` family, which the facade cannot
+    /// express).
     ///
     /// The pool calls it on every housekeeping round (at most 30 s apart) and
     /// on every [`Pool::metrics`](crate::Pool::metrics) call.
@@ -559,28 +560,16 @@ impl Metrics {
             ] {
                 gauge!(name, "pool" => pool.clone(), "quantile" => q).set(v.as_secs_f64());
             }
+            let bucket = format!("{name}_bucket");
+            for (bound, n) in Distribution::BUCKET_BOUNDS.iter().zip(d.buckets) {
+                let le = bound.as_secs_f64().to_string();
+                counter!(bucket.clone(), "pool" => pool.clone(), "le" => le).absolute(n);
+            }
+            counter!(bucket, "pool" => pool.clone(), "le" => "+Inf").absolute(d.count);
+            counter!(format!("{name}_count"), "pool" => pool.clone()).absolute(d.count);
+            gauge!(format!("{name}_sum"), "pool" => pool.clone()).set(d.sum.as_secs_f64());
         }
     }
-}
-
-/// A number as Prometheus writes it.
-struct Num(f64);
-
-impl fmt::Display for Num {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.fract() == 0.0 && self.0.abs() < 1e15 {
-            write!(f, "{}", self.0 as i64)
-        } else {
-            write!(f, "{}", self.0)
-        }
-    }
-}
-
-/// Escapes a label value.
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -621,5 +610,51 @@ mod tests {
         assert_eq!(d.count, 10_000);
         assert_eq!(d.max, Duration::from_micros(10_000));
         assert_eq!(d.mean, Duration::from_nanos(5_000_500));
+    }
+
+    #[test]
+    fn cumulative_buckets_count_whole_units_below_each_bound() {
+        let bound = |d: Duration| {
+            Distribution::BUCKET_BOUNDS
+                .iter()
+                .position(|b| *b == d)
+                .unwrap()
+        };
+        // Microseconds: a recorded 1000 is a time in [1000, 1001), above 1 ms.
+        let h = Histogram::new();
+        for (v, n) in [(50u64, 10), (1000, 5), (2000, 5)] {
+            for _ in 0..n {
+                h.record_shared(v);
+            }
+        }
+        let mut c = Counts::default();
+        h.add_to(&mut c);
+        let d = c.distribution(Duration::from_micros(1));
+        assert_eq!(d.buckets[bound(Duration::from_micros(100))], 10);
+        assert_eq!(d.buckets[bound(Duration::from_millis(1))], 10);
+        assert_eq!(d.buckets[bound(Duration::from_micros(2_500))], 20);
+        assert_eq!(d.buckets[bound(Duration::from_secs(3_600))], 20);
+        assert_eq!(d.sum, Duration::from_micros(10 * 50 + 5 * 1000 + 5 * 2000));
+        assert!(d.buckets.windows(2).all(|w| w[0] <= w[1]));
+
+        // Milliseconds: sub-millisecond bounds read zero, a recorded 0 is
+        // under 1 ms, a recorded 1 under 2.5 ms.
+        let h = Histogram::new();
+        for v in [0u64, 0, 0, 1, 1, 700] {
+            h.record_shared(v);
+        }
+        let mut c = Counts::default();
+        h.add_to(&mut c);
+        let d = c.distribution(Duration::from_millis(1));
+        assert_eq!(d.buckets[bound(Duration::from_micros(500))], 0);
+        assert_eq!(d.buckets[bound(Duration::from_millis(1))], 3);
+        assert_eq!(d.buckets[bound(Duration::from_micros(2_500))], 5);
+        assert_eq!(d.buckets[bound(Duration::from_millis(500))], 5);
+        assert_eq!(d.buckets[bound(Duration::from_secs(1))], 6);
+        assert_eq!(d.sum, Duration::from_millis(702));
+
+        // Nothing recorded: all zero.
+        let d = Counts::default().distribution(Duration::from_micros(1));
+        assert_eq!(d.buckets, [0; LE_BOUNDS]);
     }
 }
