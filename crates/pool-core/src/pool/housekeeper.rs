@@ -70,6 +70,12 @@ pub(super) fn housekeep<M: ManageConnection>(inner: &Inner<M>) -> Millis {
     let idle_timeout = inner.config.idle_timeout.map(clock::millis);
     let keepalive = inner.config.keepalive_time.map(clock::millis);
     let mut next = clock::after(now, HOUSEKEEPING_PERIOD);
+    // The idle count above was taken before the loop: seats that became
+    // idle since (returns that finished meanwhile) are not counted as
+    // surplus this round. The earliest idle timeout among the idle seats
+    // kept as not surplus is looked at again at the end, against a fresh
+    // count, so that such seats still get a round when they fall due.
+    let mut kept_idle_due = clock::NEVER;
     for i in 0..inner.bag.capacity() {
         let slot = inner.bag.seat(i);
         match slot.state_hint() {
@@ -158,14 +164,19 @@ pub(super) fn housekeep<M: ManageConnection>(inner: &Inner<M>) -> Millis {
             continue;
         }
         next = next.min(retire_at);
-        if surplus {
-            if let Some(d) = idle_due {
+        if let Some(d) = idle_due {
+            if surplus {
                 next = next.min(d);
+            } else {
+                kept_idle_due = kept_idle_due.min(d);
             }
         }
         if let Some(d) = keep_due {
             next = next.min(d);
         }
+    }
+    if kept_idle_due != clock::NEVER && inner.idle_count() > min_idle {
+        next = next.min(kept_idle_due);
     }
     inner.ring_creator_if_short(inner.bag.waiting());
     next
