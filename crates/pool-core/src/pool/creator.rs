@@ -263,8 +263,14 @@ pub(super) fn create_one<M: ManageConnection>(
             None
         }
         (failed, claimed) => {
-            let (error, kind): (crate::SharedError, _) = match (failed, claimed) {
-                (_, None) => {
+            let abandoned = claimed.is_none();
+            if let Some(claimed) = claimed {
+                // Nothing was opened: the seat is free again.
+                claimed.flags.store(0, Ordering::Relaxed);
+                claimed.vacate();
+            }
+            let (error, kind): (crate::SharedError, _) = match failed {
+                _ if abandoned => {
                     // The seat stays taken until the connect returns
                     // (`Inner::end_abandoned`).
                     let limit = inner.manager.connect_limit().unwrap_or_default();
@@ -275,18 +281,12 @@ pub(super) fn create_one<M: ManageConnection>(
                         };
                     (error, ConnectFailure::Unreachable)
                 }
-                (Some(Err(e)), Some(claimed)) => {
-                    claimed.flags.store(0, Ordering::Relaxed);
-                    claimed.vacate();
+                Some(Err(e)) => {
                     let kind = guarded(|| inner.manager.classify_connect_error(&e))
                         .unwrap_or(ConnectFailure::Other);
                     (Arc::new(e), kind)
                 }
-                (_, Some(claimed)) => {
-                    claimed.flags.store(0, Ordering::Relaxed);
-                    claimed.vacate();
-                    (Arc::new(ConnectPanicked), ConnectFailure::Other)
-                }
+                _ => (Arc::new(ConnectPanicked), ConnectFailure::Other),
             };
             inner
                 .stats

@@ -180,7 +180,7 @@ impl<M: ManageConnection> Inner<M> {
         let limit = timeout.max(self.config.connection_timeout);
         // Counted from when the first attempt is seen to have begun: the
         // creator thread's start is the pool's latency, not the database's.
-        let mut give_up: Option<Option<Instant>> = None;
+        let mut begun_at: Option<Instant> = None;
         let past = |t: Option<Instant>, now: Instant| t.is_some_and(|t| now >= t);
         let mut guard = self.status_lock.lock();
         loop {
@@ -209,14 +209,13 @@ impl<M: ManageConnection> Inner<M> {
                 // The attempt ended but its outcome is not recorded yet: the
                 // creator rings `status_cv` once it is.
             }
-            if give_up.is_none()
+            if begun_at.is_none()
                 && (self.attempts_begun.load(Ordering::SeqCst) > 0
                     || now.saturating_duration_since(started) >= FIRST_ATTEMPT_GRACE)
             {
-                give_up = Some(now.checked_add(limit));
+                begun_at = Some(now);
             }
-            let armed = give_up.is_some();
-            let give_up = give_up.flatten();
+            let give_up = begun_at.and_then(|t| t.checked_add(limit));
             if past(give_up, now) && attempts == 0 {
                 drop(guard);
                 return Err(Error::Connect {
@@ -229,7 +228,7 @@ impl<M: ManageConnection> Inner<M> {
             }
             // Until the first attempt is seen to begin, look every
             // millisecond (nothing rings when it begins).
-            let poll = if armed { 50 } else { 1 };
+            let poll = if begun_at.is_some() { 50 } else { 1 };
             let mut until = now + Duration::from_millis(poll);
             for t in [deadline, give_up].into_iter().flatten() {
                 if t > now {
