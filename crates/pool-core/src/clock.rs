@@ -20,7 +20,9 @@ pub(crate) const NEVER: Millis = u64::MAX;
 /// Reads the coarse clock.
 #[inline]
 pub(crate) fn now() -> Millis {
-    #[cfg(target_os = "linux")]
+    #[cfg(pool_loom)]
+    return model::now();
+    #[cfg(all(target_os = "linux", not(pool_loom)))]
     {
         // rustix calls the vDSO directly, faster than the C library's
         // `clock_gettime` (docs/performance.md, "Clocks"; the workspace turns on its
@@ -29,7 +31,7 @@ pub(crate) fn now() -> Millis {
         let ts = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
         ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
     }
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(all(not(target_os = "linux"), not(pool_loom)))]
     {
         use std::sync::OnceLock;
         use std::time::Instant;
@@ -48,4 +50,28 @@ pub(crate) fn millis(d: Duration) -> Millis {
 #[inline]
 pub(crate) fn after(t: Millis, d: Millis) -> Millis {
     t.saturating_add(d)
+}
+
+/// The clock of the loom models: it stands still unless a model moves it,
+/// so that every execution of a model reads the same times (loom replays
+/// executions and needs them deterministic). A plain static: loom runs a
+/// model's threads one at a time on one OS thread.
+#[cfg(pool_loom)]
+pub(crate) mod model {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use super::Millis;
+
+    static NOW: AtomicU64 = AtomicU64::new(1_000_000);
+
+    /// The model clock's time.
+    pub(crate) fn now() -> Millis {
+        NOW.load(Ordering::Relaxed)
+    }
+
+    /// Sets the model clock (at the start of each execution of a model).
+    #[cfg(test)]
+    pub(crate) fn set(t: Millis) {
+        NOW.store(t, Ordering::Relaxed);
+    }
 }

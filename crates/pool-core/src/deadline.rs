@@ -149,6 +149,14 @@ where
 /// Runs `job` on a worker thread without waiting for it. Gives the job back
 /// when no worker thread exists and none can be started.
 pub fn detach(job: Job) -> Result<(), Job> {
+    // Under loom a detached job is a model thread of its own, so that the
+    // models explore it against the pool's other threads.
+    #[cfg(pool_loom)]
+    {
+        loom::thread::spawn(job);
+        Ok(())
+    }
+    #[cfg(not(pool_loom))]
     submit(job)
 }
 

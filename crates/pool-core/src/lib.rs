@@ -44,63 +44,40 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(docsrs, doc(auto_cfg(hide(pool_loom))))]
 
-// Under loom only the bag is compiled, without the pool that uses the rest
-// of its API.
-#[cfg_attr(pool_loom, allow(dead_code, unused_imports))]
+// Under loom the whole pool is compiled (its protocol atomics and locks
+// come from `sync`), and the models drive it without its threads.
 mod bag;
-#[cfg_attr(pool_loom, allow(dead_code))]
 mod clock;
 mod sync;
 
-#[cfg(not(pool_loom))]
 pub mod capacity;
-#[cfg(not(pool_loom))]
 mod config;
-#[cfg(not(pool_loom))]
 pub mod deadline;
-#[cfg(not(pool_loom))]
 mod error;
-#[cfg(not(pool_loom))]
 mod limits;
-#[cfg(not(pool_loom))]
 mod manager;
-#[cfg(not(pool_loom))]
 mod observe;
-#[cfg(not(pool_loom))]
 mod pool;
 #[cfg(all(feature = "r2d2", not(pool_loom)))]
 pub mod r2d2;
-#[cfg(not(pool_loom))]
 mod stamps;
-#[cfg(not(pool_loom))]
 mod types;
-#[cfg(not(pool_loom))]
 pub mod url_params;
 
-#[cfg(not(pool_loom))]
 pub use config::Config;
-#[cfg(not(pool_loom))]
 pub use error::{Error, SharedError};
-#[cfg(not(pool_loom))]
 pub use limits::{
     MAX_DURATION, MAX_NAME_LEN, MAX_SIZE_LIMIT, MIN_COARSE_DURATION, MIN_HEALTH_WINDOW, MIN_TIMEOUT,
 };
-#[cfg(not(pool_loom))]
 pub use manager::{ConnectFailure, ManageConnection};
-#[cfg(not(pool_loom))]
 pub use observe::events::{
     AcquireEvent, CheckinEvent, CheckoutEvent, CustomizeConnection, Customized, HandleEvent,
     ReleaseEvent, TimeoutEvent,
 };
-#[cfg(not(pool_loom))]
 pub use observe::health::{Alert, Health, HealthStatus, HealthThresholds};
-#[cfg(not(pool_loom))]
 pub use observe::leak::LeakReport;
-#[cfg(not(pool_loom))]
 pub use observe::metrics::{ClosedCounts, Distribution, Metrics};
-#[cfg(not(pool_loom))]
 pub use pool::{Builder, OwnedConnection, Pool, PooledConnection};
-#[cfg(not(pool_loom))]
 pub use types::{CloseReason, State};
 
 /// The README's examples, compiled and run as doctests.

@@ -4,7 +4,7 @@
 //! The bag carries a [`Stamps`] in every seat without reading it (seats
 //! deref to it), so its ownership protocol stays generic over this data.
 
-use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8};
+use crate::sync::{AtomicPtr, AtomicU64, AtomicU8};
 
 use crate::clock;
 

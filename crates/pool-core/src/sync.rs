@@ -8,7 +8,7 @@
 #[cfg(not(pool_loom))]
 pub(crate) use std::{
     sync::{
-        atomic::{AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering},
         Arc, Mutex, MutexGuard,
     },
     thread::{self, Thread},
@@ -17,11 +17,101 @@ pub(crate) use std::{
 #[cfg(pool_loom)]
 pub(crate) use loom::{
     sync::{
-        atomic::{AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering},
         Arc, Mutex, MutexGuard,
     },
     thread::{self, Thread},
 };
+
+/// The pool's own locks (status, connect failures, thread handles, leak
+/// records): `parking_lot`'s, whose `lock()` cannot fail; under loom a
+/// wrapper over loom's mutex and condition variable with the same methods,
+/// so that a model can switch threads while one holds a lock.
+#[cfg(not(pool_loom))]
+pub(crate) use parking_lot::{Condvar, Mutex as Lock};
+
+#[cfg(pool_loom)]
+pub(crate) use loom_lock::{Condvar, Lock};
+
+#[cfg(pool_loom)]
+mod loom_lock {
+    use std::ops::{Deref, DerefMut};
+    use std::time::Instant;
+
+    /// `parking_lot::Mutex`'s API over loom's mutex.
+    #[derive(Debug, Default)]
+    pub(crate) struct Lock<T>(loom::sync::Mutex<T>);
+
+    /// The guard of a [`Lock`]; `guard` is `None` only inside a wait.
+    pub(crate) struct LockGuard<'a, T> {
+        lock: &'a loom::sync::Mutex<T>,
+        guard: Option<loom::sync::MutexGuard<'a, T>>,
+    }
+
+    impl<T> Lock<T> {
+        pub(crate) fn new(value: T) -> Self {
+            Lock(loom::sync::Mutex::new(value))
+        }
+
+        pub(crate) fn lock(&self) -> LockGuard<'_, T> {
+            LockGuard {
+                lock: &self.0,
+                guard: Some(self.0.lock().unwrap()),
+            }
+        }
+    }
+
+    impl<T> Deref for LockGuard<'_, T> {
+        type Target = T;
+        fn deref(&self) -> &T {
+            self.guard.as_ref().expect("a lock guard outside a wait")
+        }
+    }
+
+    impl<T> DerefMut for LockGuard<'_, T> {
+        fn deref_mut(&mut self) -> &mut T {
+            self.guard.as_mut().expect("a lock guard outside a wait")
+        }
+    }
+
+    /// `parking_lot::Condvar`'s API over loom's condition variable.
+    #[derive(Debug, Default)]
+    pub(crate) struct Condvar(loom::sync::Condvar);
+
+    /// Whether a timed wait timed out: under loom, never (no time passes).
+    pub(crate) struct Timed;
+
+    impl Timed {
+        pub(crate) fn timed_out(&self) -> bool {
+            false
+        }
+    }
+
+    impl Condvar {
+        pub(crate) fn new() -> Self {
+            Condvar(loom::sync::Condvar::new())
+        }
+
+        pub(crate) fn notify_all(&self) -> usize {
+            self.0.notify_all();
+            0
+        }
+
+        pub(crate) fn wait<T>(&self, guard: &mut LockGuard<'_, T>) {
+            let g = guard.guard.take().expect("a lock guard outside a wait");
+            guard.guard = Some(self.0.wait(g).unwrap());
+        }
+
+        /// Under loom there is no time: a timed wait lets the others run
+        /// once and returns, as a spurious wake-up would.
+        pub(crate) fn wait_until<T>(&self, guard: &mut LockGuard<'_, T>, _until: Instant) -> Timed {
+            drop(guard.guard.take());
+            loom::thread::yield_now();
+            guard.guard = Some(guard.lock.lock().unwrap());
+            Timed
+        }
+    }
+}
 
 /// An `UnsafeCell` whose accesses loom can track.
 ///
@@ -52,11 +142,14 @@ impl<T> UnsafeCell<T> {
     }
 
     /// A raw pointer that outlives a `with` call: used by `PooledConnection`'s
-    /// `Deref`, which must hand out a reference. Not tracked by loom.
-    #[cfg(not(pool_loom))]
+    /// `Deref`, which must hand out a reference. Under loom the access is
+    /// checked when the pointer is taken, not while it is used.
     #[inline]
     pub(crate) fn get(&self) -> *mut T {
-        self.0.get()
+        #[cfg(not(pool_loom))]
+        return self.0.get();
+        #[cfg(pool_loom)]
+        return self.0.with_mut(|p| p);
     }
 }
 
@@ -78,6 +171,19 @@ pub(crate) fn park_timeout(timeout: std::time::Duration) {
         } else {
             loom::thread::yield_now();
         }
+    }
+}
+
+/// Sleeps for `d` while polling for work other threads finish; under loom,
+/// where no time passes, lets the other threads run instead.
+#[inline]
+pub(crate) fn pause(d: std::time::Duration) {
+    #[cfg(not(pool_loom))]
+    std::thread::sleep(d);
+    #[cfg(pool_loom)]
+    {
+        let _ = d;
+        loom::thread::yield_now();
     }
 }
 

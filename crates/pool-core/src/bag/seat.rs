@@ -139,7 +139,6 @@ impl<C, X> Seat<C, X> {
 
     /// A raw pointer to the connection cell, for `PooledConnection`'s `Deref`
     /// (whose loan owns the seat).
-    #[cfg(not(pool_loom))]
     #[inline]
     pub(crate) fn conn_ptr(&self) -> *mut Option<C> {
         self.conn.get()

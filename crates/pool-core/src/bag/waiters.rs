@@ -71,7 +71,7 @@ pub(crate) enum Fairness {
     /// Waiters are woken to compete but never get priority (loom models
     /// this mode, and `BargeFor(0)`, strict FIFO, which is the pool's bag
     /// under loom).
-    #[cfg_attr(not(pool_loom), allow(dead_code))]
+    #[cfg_attr(not(all(pool_loom, test)), allow(dead_code))]
     Barge,
 }
 

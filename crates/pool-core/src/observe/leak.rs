@@ -13,7 +13,7 @@ use std::panic::Location;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use parking_lot::Mutex;
+use crate::sync::Lock as Mutex;
 
 use crate::bag::IN_USE;
 use crate::stamps::Seat;

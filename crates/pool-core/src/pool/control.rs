@@ -78,6 +78,12 @@ impl<M: ManageConnection> Inner<M> {
     }
 
     pub(super) fn soft_evict_all(&self) {
+        // Whatever the caller did before (new credentials, a failover), then
+        // the seats' states: the other half of the creator's fence after it
+        // claims a seat to connect in (`create_one`). Either this loop sees
+        // the seat taken and marks it, or that connect sees what the caller
+        // did before calling.
+        crate::sync::heavy_fence();
         for i in 0..self.bag.capacity() {
             let slot = self.bag.seat(i);
             if slot.state_hint() != VACANT {
@@ -120,7 +126,7 @@ impl<M: ManageConnection> Inner<M> {
             .map_or(CLOSE_WAITS_FOR_RETURNS, Duration::from_millis);
         let until = Instant::now() + limit;
         while self.return_jobs.load(Ordering::SeqCst) > 0 && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(1));
+            crate::sync::pause(Duration::from_millis(1));
         }
         // Anything the threads released while stopping.
         self.sweep_idle(0, CloseReason::PoolClosed);

@@ -198,6 +198,10 @@ pub(super) fn create_one<M: ManageConnection>(
         // Every seat below max is taken (surplus seats are still draining).
         return None;
     };
+    // The seat is taken, then the connect reads its settings (credentials):
+    // the other half of `soft_evict_all`'s fence, so that a connect it does
+    // not mark sees whatever its caller changed first.
+    crate::sync::light_fence();
     inner.wanted.store(false, Ordering::SeqCst);
     inner.attempts_begun.fetch_add(1, Ordering::SeqCst);
     let started = Instant::now();

@@ -30,6 +30,8 @@ mod creator;
 mod failures;
 mod housekeeper;
 mod loan;
+#[cfg(all(test, pool_loom))]
+mod loom_models;
 mod release;
 mod report;
 mod shared;

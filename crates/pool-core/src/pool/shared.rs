@@ -3,12 +3,11 @@
 //! in that concern's file (`acquire`, `release`, `control`, `report`, ...),
 //! and the small accessors every concern needs live here.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 
 use crossbeam_channel::Sender;
-use parking_lot::{Condvar, Mutex};
 use thread_local::ThreadLocal;
 
 use crate::bag::{IDLE, IN_USE};
@@ -19,6 +18,9 @@ use crate::observe::health::History;
 use crate::observe::leak::LeakTracker;
 use crate::observe::metrics::PoolCounters;
 use crate::stamps::{Bag, Seat, FLAG_RETURNING};
+use crate::sync::{
+    AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Condvar, Lock as Mutex,
+};
 use crate::types::State;
 use crate::ManageConnection;
 
@@ -71,7 +73,7 @@ pub(super) struct Inner<M: ManageConnection> {
     /// A borrower failed fast (or found the verdict stale) since the last
     /// connect attempt: the creator probes again on its backoff, whatever
     /// `min_idle` says, so that the pool notices when the database is back.
-    pub(super) wanted: std::sync::atomic::AtomicBool,
+    pub(super) wanted: AtomicBool,
     /// Connect attempts ended so far, and begun so far (for `build`'s wait).
     pub(super) attempts: AtomicU64,
     pub(super) attempts_begun: AtomicU64,
@@ -91,7 +93,7 @@ pub(super) struct Inner<M: ManageConnection> {
     /// Counters of rare events.
     pub(super) stats: PoolCounters,
     /// Recent counter samples, for health verdicts.
-    pub(super) history: parking_lot::Mutex<History>,
+    pub(super) history: Mutex<History>,
     /// The database's connection limit, when a driver told us (0: unknown).
     pub(super) server_capacity: AtomicU32,
     /// The user's event handler.

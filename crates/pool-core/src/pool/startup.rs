@@ -1,12 +1,14 @@
 //! Starting a pool: its background threads, and `build`'s wait for the
 //! first connections.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use crate::sync::{
+    AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Condvar, Lock as Mutex,
+};
 use crossbeam_channel::Receiver;
-use parking_lot::{Condvar, Mutex};
 use thread_local::ThreadLocal;
 
 use crate::clock::{self};
@@ -34,62 +36,9 @@ impl<M: ManageConnection> Pool<M> {
     ) -> Result<Pool<M>, Error> {
         let max = config.max_size as usize;
         let min_idle = config.effective_min_idle() as usize;
-        let background_reset = config
-            .reset_in_background
-            .unwrap_or_else(|| manager.background_reset());
-        let reset_watch = if background_reset {
-            manager.reset_limit().map(clock::millis)
-        } else {
-            None
-        };
-        let (creator_bell, creator_rx) = crossbeam_channel::bounded(1);
-        let (housekeeper_bell, housekeeper_rx) = crossbeam_channel::bounded(1);
-        let inner = Arc::new_cyclic(|me| Inner {
-            me: me.clone(),
-            name,
-            manager,
-            bag: Bag::new(max),
-            status: AtomicU8::new(RUNNING),
-            max_size: AtomicUsize::new(max),
-            min_idle: AtomicUsize::new(min_idle),
-            total: AtomicUsize::new(0),
-            abandoned: AtomicUsize::new(0),
-            return_jobs: AtomicUsize::new(0),
-            young_closes: AtomicU64::new(0),
-            young_reason: AtomicU8::new(0),
-            init_target: AtomicUsize::new(if wait { min_idle.max(1) } else { 0 }),
-            next_id: AtomicU64::new(1),
-            uid: POOL_SEQ.fetch_add(1, Ordering::Relaxed),
-            bypass_ms: if config.test_on_check_out {
-                clock::millis(config.alive_bypass_window)
-            } else {
-                clock::NEVER
-            },
-            local: ThreadLocal::new(),
-            failures: Mutex::new(ConnectFailures::default()),
-            wanted: std::sync::atomic::AtomicBool::new(false),
-            attempts: AtomicU64::new(0),
-            attempts_begun: AtomicU64::new(0),
-            status_lock: Mutex::new(()),
-            status_cv: Condvar::new(),
-            creator_bell,
-            housekeeper_bell,
-            threads: Mutex::new(Vec::new()),
-            leaks: config.leak_detection_threshold.map(LeakTracker::new),
-            housekeeper_next: AtomicU64::new(0),
-            stats: PoolCounters::new(),
-            history: parking_lot::Mutex::new(History::default()),
-            handler,
-            background_reset,
-            reset_watch,
-            server_capacity: AtomicU32::new(0),
-            config,
-        });
-        let pool = Pool {
-            handle: Arc::new(Handle {
-                inner: inner.clone(),
-            }),
-        };
+        let (pool, creator_rx, housekeeper_rx) =
+            Pool::assemble(config, name, manager, wait, handler);
+        let inner = pool.handle.inner.clone();
         let spawned = spawn_workers(&inner, creator_rx, housekeeper_rx);
         if let Err(e) = spawned {
             return Err(Error::Connect {
@@ -135,6 +84,80 @@ impl<M: ManageConnection> Pool<M> {
             }
         }
         Ok(pool)
+    }
+
+    /// A pool with no background threads (the loom models drive its
+    /// creator and housekeeper by hand, `pool/loom_models.rs`).
+    #[cfg(all(pool_loom, test))]
+    pub(crate) fn for_model(config: Config, manager: M) -> Pool<M> {
+        Pool::assemble(config, "model".into(), manager, false, None).0
+    }
+
+    /// The pool's shared state and its first handle; no thread started.
+    fn assemble(
+        config: Config,
+        name: Arc<str>,
+        manager: M,
+        wait: bool,
+        handler: Option<Arc<dyn HandleEvent>>,
+    ) -> (Pool<M>, Receiver<()>, Receiver<()>) {
+        let max = config.max_size as usize;
+        let min_idle = config.effective_min_idle() as usize;
+        let background_reset = config
+            .reset_in_background
+            .unwrap_or_else(|| manager.background_reset());
+        let reset_watch = if background_reset {
+            manager.reset_limit().map(clock::millis)
+        } else {
+            None
+        };
+        let (creator_bell, creator_rx) = crossbeam_channel::bounded(1);
+        let (housekeeper_bell, housekeeper_rx) = crossbeam_channel::bounded(1);
+        let inner = Arc::new_cyclic(|me| Inner {
+            me: me.clone(),
+            name,
+            manager,
+            bag: Bag::new(max),
+            status: AtomicU8::new(RUNNING),
+            max_size: AtomicUsize::new(max),
+            min_idle: AtomicUsize::new(min_idle),
+            total: AtomicUsize::new(0),
+            abandoned: AtomicUsize::new(0),
+            return_jobs: AtomicUsize::new(0),
+            young_closes: AtomicU64::new(0),
+            young_reason: AtomicU8::new(0),
+            init_target: AtomicUsize::new(if wait { min_idle.max(1) } else { 0 }),
+            next_id: AtomicU64::new(1),
+            uid: POOL_SEQ.fetch_add(1, Ordering::Relaxed),
+            bypass_ms: if config.test_on_check_out {
+                clock::millis(config.alive_bypass_window)
+            } else {
+                clock::NEVER
+            },
+            local: ThreadLocal::new(),
+            failures: Mutex::new(ConnectFailures::default()),
+            wanted: AtomicBool::new(false),
+            attempts: AtomicU64::new(0),
+            attempts_begun: AtomicU64::new(0),
+            status_lock: Mutex::new(()),
+            status_cv: Condvar::new(),
+            creator_bell,
+            housekeeper_bell,
+            threads: Mutex::new(Vec::new()),
+            leaks: config.leak_detection_threshold.map(LeakTracker::new),
+            housekeeper_next: AtomicU64::new(0),
+            stats: PoolCounters::new(),
+            history: Mutex::new(History::default()),
+            handler,
+            background_reset,
+            reset_watch,
+            server_capacity: AtomicU32::new(0),
+            config,
+        });
+        let pool = Pool {
+            handle: Arc::new(Handle { inner }),
+        };
+        (pool, creator_rx, housekeeper_rx)
     }
 }
 

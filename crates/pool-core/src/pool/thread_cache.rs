@@ -4,9 +4,8 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
-use parking_lot::Mutex;
-
 use crate::observe::metrics::Shard;
+use crate::sync::Lock as Mutex;
 use crate::ManageConnection;
 
 use super::shared::Inner;
@@ -63,6 +62,7 @@ std::thread_local! {
 }
 
 /// Spreads threads' scan starting points.
+#[cfg(not(pool_loom))]
 pub(super) static SCAN_SEQ: AtomicUsize = AtomicUsize::new(0);
 /// Numbers the threads that use a pool (for leak reports).
 pub(super) static THREAD_SEQ: AtomicUsize = AtomicUsize::new(1);
@@ -73,7 +73,11 @@ impl LocalSeats {
             seats: std::array::from_fn(|_| AtomicUsize::new(NO_SEAT)),
             // Consecutive threads start 3 seats apart: in a small pool each
             // finds its own seat first instead of all racing for seat 0.
+            // (Under loom, 0: the models need every execution alike.)
+            #[cfg(not(pool_loom))]
             scan_from: SCAN_SEQ.fetch_add(1, Ordering::Relaxed).wrapping_mul(3) as u32,
+            #[cfg(pool_loom)]
+            scan_from: 0,
             thread_no: AtomicU64::new(0),
             owner: Mutex::new(None),
             shard: metrics.then(|| Box::new(Shard::new())),
