@@ -8,3 +8,29 @@ diesel_suite!(
     common::postgres,
     &["SELECT pg_backend_pid()::bigint AS id"]
 );
+
+/// diesel's connect cannot be interrupted: `with_connect_limit` makes the
+/// pool stop waiting for one that hangs (a server that accepts the TCP
+/// connection and never answers).
+#[test]
+fn a_connect_limit_bounds_a_hung_connect() {
+    if common::postgres().is_none() {
+        return;
+    }
+    let pg = pool_testkit::shared_pg().expect("start postgres");
+    let proxy = pool_testkit::FaultProxy::start(pg.addr()).expect("proxy");
+    proxy.set_mode(pool_testkit::FaultMode::Blackhole);
+    let manager = ConnectionManager::<diesel::PgConnection>::new(pg.url_via(proxy.addr()))
+        .with_connect_limit(Duration::from_millis(200));
+    let started = std::time::Instant::now();
+    let err = Pool::builder()
+        .max_size(1)
+        .initialization_fail_timeout(Duration::from_millis(300))
+        .build(manager)
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(
+        err.to_string().contains("did not finish within 200ms"),
+        "{err}"
+    );
+}

@@ -135,6 +135,34 @@ macro_rules! diesel_suite {
             assert_settled(&pool, &db);
         }
 
+        #[derive(Queryable, Identifiable, AsChangeset, Debug, PartialEq)]
+        #[diesel(table_name = users)]
+        struct User {
+            id: i32,
+            name: String,
+        }
+
+        #[test]
+        fn save_changes_and_find_work_on_a_loan() {
+            let Some(db) = $fresh() else { return };
+            let pool = pool(&db.url, 1);
+            let mut conn = pool.get().unwrap();
+            create_users(&mut conn);
+            add_user(&mut conn, 1, "Ada").unwrap();
+            let mut user: User = users::table.find(1).first(&mut conn).unwrap();
+            user.name = "Ada Lovelace".into();
+            let saved: User = (&user).save_changes(&mut conn).unwrap();
+            assert_eq!(saved, user);
+            let name: String = users::table
+                .find(1)
+                .select(users::name)
+                .first(&mut conn)
+                .unwrap();
+            assert_eq!(name, "Ada Lovelace");
+            drop(conn);
+            assert_settled(&pool, &db);
+        }
+
         #[test]
         fn migrations_run_through_an_owned_loan() {
             let Some(db) = $fresh() else { return };
