@@ -34,3 +34,20 @@ fn a_connect_limit_bounds_a_hung_connect() {
         "{err}"
     );
 }
+
+/// The libpq limits docs/diesel.md recommends in the URL are accepted.
+#[test]
+fn the_recommended_libpq_limits_are_accepted_in_the_url() {
+    let Some(db) = common::postgres() else { return };
+    let url = format!(
+        "{}?connect_timeout=5&keepalives_idle=30&tcp_user_timeout=30000",
+        db.url
+    );
+    let pool = Pool::builder()
+        .max_size(1)
+        .build(ConnectionManager::<diesel::PgConnection>::new(url))
+        .unwrap();
+    diesel::sql_query("SELECT 1")
+        .execute(&mut pool.get().unwrap())
+        .unwrap();
+}
