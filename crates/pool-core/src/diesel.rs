@@ -2,7 +2,7 @@
 //! diesel's `r2d2` module.
 //!
 //! [`ConnectionManager`] opens any diesel [`Connection`] from a URL, and the
-//! pool's loans ([`PooledConnection`], [`OwnedConnection`](crate::OwnedConnection))
+//! pool's loans ([`PooledConnection`](crate::PooledConnection), [`OwnedConnection`](crate::OwnedConnection))
 //! are diesel connections themselves, as r2d2's are: `&mut conn` goes
 //! wherever diesel takes a connection (`load`, `execute`, `get_result`,
 //! `conn.transaction(..)`, migrations), so code written against diesel's
@@ -21,15 +21,19 @@
 //! use pool_core::diesel::ConnectionManager; // was: diesel::r2d2::ConnectionManager
 //! use pool_core::Pool; // was: diesel::r2d2::Pool
 //!
-//! let manager = ConnectionManager::<SqliteConnection>::new("file:app.db");
+//! let manager = ConnectionManager::<SqliteConnection>::new("app.db");
 //! let pool = Pool::builder().max_size(4).build(manager)?;
 //! let mut conn = pool.get()?;
 //! let rows = diesel::sql_query("SELECT 1").execute(&mut conn)?;
 //! ```
 //!
-//! (Compiled and run with a real backend in `crates/pool-diesel-tests`,
-//! whose `examples/diesel_readme.rs` is this program in full; pool-core
-//! itself enables no diesel backend.)
+//! (pool-core enables no diesel backend, so this is not compiled here: the
+//! full program is `crates/pool-diesel-tests/examples/diesel_readme.rs`,
+//! run by that crate's tests with SQLite, next to a suite on SQLite,
+//! PostgreSQL and MariaDB.)
+//!
+//! diesel_migrations' `MigrationHarness` wants a `'static` connection, as
+//! r2d2's loans are: run migrations on a [`Pool::get_owned`](crate::Pool::get_owned) loan.
 //!
 //! As with diesel's r2d2 manager, a connection is checked with `SELECT 1`,
 //! and one whose transaction manager is broken or still inside a
@@ -62,9 +66,6 @@ use diesel::result::{ConnectionError, QueryResult};
 use crate::{CustomizeConnection, ManageConnection};
 
 pub use loan::PoolTransactionManager;
-
-#[allow(unused_imports)] // for intra-doc links
-use crate::PooledConnection;
 
 /// Opens diesel connections of type `C` from a database URL: diesel's
 /// `r2d2::ConnectionManager`, for this pool.
