@@ -313,6 +313,15 @@ mod tests {
             Some(Family::Postgres)
         );
         assert_eq!(classify("crates/pool-testkit/tests/proxy.rs"), None);
+        assert_eq!(
+            classify("crates/pool-diesel-tests/tests/postgres.rs"),
+            Some(Family::Postgres)
+        );
+        assert_eq!(
+            classify("crates/pool-diesel-tests/tests/mariadb.rs"),
+            Some(Family::MariaDb)
+        );
+        assert_eq!(classify("crates/pool-diesel-tests/tests/sqlite.rs"), None);
         assert_eq!(classify("crates/pool-sim/tests/audit.rs"), None);
     }
 

@@ -40,7 +40,7 @@
 
 #![warn(missing_docs)]
 // docs.rs (`--cfg docsrs`, nightly): badge the items behind features
-// (`r2d2`, `metrics`) with the feature they need; not the loom build's cfg.
+// (`r2d2`, `metrics`, `diesel`) with the feature they need; not the loom build's cfg.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(docsrs, doc(auto_cfg(hide(pool_loom))))]
 
@@ -53,6 +53,8 @@ mod sync;
 pub mod capacity;
 mod config;
 pub mod deadline;
+#[cfg(all(feature = "diesel", not(pool_loom)))]
+pub mod diesel;
 mod error;
 mod limits;
 mod manager;
