@@ -167,6 +167,24 @@ fn validation_on_borrow_after_the_bypass_window() {
     assert!(m.db.validations.load(Ordering::SeqCst) > before);
 }
 
+/// `alive_bypass_window(0)` is documented as "check every borrow": a
+/// connection borrowed again in the same tick of the pool's coarse clock as
+/// its return is still checked.
+#[test]
+fn a_zero_bypass_window_checks_every_borrow() {
+    let m = TestManager::new();
+    let p = Pool::builder()
+        .max_size(1)
+        .alive_bypass_window(Duration::ZERO)
+        .build(m.clone())
+        .unwrap();
+    let before = m.db.validations.load(Ordering::SeqCst);
+    for _ in 0..100 {
+        drop(p.get().unwrap());
+    }
+    assert_eq!(m.db.validations.load(Ordering::SeqCst) - before, 100);
+}
+
 #[test]
 fn many_threads_never_share_a_connection() {
     let (p, m) = pool(3);

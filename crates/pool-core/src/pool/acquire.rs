@@ -262,7 +262,7 @@ impl<M: ManageConnection> Inner<M> {
                 if guarded(|| self.manager.has_broken(conn)).unwrap_or(true) {
                     return Vetted::Bad(CloseReason::Broken);
                 }
-                if now.saturating_sub(slot.last_used.load(Ordering::Relaxed)) > self.bypass_ms {
+                if now.saturating_sub(slot.last_used.load(Ordering::Relaxed)) >= self.bypass_ms {
                     return self.validate(local, conn, budget);
                 }
                 Vetted::Good
