@@ -35,13 +35,15 @@ fn counters_move_as_connections_live_and_die() {
     drop(held);
     m.db.invalid.store(true, Ordering::SeqCst);
     std::thread::sleep(Duration::from_millis(5));
-    let _ = p.get_timeout(Duration::from_millis(300));
+    // Every check fails now, new connections' too (a zero bypass window
+    // checks every borrow): this borrow times out.
+    assert!(p.get_timeout(Duration::from_millis(300)).is_err());
     m.db.invalid.store(false, Ordering::SeqCst);
 
     let after = p.metrics();
     assert_eq!(after.closed.broken, 1, "{after:#?}");
     assert_eq!(after.closed.detached, 1, "{after:#?}");
-    assert_eq!(after.acquire_timeouts, 1);
+    assert_eq!(after.acquire_timeouts, 2);
     assert!(after.validation_failures >= 1, "{after:#?}");
     assert_eq!(after.closed.failed_validation, after.validation_failures);
     assert!(after.acquired >= 4, "{after:#?}");
@@ -50,6 +52,8 @@ fn counters_move_as_connections_live_and_die() {
     assert_eq!(after.connection_errors, 0);
     assert!(after.creation.count >= 4 && after.creation.max > Duration::ZERO);
 
+    // Connections opened again while the checks pass, then connects refused.
+    assert!(eventually(Duration::from_secs(2), || p.state().idle > 0));
     m.db.refuse.store(true, Ordering::SeqCst);
     let mut c = p.get_timeout(Duration::from_secs(1)).unwrap();
     c.mark_broken();
