@@ -303,3 +303,43 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     #[cfg(pool_loom)]
     return m.lock().unwrap();
 }
+
+/// A channel that carries one value from a connect (or any job) on another
+/// thread to the thread that waits for it with a time limit. Under loom,
+/// loom's channel, and a wait that "times out" whenever the value is not
+/// there yet: the models explore both the value arriving in time and the
+/// waiter giving up first.
+pub(crate) mod oneshot {
+    use std::sync::mpsc::RecvTimeoutError;
+    use std::time::Duration;
+
+    #[cfg(not(pool_loom))]
+    pub(crate) use std::sync::mpsc::{Receiver, SyncSender as Sender};
+
+    #[cfg(pool_loom)]
+    pub(crate) use loom::sync::mpsc::{Receiver, Sender};
+
+    /// A channel for one value: sending never blocks.
+    pub(crate) fn channel<T>() -> (Sender<T>, Receiver<T>) {
+        #[cfg(not(pool_loom))]
+        return std::sync::mpsc::sync_channel(1);
+        #[cfg(pool_loom)]
+        return loom::sync::mpsc::channel();
+    }
+
+    /// Waits at most `limit` for the value.
+    pub(crate) fn recv_within<T>(rx: &Receiver<T>, limit: Duration) -> Result<T, RecvTimeoutError> {
+        #[cfg(not(pool_loom))]
+        return rx.recv_timeout(limit);
+        #[cfg(pool_loom)]
+        {
+            let _ = limit;
+            use std::sync::mpsc::TryRecvError;
+            match rx.try_recv() {
+                Ok(value) => Ok(value),
+                Err(TryRecvError::Empty) => Err(RecvTimeoutError::Timeout),
+                Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
+            }
+        }
+    }
+}

@@ -361,11 +361,11 @@ pub(super) fn connect_within<'a, M: ManageConnection>(
     claimed: Claimed<'a, M::Connection>,
     limit: Duration,
 ) -> Attempt<'a, M::Connection, M::Error> {
-    use std::sync::atomic::AtomicU8;
+    use crate::sync::{oneshot, AtomicU8};
     let race = Arc::new(AtomicU8::new(CONNECT_PENDING));
-    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let (tx, rx) = oneshot::channel();
     // The seat, for the late thread, once the creator has given up.
-    let (seat_tx, seat_rx) = std::sync::mpsc::sync_channel::<Handover>(1);
+    let (seat_tx, seat_rx) = oneshot::channel::<Handover>();
     let job = {
         let (inner, race) = (inner.clone(), race.clone());
         Box::new(move || {
@@ -416,7 +416,7 @@ pub(super) fn connect_within<'a, M: ManageConnection>(
     // limit (pool-mysql's socket read timeout) reports its own error, which
     // names the server, rather than ours.
     let grace = (limit / 10).clamp(Duration::from_millis(20), Duration::from_millis(500));
-    match rx.recv_timeout(limit + grace) {
+    match oneshot::recv_within(&rx, limit + grace) {
         Ok(result) => Attempt::Done(result, claimed),
         Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Attempt::Done(None, claimed),
         Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {

@@ -21,6 +21,7 @@ use crate::sync::{thread, AtomicBool, AtomicUsize, Ordering};
 use crate::{Builder, Config, ManageConnection};
 
 use super::creator::{create_one, Jitter};
+use super::housekeeper::housekeep;
 use super::Pool;
 
 /// What the model manager saw, in loom atomics.
@@ -34,10 +35,22 @@ struct Seen {
     before_mark: AtomicUsize,
     /// Set by a model just before the step whose promise it checks.
     mark: AtomicBool,
+    /// The most sessions open at once, as the server would count them.
+    peak: AtomicUsize,
+    /// Which connections were closed (a plain lock: loom runs one model
+    /// thread at a time, and nothing under it is a loom step).
+    closed_ids: std::sync::Mutex<Vec<usize>>,
 }
 
-/// A manager whose connects and closes always work, and count.
-struct Model(StdArc<Seen>);
+impl Seen {
+    fn was_closed(&self, conn: usize) -> bool {
+        self.closed_ids.lock().unwrap().contains(&conn)
+    }
+}
+
+/// A manager whose connects and closes always work, and count; with a
+/// `connect_limit` when `.1` is set.
+struct Model(StdArc<Seen>, Option<Duration>);
 
 impl ManageConnection for Model {
     type Connection = usize;
@@ -47,7 +60,14 @@ impl ManageConnection for Model {
         if !self.0.mark.load(Ordering::SeqCst) {
             self.0.before_mark.fetch_add(1, Ordering::SeqCst);
         }
-        Ok(self.0.opened.fetch_add(1, Ordering::SeqCst) + 1)
+        let n = self.0.opened.fetch_add(1, Ordering::SeqCst) + 1;
+        let open = n - self.0.closed.load(Ordering::SeqCst);
+        self.0.peak.fetch_max(open, Ordering::SeqCst);
+        Ok(n)
+    }
+
+    fn connect_limit(&self) -> Option<Duration> {
+        self.1
     }
 
     fn is_valid(&self, _: &mut usize, _: Duration) -> Result<(), std::io::Error> {
@@ -58,7 +78,8 @@ impl ManageConnection for Model {
         false
     }
 
-    fn close(&self, _: usize) {
+    fn close(&self, conn: usize) {
+        self.0.closed_ids.lock().unwrap().push(conn);
         self.0.closed.fetch_add(1, Ordering::SeqCst);
     }
 }
@@ -79,10 +100,19 @@ const T0: clock::Millis = 1_000_000;
 /// A pool of `max` seats with `open` connections already open and idle,
 /// opened by the creator's own code on this thread.
 fn pool_with(builder: Builder, open: usize) -> (Pool<Model>, StdArc<Seen>) {
+    pool_limited(builder, open, None)
+}
+
+/// [`pool_with`], the manager's `connect_limit` set to `limit`.
+fn pool_limited(
+    builder: Builder,
+    open: usize,
+    limit: Option<Duration>,
+) -> (Pool<Model>, StdArc<Seen>) {
     clock::model::set(T0);
     let seen = StdArc::new(Seen::default());
     let config: Config = builder.min_idle(Some(0)).config().clone();
-    let pool = Pool::for_model(config, Model(seen.clone()));
+    let pool = Pool::for_model(config, Model(seen.clone(), limit));
     for _ in 0..open {
         create(&pool);
     }
@@ -181,5 +211,97 @@ fn loom_resize_down_against_a_return() {
         assert_eq!(pool.state().total as usize, open_now(&seen));
         drop(kept);
         assert_eq!(open_now(&seen), 1);
+    });
+}
+
+/// The creator giving up on a connect past the manager's `connect_limit`
+/// and trying again, against that connect finishing late on its own thread
+/// (one CAS decides who owns the result; the seat goes to the late thread,
+/// which closes its connection and frees the seat). Promise: the server
+/// never sees more sessions than `max_size`, and a late connection is
+/// closed, never lent.
+#[test]
+fn loom_a_late_connect_never_exceeds_max_size() {
+    model(|| {
+        let (pool, seen) = pool_limited(
+            Builder::new().max_size(1),
+            0,
+            Some(Duration::from_millis(100)),
+        );
+        let inner = &pool.handle.inner;
+        // The first attempt may be given up (the model's wait "times out"
+        // whenever the connect has not answered yet), then the creator
+        // tries again at once.
+        let _ = create_one(inner, &mut Jitter::new(), &mut None);
+        let _ = create_one(inner, &mut Jitter::new(), &mut None);
+        // Let a late connect finish.
+        while inner.abandoned.load(Ordering::SeqCst) > 0 {
+            thread::yield_now();
+        }
+        assert!(
+            seen.peak.load(Ordering::SeqCst) <= 1,
+            "two sessions open at once with max_size 1"
+        );
+        let state = pool.state();
+        assert_eq!(state.total as usize, open_now(&seen));
+        if let Ok(conn) = pool.try_get() {
+            assert!(!seen.was_closed(*conn), "a closed connection was lent");
+        };
+    });
+}
+
+/// A borrower detaching its connection against `close()`. Promise: the
+/// pool forgets a detached connection at once (never closes it: it is the
+/// caller's now) and counts nothing twice.
+#[test]
+fn loom_detach_against_close() {
+    model(|| {
+        let (pool, seen) = pool_with(Builder::new().max_size(1), 1);
+        let loan = pool.get_owned().expect("an idle connection");
+        let borrower = thread::spawn(move || loan.detach());
+        pool.close();
+        let conn = borrower.join().unwrap();
+        assert_eq!(conn, 1);
+        assert_eq!(
+            seen.closed.load(Ordering::SeqCst),
+            0,
+            "the pool closed a detached connection"
+        );
+        assert_eq!(pool.state().total, 0);
+    });
+}
+
+/// The housekeeper retiring an idle connection past `idle_timeout` against
+/// a borrower taking it (the borrow's fast path, then its scan). Promise:
+/// a connection is lent or closed, never both.
+#[test]
+fn loom_idle_retirement_against_a_borrow() {
+    model(|| {
+        let (pool, seen) = pool_with(
+            Builder::new()
+                .max_size(1)
+                .idle_timeout(Some(Duration::from_millis(100))),
+            1,
+        );
+        clock::model::set(T0 + 500); // idle past its timeout
+        let borrower = {
+            let (pool, seen) = (pool.clone(), seen.clone());
+            thread::spawn(move || {
+                if let Ok(conn) = pool.try_get() {
+                    assert!(!seen.was_closed(*conn), "a closed connection was lent");
+                    true
+                } else {
+                    false
+                }
+            })
+        };
+        housekeep(&pool.handle.inner);
+        let borrowed = borrower.join().unwrap();
+        let closed = seen.closed.load(Ordering::SeqCst);
+        assert!(
+            borrowed || closed == 1,
+            "the connection was neither lent nor retired"
+        );
+        assert_eq!(pool.state().total as usize, open_now(&seen));
     });
 }
