@@ -83,7 +83,8 @@ pub use config::Config;
 pub use error::{Error, SharedError};
 #[cfg(not(pool_loom))]
 pub use limits::{
-    MAX_DURATION, MAX_NAME_LEN, MAX_SIZE_LIMIT, MIN_COARSE_DURATION, MIN_HEALTH_WINDOW, MIN_TIMEOUT,
+    DEFAULT_PARALLEL_CONNECTS, MAX_DURATION, MAX_NAME_LEN, MAX_PARALLEL_CONNECTS, MAX_SIZE_LIMIT,
+    MIN_COARSE_DURATION, MIN_HEALTH_WINDOW, MIN_TIMEOUT,
 };
 #[cfg(not(pool_loom))]
 pub use manager::{ConnectFailure, ManageConnection};
