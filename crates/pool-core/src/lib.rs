@@ -57,6 +57,8 @@ pub mod capacity;
 #[cfg(not(pool_loom))]
 mod config;
 #[cfg(not(pool_loom))]
+mod credentials;
+#[cfg(not(pool_loom))]
 pub mod deadline;
 #[cfg(not(pool_loom))]
 mod error;
@@ -79,6 +81,10 @@ pub mod url_params;
 
 #[cfg(not(pool_loom))]
 pub use config::Config;
+#[cfg(not(pool_loom))]
+pub use credentials::{
+    Credentials, CredentialsError, CredentialsFailed, ProvideCredentials, SharedCredentials,
+};
 #[cfg(not(pool_loom))]
 pub use error::{Error, SharedError};
 #[cfg(not(pool_loom))]

@@ -252,6 +252,7 @@ pub struct MysqlManager {
     reset_timeout: Option<Duration>,
     capacity_share: f64,
     target: String,
+    credentials: Option<pool_core::SharedCredentials>,
 }
 
 impl MysqlManager {
@@ -302,6 +303,7 @@ impl MysqlManager {
             reset_timeout: Some(DEFAULT_RESET_TIMEOUT),
             capacity_share: DEFAULT_CAPACITY_SHARE,
             target,
+            credentials: None,
         }
     }
 
@@ -413,6 +415,65 @@ impl MysqlManager {
     /// The reset time limit (see [`reset_timeout`](Self::reset_timeout)).
     pub fn get_reset_timeout(&self) -> Option<Duration> {
         self.reset_timeout
+    }
+
+    /// Takes the user and password of every connect from `provider`,
+    /// called just before each login, instead of from the options (which
+    /// still give host, database and every other option): a rotated password
+    /// or an expiring token is used from the next connect on, without a
+    /// rebuild. A user the credentials leave out is the options'.
+    ///
+    /// Connections opened before a change keep their session; to retire
+    /// them once the provider hands out the new secret, call
+    /// [`Pool::soft_evict_all`](pool_core::Pool::soft_evict_all) (idle ones
+    /// close at once, lent ones when they come back). When the provider
+    /// fails, the connect fails with [`Error::Credentials`], which quotes its
+    /// error (never a password) and is retried with backoff.
+    ///
+    /// ```
+    /// use pool_core::Credentials;
+    /// use std::sync::{Arc, RwLock};
+    ///
+    /// let secret = Arc::new(RwLock::new(Credentials::new("app", "first")));
+    /// let opts = mysql::OptsBuilder::new().ip_or_hostname(Some("db")).db_name(Some("app"));
+    /// let manager = pool_mysql::MysqlManager::new(opts).credentials({
+    ///     let secret = secret.clone();
+    ///     move || Ok(secret.read().unwrap().clone())
+    /// });
+    /// // Later, after `ALTER USER app IDENTIFIED BY ...` on the server:
+    /// *secret.write().unwrap() = Credentials::new("app", "second");
+    /// // pool.soft_evict_all();
+    /// # let _ = manager;
+    /// ```
+    pub fn credentials(mut self, provider: impl pool_core::ProvideCredentials) -> Self {
+        self.credentials = Some(std::sync::Arc::new(provider));
+        self
+    }
+
+    /// Sets the size of the `mysql` crate's own per-connection statement
+    /// cache (its `stmt_cache_size` option, also a URL parameter; the
+    /// driver's default is 32): `exec` and friends with SQL text prepare a
+    /// statement once per connection and reuse it while it stays cached.
+    ///
+    /// How long the cached statements live depends on the
+    /// [`Isolation`]: with [`Isolation::Rollback`] or [`Isolation::None`]
+    /// they last as long as the connection, across loans. With
+    /// [`Isolation::Full`] (the default) they last one loan:
+    /// `COM_RESET_CONNECTION` closes the session's statements on the server,
+    /// and the driver empties its cache with it (so no stale statement id is
+    /// ever sent), so the first `exec` of each loan prepares again. `0`
+    /// turns the cache off.
+    ///
+    /// ```
+    /// let manager = pool_mysql::MysqlManager::new(mysql::OptsBuilder::new())
+    ///     .statement_cache_size(64);
+    /// assert_eq!(manager.opts().get_stmt_cache_size(), 64);
+    /// ```
+    pub fn statement_cache_size(mut self, size: usize) -> Self {
+        self.opts = OptsBuilder::from_opts(self.opts)
+            .stmt_cache_size(size)
+            .into();
+        self
     }
 
     /// The driver options, with the defaults filled in.
@@ -632,16 +693,31 @@ impl ManageConnection for MysqlManager {
 
     fn connect(&self) -> Result<MysqlConnection, Error> {
         let full = self.isolation == Isolation::Full;
-        let (conn, restore) = match self.opts.get_tcp_connect_timeout() {
-            None => open(self.opts.clone(), full)?,
+        let opts = match &self.credentials {
+            None => self.opts.clone(),
+            Some(provider) => {
+                let credentials =
+                    pool_core::CredentialsFailed::call(&**provider).map_err(Error::Credentials)?;
+                let mut builder = OptsBuilder::from_opts(self.opts.clone());
+                if let Some(user) = credentials.user() {
+                    builder = builder.user(Some(user));
+                }
+                if let Some(password) = credentials.password() {
+                    builder = builder.pass(Some(password));
+                }
+                builder.into()
+            }
+        };
+        let (conn, restore) = match opts.get_tcp_connect_timeout() {
+            None => open(opts, full)?,
             Some(limit) => {
                 // Every read of the login waits at most the limit, so a
                 // connect to a server that stopped answering really ends
                 // (its socket closed) instead of logging in whenever the
                 // server wakes up. The options' own read timeout comes
                 // back once the login is done.
-                let own_read_timeout = self.opts.get_read_timeout().copied();
-                let opts: Opts = OptsBuilder::from_opts(self.opts.clone())
+                let own_read_timeout = opts.get_read_timeout().copied();
+                let opts: Opts = OptsBuilder::from_opts(opts)
                     .read_timeout(Some(own_read_timeout.map_or(limit, |t| t.min(limit))))
                     .into();
                 let login = move || {
@@ -770,6 +846,10 @@ impl fmt::Debug for MysqlManager {
             .field("isolation", &self.isolation)
             .field("reset_timeout", &self.reset_timeout)
             .field("capacity_share", &self.capacity_share)
+            .field(
+                "credentials",
+                &self.credentials.as_ref().map(|_| "provider"),
+            )
             .finish()
     }
 }

@@ -45,6 +45,7 @@
 mod capacity;
 mod connection;
 mod error;
+mod statement_cache;
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub mod tls;
@@ -108,6 +109,9 @@ pub const DEFAULT_RESET_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default share of the server's connections one pool may take before
 /// [`check_capacity`] warns: 50 %.
 pub const DEFAULT_CAPACITY_SHARE: f64 = 0.5;
+/// Default number of statements [`PgConnection::prepare_cached`] keeps per
+/// connection (see [`PostgresManager::statement_cache_size`]).
+pub const DEFAULT_STATEMENT_CACHE_SIZE: usize = 100;
 
 /// The query parameters the `postgres` driver understands in a URL (besides
 /// the pool parameters of [`pool_core::url_params`]). `connect_timeout` is
@@ -289,6 +293,8 @@ pub struct PostgresManager<T> {
     reset_timeout: Option<Duration>,
     capacity_share: f64,
     target: String,
+    credentials: Option<pool_core::SharedCredentials>,
+    statement_cache_size: usize,
 }
 
 impl<T> PostgresManager<T> {
@@ -348,6 +354,8 @@ impl<T> PostgresManager<T> {
             reset_timeout: Some(DEFAULT_RESET_TIMEOUT),
             capacity_share: DEFAULT_CAPACITY_SHARE,
             target,
+            credentials: None,
+            statement_cache_size: DEFAULT_STATEMENT_CACHE_SIZE,
         }
     }
 
@@ -402,6 +410,64 @@ impl<T> PostgresManager<T> {
             share.clamp(0.0, 1.0)
         };
         self
+    }
+
+    /// Takes the user and password of every connect from `provider`,
+    /// called just before each login, instead of from the configuration
+    /// (which still gives host, database and every other option): a rotated
+    /// password or an expiring token is used from the next connect on,
+    /// without a rebuild. A user the credentials leave out is the
+    /// configuration's.
+    ///
+    /// Connections opened before a change keep their session; to retire
+    /// them once the provider hands out the new secret, call
+    /// [`Pool::soft_evict_all`](pool_core::Pool::soft_evict_all) (idle ones
+    /// close at once, lent ones when they come back; borrowers keep being
+    /// served). When the provider fails, the connect fails with
+    /// [`Error::Credentials`], which quotes its error (never a password) and
+    /// is retried with backoff. A panic in it counts as a failed connect.
+    ///
+    /// ```
+    /// use pool_core::Credentials;
+    /// use pool_postgres::{NoTls, PostgresManager};
+    /// use std::sync::{Arc, RwLock};
+    ///
+    /// let secret = Arc::new(RwLock::new(Credentials::new("app", "first")));
+    /// let manager = PostgresManager::new("host=db dbname=app".parse()?, NoTls).credentials({
+    ///     let secret = secret.clone();
+    ///     move || Ok(secret.read().unwrap().clone())
+    /// });
+    /// // Later, after `ALTER ROLE app PASSWORD ...` on the server:
+    /// *secret.write().unwrap() = Credentials::new("app", "second");
+    /// // pool.soft_evict_all();
+    /// # let _ = manager;
+    /// # Ok::<(), postgres::Error>(())
+    /// ```
+    pub fn credentials(mut self, provider: impl pool_core::ProvideCredentials) -> Self {
+        self.credentials = Some(std::sync::Arc::new(provider));
+        self
+    }
+
+    /// Sets how many statements [`PgConnection::prepare_cached`] keeps per
+    /// connection (default [`DEFAULT_STATEMENT_CACHE_SIZE`]); past it, the
+    /// least recently used is closed on the server. `0` turns the cache off
+    /// (`prepare_cached` then prepares every time).
+    ///
+    /// ```
+    /// # use pool_postgres::{PostgresManager, NoTls};
+    /// let manager = PostgresManager::new("host=db".parse()?, NoTls).statement_cache_size(16);
+    /// assert_eq!(manager.get_statement_cache_size(), 16);
+    /// # Ok::<(), postgres::Error>(())
+    /// ```
+    pub fn statement_cache_size(mut self, size: usize) -> Self {
+        self.statement_cache_size = size;
+        self
+    }
+
+    /// The statement cache size (see
+    /// [`statement_cache_size`](Self::statement_cache_size)).
+    pub fn get_statement_cache_size(&self) -> usize {
+        self.statement_cache_size
     }
 
     /// The isolation policy.
@@ -537,10 +603,25 @@ where
     type Error = Error;
 
     fn connect(&self) -> Result<PgConnection, Error> {
+        let config = match &self.credentials {
+            None => std::borrow::Cow::Borrowed(&self.config),
+            Some(provider) => {
+                let credentials =
+                    pool_core::CredentialsFailed::call(&**provider).map_err(Error::Credentials)?;
+                let mut config = self.config.clone();
+                if let Some(user) = credentials.user() {
+                    config.user(user);
+                }
+                if let Some(password) = credentials.password() {
+                    config.password(password);
+                }
+                std::borrow::Cow::Owned(config)
+            }
+        };
         let client = match self.connect_deadline() {
-            None => self.config.connect(self.tls.clone())?,
+            None => config.connect(self.tls.clone())?,
             Some(limit) => {
-                let config = self.config.clone();
+                let config = config.into_owned();
                 let tls = self.tls.clone();
                 match deadline::run(limit, move || config.connect(tls)) {
                     Ok(result) => result?,
@@ -559,7 +640,7 @@ where
                 }
             }
         };
-        Ok(PgConnection::new(client))
+        Ok(PgConnection::new(client, self.statement_cache_size))
     }
 
     fn is_valid(&self, conn: &mut PgConnection, timeout: Duration) -> Result<(), Error> {
@@ -763,6 +844,11 @@ impl<T> fmt::Debug for PostgresManager<T> {
             .field("isolation", &self.isolation)
             .field("reset_timeout", &self.reset_timeout)
             .field("capacity_share", &self.capacity_share)
+            .field(
+                "credentials",
+                &self.credentials.as_ref().map(|_| "provider"),
+            )
+            .field("statement_cache_size", &self.statement_cache_size)
             .field("tls", &std::any::type_name::<T>())
             .finish()
     }
