@@ -1,5 +1,5 @@
-//! The per-connection cache behind [`PgConnection::prepare_cached`]
-//! (crate::PgConnection::prepare_cached): protocol-level statements by SQL
+//! The per-connection cache behind
+//! [`PgConnection::prepare_cached`](crate::PgConnection::prepare_cached): protocol-level statements by SQL
 //! text, at most a set number, the least recently used evicted first.
 //!
 //! An evicted (or dropped) `postgres::Statement` closes itself on the server
