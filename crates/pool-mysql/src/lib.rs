@@ -430,6 +430,12 @@ impl MysqlManager {
     /// fails, the connect fails with [`Error::Credentials`], which quotes its
     /// error (never a password) and is retried with backoff.
     ///
+    /// On servers without `COM_RESET_CONNECTION` (MySQL before 5.7.3,
+    /// MariaDB before 10.2.4), [`Isolation::Full`] resets with
+    /// `COM_CHANGE_USER`, which logs in again with the password the
+    /// connection was opened with: after a rotation such a reset fails and
+    /// the pool closes the connection (another reason to `soft_evict_all`).
+    ///
     /// ```
     /// use pool_core::Credentials;
     /// use std::sync::{Arc, RwLock};
