@@ -44,6 +44,7 @@
 
 mod capacity;
 mod connection;
+mod credentials;
 mod error;
 mod statement_cache;
 #[cfg(feature = "tls")]
@@ -412,64 +413,6 @@ impl<T> PostgresManager<T> {
         self
     }
 
-    /// Takes the user and password of every connect from `provider`,
-    /// called just before each login, instead of from the configuration
-    /// (which still gives host, database and every other option): a rotated
-    /// password or an expiring token is used from the next connect on,
-    /// without a rebuild. A user the credentials leave out is the
-    /// configuration's.
-    ///
-    /// Connections opened before a change keep their session; to retire
-    /// them once the provider hands out the new secret, call
-    /// [`Pool::soft_evict_all`](pool_core::Pool::soft_evict_all) (idle ones
-    /// close at once, lent ones when they come back; borrowers keep being
-    /// served). When the provider fails, the connect fails with
-    /// [`Error::Credentials`], which quotes its error (never a password) and
-    /// is retried with backoff. A panic in it counts as a failed connect.
-    ///
-    /// ```
-    /// use pool_core::Credentials;
-    /// use pool_postgres::{NoTls, PostgresManager};
-    /// use std::sync::{Arc, RwLock};
-    ///
-    /// let secret = Arc::new(RwLock::new(Credentials::new("app", "first")));
-    /// let manager = PostgresManager::new("host=db dbname=app".parse()?, NoTls).credentials({
-    ///     let secret = secret.clone();
-    ///     move || Ok(secret.read().unwrap().clone())
-    /// });
-    /// // Later, after `ALTER ROLE app PASSWORD ...` on the server:
-    /// *secret.write().unwrap() = Credentials::new("app", "second");
-    /// // pool.soft_evict_all();
-    /// # let _ = manager;
-    /// # Ok::<(), postgres::Error>(())
-    /// ```
-    pub fn credentials(mut self, provider: impl pool_core::ProvideCredentials) -> Self {
-        self.credentials = Some(std::sync::Arc::new(provider));
-        self
-    }
-
-    /// Sets how many statements [`PgConnection::prepare_cached`] keeps per
-    /// connection (default [`DEFAULT_STATEMENT_CACHE_SIZE`]); past it, the
-    /// least recently used is closed on the server. `0` turns the cache off
-    /// (`prepare_cached` then prepares every time).
-    ///
-    /// ```
-    /// # use pool_postgres::{PostgresManager, NoTls};
-    /// let manager = PostgresManager::new("host=db".parse()?, NoTls).statement_cache_size(16);
-    /// assert_eq!(manager.get_statement_cache_size(), 16);
-    /// # Ok::<(), postgres::Error>(())
-    /// ```
-    pub fn statement_cache_size(mut self, size: usize) -> Self {
-        self.statement_cache_size = size;
-        self
-    }
-
-    /// The statement cache size (see
-    /// [`statement_cache_size`](Self::statement_cache_size)).
-    pub fn get_statement_cache_size(&self) -> usize {
-        self.statement_cache_size
-    }
-
     /// The isolation policy.
     pub fn get_isolation(&self) -> Isolation {
         self.isolation
@@ -603,21 +546,7 @@ where
     type Error = Error;
 
     fn connect(&self) -> Result<PgConnection, Error> {
-        let config = match &self.credentials {
-            None => std::borrow::Cow::Borrowed(&self.config),
-            Some(provider) => {
-                let credentials =
-                    pool_core::CredentialsFailed::call(&**provider).map_err(Error::Credentials)?;
-                let mut config = self.config.clone();
-                if let Some(user) = credentials.user() {
-                    config.user(user);
-                }
-                if let Some(password) = credentials.password() {
-                    config.password(password);
-                }
-                std::borrow::Cow::Owned(config)
-            }
-        };
+        let config = self.login_config()?;
         let client = match self.connect_deadline() {
             None => config.connect(self.tls.clone())?,
             Some(limit) => {

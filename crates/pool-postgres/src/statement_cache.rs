@@ -1,6 +1,6 @@
 //! The per-connection cache behind
-//! [`PgConnection::prepare_cached`](crate::PgConnection::prepare_cached): protocol-level statements by SQL
-//! text, at most a set number, the least recently used evicted first.
+//! [`PgConnection::prepare_cached`](crate::PgConnection::prepare_cached): protocol-level
+//! statements by SQL text, at most a set number, the least recently used evicted first.
 //!
 //! An evicted (or dropped) `postgres::Statement` closes itself on the server
 //! when its last clone goes, so the cache bounds the server's statements too.
@@ -8,6 +8,34 @@
 use std::collections::HashMap;
 
 use postgres::Statement;
+
+use crate::PostgresManager;
+
+impl<T> PostgresManager<T> {
+    /// Sets how many statements
+    /// [`PgConnection::prepare_cached`](crate::PgConnection::prepare_cached) keeps per
+    /// connection (default
+    /// [`DEFAULT_STATEMENT_CACHE_SIZE`](crate::DEFAULT_STATEMENT_CACHE_SIZE)); past it, the
+    /// least recently used is closed on the server. `0` turns the cache off
+    /// (`prepare_cached` then prepares every time).
+    ///
+    /// ```
+    /// # use pool_postgres::{PostgresManager, NoTls};
+    /// let manager = PostgresManager::new("host=db".parse()?, NoTls).statement_cache_size(16);
+    /// assert_eq!(manager.get_statement_cache_size(), 16);
+    /// # Ok::<(), postgres::Error>(())
+    /// ```
+    pub fn statement_cache_size(mut self, size: usize) -> Self {
+        self.statement_cache_size = size;
+        self
+    }
+
+    /// The statement cache size (see
+    /// [`statement_cache_size`](Self::statement_cache_size)).
+    pub fn get_statement_cache_size(&self) -> usize {
+        self.statement_cache_size
+    }
+}
 
 /// Statements by SQL text, each with the tick of its last use.
 pub(crate) struct StatementCache {
