@@ -278,8 +278,15 @@ pub(super) fn fill_in_parallel<M: ManageConnection>(
                 }
                 churn.started(inner);
             }
+            let Some(claimed) = claim_vacant(inner) else {
+                // No vacant seat below max_size (surplus seats draining):
+                // nothing to open now.
+                shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+                shared.stop.store(true, Ordering::SeqCst);
+                return;
+            };
             let mut log = *shared.log.lock();
-            let failed = create_one(inner, &mut jitter, &mut log);
+            let failed = connect_into(inner, claimed, &mut jitter, &mut log);
             shared.in_flight.fetch_sub(1, Ordering::SeqCst);
             if let Some(delay) = failed {
                 *shared.log.lock() = log;
@@ -312,13 +319,26 @@ pub(super) fn create_one<M: ManageConnection>(
     jitter: &mut Jitter,
     last_failure_log: &mut Option<Instant>,
 ) -> Option<Duration> {
-    let max = inner.max_size.load(Ordering::SeqCst);
-    let claimed =
-        (0..max.min(inner.bag.capacity())).find_map(|i| inner.bag.seat(i).try_claim_vacant());
-    let Some(claimed) = claimed else {
+    let Some(claimed) = claim_vacant(inner) else {
         // Every seat below max is taken (surplus seats are still draining).
         return None;
     };
+    connect_into(inner, claimed, jitter, last_failure_log)
+}
+
+/// Claims a vacant seat below `max_size` for a connect, if there is one.
+fn claim_vacant<M: ManageConnection>(inner: &Inner<M>) -> Option<Claimed<'_, M::Connection>> {
+    let max = inner.max_size.load(Ordering::SeqCst);
+    (0..max.min(inner.bag.capacity())).find_map(|i| inner.bag.seat(i).try_claim_vacant())
+}
+
+/// Opens one connection into the seat `claimed` (see [`create_one`]).
+fn connect_into<'a, M: ManageConnection>(
+    inner: &'a Arc<Inner<M>>,
+    claimed: Claimed<'a, M::Connection>,
+    jitter: &mut Jitter,
+    last_failure_log: &mut Option<Instant>,
+) -> Option<Duration> {
     inner.wanted.store(false, Ordering::SeqCst);
     inner.attempts_begun.fetch_add(1, Ordering::SeqCst);
     let started = Instant::now();
