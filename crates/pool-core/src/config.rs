@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use crate::limits::{
-    check_duration, check_max_size, range_text, MAX_DURATION, MAX_NAME_LEN, MIN_COARSE_DURATION,
-    MIN_TIMEOUT,
+    check_duration, check_max_size, check_parallel_connects, range_text, DEFAULT_PARALLEL_CONNECTS,
+    MAX_DURATION, MAX_NAME_LEN, MIN_COARSE_DURATION, MIN_TIMEOUT,
 };
 use crate::{Error, HealthThresholds};
 
@@ -64,6 +64,8 @@ pub struct Config {
     pub health: HealthThresholds,
     /// See [`Builder::reset_in_background`](crate::Builder::reset_in_background); `None` lets the manager decide.
     pub reset_in_background: Option<bool>,
+    /// See [`Builder::parallel_connects`](crate::Builder::parallel_connects).
+    pub parallel_connects: u32,
 }
 
 impl Default for Config {
@@ -86,6 +88,7 @@ impl Default for Config {
             metrics: true,
             health: HealthThresholds::default(),
             reset_in_background: None,
+            parallel_connects: DEFAULT_PARALLEL_CONNECTS,
         }
     }
 }
@@ -122,6 +125,9 @@ impl Config {
                     ),
                 );
             }
+        }
+        if let Err(reason) = check_parallel_connects(self.parallel_connects) {
+            return bad("parallel_connects", reason);
         }
         check_duration(
             "connection_timeout",

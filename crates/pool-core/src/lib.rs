@@ -52,6 +52,7 @@ mod sync;
 
 pub mod capacity;
 mod config;
+mod credentials;
 pub mod deadline;
 #[cfg(all(feature = "diesel", not(pool_loom)))]
 pub mod diesel;
@@ -67,9 +68,13 @@ mod types;
 pub mod url_params;
 
 pub use config::Config;
+pub use credentials::{
+    Credentials, CredentialsError, CredentialsFailed, ProvideCredentials, SharedCredentials,
+};
 pub use error::{Error, SharedError};
 pub use limits::{
-    MAX_DURATION, MAX_NAME_LEN, MAX_SIZE_LIMIT, MIN_COARSE_DURATION, MIN_HEALTH_WINDOW, MIN_TIMEOUT,
+    DEFAULT_PARALLEL_CONNECTS, MAX_DURATION, MAX_NAME_LEN, MAX_PARALLEL_CONNECTS, MAX_SIZE_LIMIT,
+    MIN_COARSE_DURATION, MIN_HEALTH_WINDOW, MIN_TIMEOUT,
 };
 pub use manager::{ConnectFailure, ManageConnection};
 pub use observe::events::{

@@ -82,3 +82,21 @@ pub(crate) fn check_max_size(max_size: u32) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// The most connects [`Builder::parallel_connects`](crate::Builder::parallel_connects)
+/// accepts to run at once: more would only queue at the server's accept loop.
+pub const MAX_PARALLEL_CONNECTS: u32 = 64;
+
+/// The default of [`Builder::parallel_connects`](crate::Builder::parallel_connects),
+/// chosen by measurement (`docs/performance.md`, "Filling the pool").
+pub const DEFAULT_PARALLEL_CONNECTS: u32 = 4;
+
+/// The check of a `parallel_connects`: the reason it is refused, if it is.
+pub(crate) fn check_parallel_connects(n: u32) -> Result<(), String> {
+    if n == 0 || n > MAX_PARALLEL_CONNECTS {
+        return Err(format!(
+            "{n} is out of range: use 1 (one connect at a time) to {MAX_PARALLEL_CONNECTS}"
+        ));
+    }
+    Ok(())
+}

@@ -43,6 +43,9 @@ pub enum Error {
         /// What was being done.
         operation: &'static str,
     },
+    /// The [credentials provider](crate::MysqlManager::credentials) failed;
+    /// nothing was sent to the server.
+    Credentials(pool_core::CredentialsFailed),
 }
 
 impl Error {
@@ -52,6 +55,7 @@ impl Error {
         match self {
             Error::Mysql(e) => is_connection_error(e),
             Error::Timeout { .. } | Error::Worker { .. } => true,
+            Error::Credentials(_) => false,
         }
     }
 
@@ -79,7 +83,7 @@ impl Error {
         use pool_core::ConnectFailure;
         match self {
             Error::Timeout { .. } => ConnectFailure::Unreachable,
-            Error::Worker { .. } => ConnectFailure::Other,
+            Error::Worker { .. } | Error::Credentials(_) => ConnectFailure::Other,
             Error::Mysql(mysql::Error::MySqlError(e)) => match e.code {
                 1044 | 1045 | 1049 | 1130 | 1698 => ConnectFailure::Rejected,
                 1040 | 1053 | 1129 | 1203 | 1226 => ConnectFailure::Busy,
@@ -130,6 +134,7 @@ impl fmt::Display for Error {
                 f,
                 "{operation} failed: its worker thread panicked or could not start"
             ),
+            Error::Credentials(e) => fmt::Display::fmt(e, f),
         }
     }
 }
@@ -138,6 +143,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Mysql(e) => Some(e),
+            Error::Credentials(e) => Some(e),
             _ => None,
         }
     }

@@ -53,6 +53,7 @@
 
 mod capacity;
 mod connection;
+mod credentials;
 mod error;
 
 use std::fmt;
@@ -252,6 +253,7 @@ pub struct MysqlManager {
     reset_timeout: Option<Duration>,
     capacity_share: f64,
     target: String,
+    credentials: Option<pool_core::SharedCredentials>,
 }
 
 impl MysqlManager {
@@ -302,6 +304,7 @@ impl MysqlManager {
             reset_timeout: Some(DEFAULT_RESET_TIMEOUT),
             capacity_share: DEFAULT_CAPACITY_SHARE,
             target,
+            credentials: None,
         }
     }
 
@@ -632,16 +635,17 @@ impl ManageConnection for MysqlManager {
 
     fn connect(&self) -> Result<MysqlConnection, Error> {
         let full = self.isolation == Isolation::Full;
-        let (conn, restore) = match self.opts.get_tcp_connect_timeout() {
-            None => open(self.opts.clone(), full)?,
+        let opts = self.login_opts()?;
+        let (conn, restore) = match opts.get_tcp_connect_timeout() {
+            None => open(opts, full)?,
             Some(limit) => {
                 // Every read of the login waits at most the limit, so a
                 // connect to a server that stopped answering really ends
                 // (its socket closed) instead of logging in whenever the
                 // server wakes up. The options' own read timeout comes
                 // back once the login is done.
-                let own_read_timeout = self.opts.get_read_timeout().copied();
-                let opts: Opts = OptsBuilder::from_opts(self.opts.clone())
+                let own_read_timeout = opts.get_read_timeout().copied();
+                let opts: Opts = OptsBuilder::from_opts(opts)
                     .read_timeout(Some(own_read_timeout.map_or(limit, |t| t.min(limit))))
                     .into();
                 let login = move || {
@@ -770,6 +774,10 @@ impl fmt::Debug for MysqlManager {
             .field("isolation", &self.isolation)
             .field("reset_timeout", &self.reset_timeout)
             .field("capacity_share", &self.capacity_share)
+            .field(
+                "credentials",
+                &self.credentials.as_ref().map(|_| "provider"),
+            )
             .finish()
     }
 }

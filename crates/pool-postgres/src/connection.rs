@@ -4,7 +4,9 @@
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 
-use postgres::Client;
+use postgres::{Client, Statement};
+
+use crate::statement_cache::StatementCache;
 
 /// A PostgreSQL connection managed by [`PostgresManager`](crate::PostgresManager).
 ///
@@ -35,18 +37,66 @@ pub struct PgConnection {
     client: Option<Client>,
     used: bool,
     broken: bool,
+    statements: StatementCache,
 }
 
 const GIVEN_UP: &str = "this connection was given up after a timed-out reset or validation \
                         and must not be used (the pool never lends it again)";
 
 impl PgConnection {
-    pub(crate) fn new(client: Client) -> Self {
+    pub(crate) fn new(client: Client, statement_cache_size: usize) -> Self {
         PgConnection {
             client: Some(client),
             used: false,
             broken: false,
+            statements: StatementCache::new(statement_cache_size),
         }
+    }
+
+    /// Prepares `query` once per connection and returns the same
+    /// protocol-level statement on every later call, on this and later loans
+    /// of the connection: a statement costs its parse and plan once, not
+    /// once per loan.
+    ///
+    /// The statements survive every [`Isolation`](crate::Isolation) reset
+    /// (even `Full`, which deallocates only SQL-level `PREPARE`d statements,
+    /// not the protocol-level ones kept here) and close with the connection.
+    /// At most [`statement_cache_size`](crate::PostgresManager::statement_cache_size)
+    /// are kept (default 100); past it the least recently used is closed on
+    /// the server. Do not run `DEALLOCATE ALL` yourself (or call
+    /// [`clear_statement_cache`](Self::clear_statement_cache) after it), and
+    /// do not use it through PgBouncer in transaction pooling mode, where
+    /// protocol-level statements do not outlive a transaction.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (builder, manager) = pool_postgres::builder_from_url("postgres://app@localhost/app")?;
+    /// # let pool = builder.build(manager)?;
+    /// let mut conn = pool.get()?;
+    /// let statement = conn.prepare_cached("SELECT name FROM users WHERE id = $1")?;
+    /// let rows = conn.query(&statement, &[&42_i64])?;
+    /// # let _ = rows; Ok(()) }
+    /// ```
+    pub fn prepare_cached(&mut self, query: &str) -> Result<Statement, postgres::Error> {
+        if let Some(statement) = self.statements.get(query) {
+            return Ok(statement);
+        }
+        let prepared = (**self).prepare(query);
+        let statement = prepared.map_err(|e| self.record(e))?;
+        self.statements.insert(query, statement.clone());
+        Ok(statement)
+    }
+
+    /// How many statements [`prepare_cached`](Self::prepare_cached) holds
+    /// for this connection.
+    pub fn cached_statements(&self) -> usize {
+        self.statements.len()
+    }
+
+    /// Forgets (and closes on the server) every statement
+    /// [`prepare_cached`](Self::prepare_cached) holds.
+    pub fn clear_statement_cache(&mut self) {
+        self.statements.clear();
     }
 
     /// True when the connection may have been used since the last session
@@ -136,6 +186,8 @@ impl Drop for PgConnection {
         // every request in flight. After a failed validation or reset one
         // may never be answered (a black-holed network), so a broken
         // connection is dropped on a worker thread, never on the pool's.
+        // Statements first: each closes itself through the client.
+        self.statements.clear();
         if let Some(client) = self.client.take() {
             if self.broken {
                 if let Err(job) = pool_core::deadline::detach(Box::new(move || drop(client))) {

@@ -53,6 +53,9 @@ pub enum Error {
         /// What was being done.
         operation: &'static str,
     },
+    /// The [credentials provider](crate::PostgresManager::credentials)
+    /// failed; nothing was sent to the server.
+    Credentials(pool_core::CredentialsFailed),
 }
 
 impl Error {
@@ -62,6 +65,7 @@ impl Error {
         match self {
             Error::Postgres(e) => is_connection_error(e),
             Error::Timeout { .. } | Error::Worker { .. } => true,
+            Error::Credentials(_) => false,
         }
     }
 
@@ -89,7 +93,7 @@ impl Error {
         use pool_core::ConnectFailure;
         match self {
             Error::Timeout { .. } => ConnectFailure::Unreachable,
-            Error::Worker { .. } => ConnectFailure::Other,
+            Error::Worker { .. } | Error::Credentials(_) => ConnectFailure::Other,
             Error::Postgres(e) => match e.as_db_error() {
                 Some(db) => {
                     let code = db.code();
@@ -161,6 +165,7 @@ impl fmt::Display for Error {
                     "{operation} failed: its worker thread panicked or could not start"
                 )
             }
+            Error::Credentials(e) => fmt::Display::fmt(e, f),
         }
     }
 }
@@ -169,6 +174,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Postgres(e) => Some(e),
+            Error::Credentials(e) => Some(e),
             _ => None,
         }
     }

@@ -44,7 +44,9 @@
 
 mod capacity;
 mod connection;
+mod credentials;
 mod error;
+mod statement_cache;
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub mod tls;
@@ -108,6 +110,9 @@ pub const DEFAULT_RESET_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default share of the server's connections one pool may take before
 /// [`check_capacity`] warns: 50 %.
 pub const DEFAULT_CAPACITY_SHARE: f64 = 0.5;
+/// Default number of statements [`PgConnection::prepare_cached`] keeps per
+/// connection (see [`PostgresManager::statement_cache_size`]).
+pub const DEFAULT_STATEMENT_CACHE_SIZE: usize = 100;
 
 /// The query parameters the `postgres` driver understands in a URL (besides
 /// the pool parameters of [`pool_core::url_params`]). `connect_timeout` is
@@ -289,6 +294,8 @@ pub struct PostgresManager<T> {
     reset_timeout: Option<Duration>,
     capacity_share: f64,
     target: String,
+    credentials: Option<pool_core::SharedCredentials>,
+    statement_cache_size: usize,
 }
 
 impl<T> PostgresManager<T> {
@@ -348,6 +355,8 @@ impl<T> PostgresManager<T> {
             reset_timeout: Some(DEFAULT_RESET_TIMEOUT),
             capacity_share: DEFAULT_CAPACITY_SHARE,
             target,
+            credentials: None,
+            statement_cache_size: DEFAULT_STATEMENT_CACHE_SIZE,
         }
     }
 
@@ -537,10 +546,11 @@ where
     type Error = Error;
 
     fn connect(&self) -> Result<PgConnection, Error> {
+        let config = self.login_config()?;
         let client = match self.connect_deadline() {
-            None => self.config.connect(self.tls.clone())?,
+            None => config.connect(self.tls.clone())?,
             Some(limit) => {
-                let config = self.config.clone();
+                let config = config.into_owned();
                 let tls = self.tls.clone();
                 match deadline::run(limit, move || config.connect(tls)) {
                     Ok(result) => result?,
@@ -559,7 +569,7 @@ where
                 }
             }
         };
-        Ok(PgConnection::new(client))
+        Ok(PgConnection::new(client, self.statement_cache_size))
     }
 
     fn is_valid(&self, conn: &mut PgConnection, timeout: Duration) -> Result<(), Error> {
@@ -763,6 +773,11 @@ impl<T> fmt::Debug for PostgresManager<T> {
             .field("isolation", &self.isolation)
             .field("reset_timeout", &self.reset_timeout)
             .field("capacity_share", &self.capacity_share)
+            .field(
+                "credentials",
+                &self.credentials.as_ref().map(|_| "provider"),
+            )
+            .field("statement_cache_size", &self.statement_cache_size)
             .field("tls", &std::any::type_name::<T>())
             .finish()
     }

@@ -282,6 +282,42 @@ impl Builder {
         self
     }
 
+    /// How many connects may run at once while the pool is short of
+    /// connections it should hold: filling to `min_idle` (or `max_size`) at
+    /// start-up and after connections were lost (a failover, a restart).
+    ///
+    /// Connections merely lent out do not count as missing: a burst of
+    /// borrowers still gets one connect at a time, and most of it is served
+    /// by returns. After a failed connect the pool goes back to one attempt at
+    /// a time (with backoff) until one succeeds, so a database that is down
+    /// sees no more attempts than with `1`. Each connect in flight holds a
+    /// seat: never more than `max_size` sessions.
+    ///
+    /// ```
+    /// # use pool_core::{ManageConnection, Pool};
+    /// # use std::time::Duration;
+    /// # struct M;
+    /// # impl ManageConnection for M {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut (), _: Duration) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = Pool::builder().max_size(20).parallel_connects(8).build(M)?;
+    /// assert_eq!(pool.state().max_size, 20);
+    /// let err = Pool::builder().parallel_connects(0).build(M).unwrap_err();
+    /// assert!(err.to_string().contains("parallel_connects"), "{err}");
+    /// # Ok::<(), pool_core::Error>(())
+    /// ```
+    ///
+    /// Default: 4 ([`DEFAULT_PARALLEL_CONNECTS`](crate::DEFAULT_PARALLEL_CONNECTS)).
+    /// 1 (one at a time) to 64 ([`MAX_PARALLEL_CONNECTS`](crate::MAX_PARALLEL_CONNECTS)).
+    pub fn parallel_connects(mut self, n: u32) -> Self {
+        self.config.parallel_connects = n;
+        self
+    }
+
     /// The thresholds of [`Pool::health`]'s verdicts.
     ///
     /// Default: [`HealthThresholds::default()`] (a 60 s window; critical above

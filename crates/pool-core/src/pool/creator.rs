@@ -1,8 +1,10 @@
 //! The creator thread: it opens every connection, one at a time, and only
 //! while one is still needed, so that a burst of borrowers is not a burst of
-//! connects. Failed connects are retried with capped exponential backoff and
-//! jitter, and logged rate-limited; a connect storm is capped
-//! ([`ChurnGuard`]).
+//! connects; while the pool lacks connections it should hold (start-up fill,
+//! refill after connections were lost) and the last connect succeeded, up to
+//! `parallel_connects` at once ([`fill_in_parallel`]). Failed connects are
+//! retried one at a time with capped exponential backoff and jitter, and
+//! logged rate-limited; a connect storm is capped ([`ChurnGuard`]).
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
@@ -141,6 +143,9 @@ pub(super) fn creator<M: ManageConnection>(weak: Weak<Inner<M>>, bell: Receiver<
     let mut jitter = Jitter::new();
     let mut retry_at: Option<Instant> = None;
     let mut last_failure_log: Option<Instant> = None;
+    // Parallel connects only after a success: a database that is down (or
+    // not known to be up) sees one attempt at a time.
+    let mut last_ok = false;
     loop {
         let sleep = {
             let Some(inner) = weak.upgrade() else { return };
@@ -156,8 +161,14 @@ pub(super) fn creator<M: ManageConnection>(weak: Weak<Inner<M>>, bell: Receiver<
                     Some(wait) if !wait.is_zero() => Some(wait),
                     _ if let Some(wait) = churn.delay(&inner) => Some(wait),
                     _ => {
-                        churn.started(&inner);
-                        let failed = create_one(&inner, &mut jitter, &mut last_failure_log);
+                        let parallel = if last_ok { fill_width(&inner) } else { 1 };
+                        let failed = if parallel > 1 {
+                            fill_in_parallel(&inner, parallel, &mut churn, &mut last_failure_log)
+                        } else {
+                            churn.started(&inner);
+                            create_one(&inner, &mut jitter, &mut last_failure_log)
+                        };
+                        last_ok = failed.is_none();
                         retry_at = failed.map(|delay| Instant::now() + delay);
                         continue;
                     }
@@ -184,6 +195,123 @@ pub(super) fn should_create<M: ManageConnection>(inner: &Inner<M>) -> bool {
             || inner.idle_count() < inner.min_idle.load(Ordering::Relaxed))
 }
 
+/// How many connections the pool lacks of those it should hold (its
+/// start-up target, `min_idle`), within its free seats and
+/// `parallel_connects`. Lent connections count as held: a burst of borrowers
+/// is no shortfall (their returns serve them), only connections that are
+/// gone are.
+fn fill_width<M: ManageConnection>(inner: &Inner<M>) -> usize {
+    let max = inner.max_size.load(Ordering::SeqCst);
+    let target = inner
+        .init_target
+        .load(Ordering::Relaxed)
+        .max(inner.min_idle.load(Ordering::Relaxed))
+        .min(max);
+    let lacking = target.saturating_sub(inner.total.load(Ordering::SeqCst));
+    let free = max.saturating_sub(inner.occupied());
+    lacking
+        .min(free)
+        .min(inner.config.parallel_connects as usize)
+}
+
+/// Opens connections on up to `width` threads (the creator's own and
+/// `width - 1` short-lived ones) while [`fill_width`] says more are
+/// missing than are being opened. Every connect claims its vacant seat first
+/// ([`create_one`]), so the seats bound the sessions as for one connect. The
+/// first failure, or the first thread to find nothing left to open, stops
+/// every thread from starting another connect; after a failure the creator
+/// goes back to one attempt at a time. Returns the backoff of a
+/// failure, as [`create_one`] does.
+pub(super) fn fill_in_parallel<M: ManageConnection>(
+    inner: &Arc<Inner<M>>,
+    width: usize,
+    churn: &mut ChurnGuard,
+    last_failure_log: &mut Option<Instant>,
+) -> Option<Duration> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
+    struct Shared<'a> {
+        in_flight: AtomicUsize,
+        stop: AtomicBool,
+        churn: parking_lot::Mutex<&'a mut ChurnGuard>,
+        failed: parking_lot::Mutex<Option<Duration>>,
+        log: parking_lot::Mutex<Option<Instant>>,
+    }
+    let shared = Shared {
+        in_flight: AtomicUsize::new(0),
+        stop: AtomicBool::new(false),
+        churn: parking_lot::Mutex::new(churn),
+        failed: parking_lot::Mutex::new(None),
+        log: parking_lot::Mutex::new(*last_failure_log),
+    };
+    let worker = |shared: &Shared<'_>| {
+        let mut jitter = Jitter::new();
+        loop {
+            if inner.is_closed() || shared.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            // One more connect only while more are missing than in flight.
+            let mut n = shared.in_flight.load(Ordering::SeqCst);
+            loop {
+                // `fill_width` counts published connections, not these.
+                // Once it is reached, every thread stops: more work found
+                // later is the creator's next round, with a fresh width.
+                if n >= fill_width(inner) {
+                    shared.stop.store(true, Ordering::SeqCst);
+                    return;
+                }
+                match shared.in_flight.compare_exchange(
+                    n,
+                    n + 1,
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                ) {
+                    Ok(_) => break,
+                    Err(now) => n = now,
+                }
+            }
+            {
+                let mut churn = shared.churn.lock();
+                if churn.delay(inner).is_some() {
+                    shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+                    shared.stop.store(true, Ordering::SeqCst);
+                    return;
+                }
+                churn.started(inner);
+            }
+            let Some(claimed) = claim_vacant(inner) else {
+                // No vacant seat below max_size (surplus seats draining):
+                // nothing to open now.
+                shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+                shared.stop.store(true, Ordering::SeqCst);
+                return;
+            };
+            let mut log = *shared.log.lock();
+            let failed = connect_into(inner, claimed, &mut jitter, &mut log);
+            shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+            if let Some(delay) = failed {
+                *shared.log.lock() = log;
+                shared.stop.store(true, Ordering::SeqCst);
+                let mut first = shared.failed.lock();
+                *first = Some(first.map_or(delay, |d| d.max(delay)));
+                return;
+            }
+        }
+    };
+    std::thread::scope(|s| {
+        for i in 1..width {
+            let spawned = std::thread::Builder::new()
+                .name(format!("{}-connect-{i}", inner.name))
+                .spawn_scoped(s, || worker(&shared));
+            if spawned.is_err() {
+                break; // fewer threads; the creator's own still connects
+            }
+        }
+        worker(&shared);
+    });
+    *last_failure_log = *shared.log.lock();
+    shared.failed.into_inner()
+}
+
 /// Opens one connection into a vacant seat. Returns the delay before the next
 /// attempt if it failed.
 pub(super) fn create_one<M: ManageConnection>(
@@ -191,13 +319,26 @@ pub(super) fn create_one<M: ManageConnection>(
     jitter: &mut Jitter,
     last_failure_log: &mut Option<Instant>,
 ) -> Option<Duration> {
-    let max = inner.max_size.load(Ordering::SeqCst);
-    let claimed =
-        (0..max.min(inner.bag.capacity())).find_map(|i| inner.bag.seat(i).try_claim_vacant());
-    let Some(claimed) = claimed else {
+    let Some(claimed) = claim_vacant(inner) else {
         // Every seat below max is taken (surplus seats are still draining).
         return None;
     };
+    connect_into(inner, claimed, jitter, last_failure_log)
+}
+
+/// Claims a vacant seat below `max_size` for a connect, if there is one.
+fn claim_vacant<M: ManageConnection>(inner: &Inner<M>) -> Option<Claimed<'_, M::Connection>> {
+    let max = inner.max_size.load(Ordering::SeqCst);
+    (0..max.min(inner.bag.capacity())).find_map(|i| inner.bag.seat(i).try_claim_vacant())
+}
+
+/// Opens one connection into the seat `claimed` (see [`create_one`]).
+fn connect_into<'a, M: ManageConnection>(
+    inner: &'a Arc<Inner<M>>,
+    claimed: Claimed<'a, M::Connection>,
+    jitter: &mut Jitter,
+    last_failure_log: &mut Option<Instant>,
+) -> Option<Duration> {
     // The seat is taken, then the connect reads its settings (credentials):
     // the other half of `soft_evict_all`'s fence, so that a connect it does
     // not mark sees whatever its caller changed first.
