@@ -305,3 +305,22 @@ fn loom_idle_retirement_against_a_borrow() {
         assert_eq!(pool.state().total as usize, open_now(&seen));
     });
 }
+
+/// `close()` against the creator publishing a connection it was opening.
+/// Promise: once `close()` has returned and the connect has ended, no
+/// connection stays open (`close()` joins the creator thread; here the
+/// creator's step runs on a model thread, joined afterwards).
+#[test]
+fn loom_close_against_the_creator_publishing() {
+    model(|| {
+        let (pool, seen) = pool_with(Builder::new().max_size(1), 0);
+        let creator = {
+            let pool = pool.clone();
+            thread::spawn(move || create(&pool))
+        };
+        pool.close();
+        creator.join().unwrap();
+        assert_eq!(open_now(&seen), 0, "a connection outlived close()");
+        assert_eq!(pool.state().total, 0);
+    });
+}
