@@ -61,6 +61,10 @@ pub mod deadline;
 #[cfg(not(pool_loom))]
 mod error;
 #[cfg(not(pool_loom))]
+mod extensions;
+#[cfg(not(pool_loom))]
+mod info;
+#[cfg(not(pool_loom))]
 mod limits;
 #[cfg(not(pool_loom))]
 mod manager;
@@ -82,6 +86,10 @@ pub use config::Config;
 #[cfg(not(pool_loom))]
 pub use error::{Error, SharedError};
 #[cfg(not(pool_loom))]
+pub use extensions::Extensions;
+#[cfg(not(pool_loom))]
+pub use info::{ConnectionInfo, HookContext};
+#[cfg(not(pool_loom))]
 pub use limits::{
     MAX_DURATION, MAX_NAME_LEN, MAX_SIZE_LIMIT, MIN_COARSE_DURATION, MIN_HEALTH_WINDOW, MIN_TIMEOUT,
 };
@@ -99,7 +107,7 @@ pub use observe::leak::LeakReport;
 #[cfg(not(pool_loom))]
 pub use observe::metrics::{ClosedCounts, Distribution, Metrics};
 #[cfg(not(pool_loom))]
-pub use pool::{Builder, OwnedConnection, Pool, PooledConnection};
+pub use pool::{Builder, OwnedConnection, Pool, PooledConnection, RunError};
 #[cfg(not(pool_loom))]
 pub use types::{CloseReason, State};
 
