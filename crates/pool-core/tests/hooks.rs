@@ -24,6 +24,9 @@ struct Hooks {
     veto_after_ms: AtomicU64,
     /// `uses` seen by the last checkout.
     last_uses: AtomicU64,
+    /// Check-ins that found the borrower's mess (before the reset).
+    saw_dirty: AtomicUsize,
+    panic_checkin: AtomicBool,
 }
 
 impl CustomizeConnection<Conn, std::io::Error> for Arc<Hooks> {
@@ -49,7 +52,13 @@ impl CustomizeConnection<Conn, std::io::Error> for Arc<Hooks> {
 
     fn on_checkin(&self, conn: &mut Conn, _cx: &mut HookContext<'_>) -> bool {
         self.checkins.fetch_add(1, Ordering::SeqCst);
+        if conn.dirty {
+            self.saw_dirty.fetch_add(1, Ordering::SeqCst);
+        }
         conn.dirty = false; // cleanup
+        if self.panic_checkin.load(Ordering::SeqCst) {
+            panic!("checkin hook panicked");
+        }
         !self.veto_checkin.load(Ordering::SeqCst)
     }
 }
@@ -131,6 +140,8 @@ fn a_checkin_hook_cleans_up_before_the_next_loan() {
     pool.get().unwrap().dirty = true;
     assert!(!pool.get().unwrap().dirty);
     assert_eq!(hooks.checkins.load(Ordering::SeqCst), 2);
+    // It ran before the manager's reset (which also cleans).
+    assert_eq!(hooks.saw_dirty.load(Ordering::SeqCst), 1);
 }
 
 #[test]
@@ -152,6 +163,29 @@ fn no_checkin_hook_for_a_connection_marked_broken() {
     let mut conn = pool.get().unwrap();
     conn.mark_broken();
     drop(conn);
+    assert_eq!(hooks.checkins.load(Ordering::SeqCst), 0);
+    assert_eq!(pool.metrics().closed.broken, 1);
+}
+
+#[test]
+fn a_panicking_checkin_hook_closes_the_connection() {
+    let (pool, hooks, m) = pool(1);
+    hooks.panic_checkin.store(true, Ordering::SeqCst);
+    drop(pool.get().unwrap());
+    assert_eq!(pool.metrics().closed.rejected, 1);
+    assert_eq!(m.db.closed.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn no_checkin_hook_for_a_connection_dropped_during_a_panic() {
+    let (pool, hooks, _m) = pool(1);
+    let p = pool.clone();
+    let panicked = std::thread::spawn(move || {
+        let _conn = p.get().unwrap();
+        panic!("borrower panics holding its connection");
+    })
+    .join();
+    assert!(panicked.is_err());
     assert_eq!(hooks.checkins.load(Ordering::SeqCst), 0);
     assert_eq!(pool.metrics().closed.broken, 1);
 }

@@ -169,3 +169,35 @@ fn no_rejected_connection_survives_concurrent_borrows_and_returns() {
     }
     assert!(pool.metrics().closed.evicted > 0);
 }
+
+#[test]
+fn the_predicate_runs_with_no_connection_held() {
+    // A predicate that borrows from the pool finds the idle connection:
+    // retain holds no seat while it judges.
+    let (pool, _m) = pool(1);
+    let p = pool.clone();
+    let mut borrowed = 0;
+    pool.retain(|_| {
+        let conn = p.get_timeout(Duration::from_millis(500)).unwrap();
+        conn.touch();
+        borrowed += 1;
+        true
+    });
+    assert_eq!(borrowed, 1);
+}
+
+#[test]
+fn a_connection_being_opened_during_retain_is_kept() {
+    // The connect takes 300 ms; `retain` rejects everything 100 ms in. The
+    // connection it opens is newer than the call: it is lent, not closed.
+    let m = TestManager::with_connect_delay(300);
+    let pool = Pool::builder()
+        .max_size(1)
+        .build_unchecked(m.clone())
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(pool.retain(|_| false), 0);
+    let conn = pool.get_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(conn.id, 1);
+    assert_eq!(pool.metrics().closed.evicted, 0);
+}
