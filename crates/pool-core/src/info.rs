@@ -50,7 +50,9 @@ pub struct ConnectionInfo {
     /// How long ago it last came back to the pool (or was opened, if it
     /// never did).
     pub since_used: Duration,
-    /// Whether it is lent now (or being given back), rather than idle.
+    /// False when it was idle in the pool when read; true when it was lent,
+    /// being given back, or held by the pool's own work (a keepalive
+    /// check).
     pub lent: bool,
 }
 

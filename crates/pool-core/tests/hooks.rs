@@ -189,3 +189,46 @@ fn no_checkin_hook_for_a_connection_dropped_during_a_panic() {
     assert_eq!(hooks.checkins.load(Ordering::SeqCst), 0);
     assert_eq!(pool.metrics().closed.broken, 1);
 }
+
+/// A manager with settings of its own, to check that `Customized` passes
+/// them on.
+struct Settings;
+
+impl pool_core::ManageConnection for Settings {
+    type Connection = ();
+    type Error = std::io::Error;
+    fn connect(&self) -> Result<(), std::io::Error> {
+        Ok(())
+    }
+    fn is_valid(&self, _: &mut (), _: Duration) -> Result<(), std::io::Error> {
+        Ok(())
+    }
+    fn has_broken(&self, _: &mut ()) -> bool {
+        false
+    }
+    fn connect_limit(&self) -> Option<Duration> {
+        Some(Duration::from_secs(3))
+    }
+    fn classify_connect_error(&self, _: &std::io::Error) -> pool_core::ConnectFailure {
+        pool_core::ConnectFailure::Busy
+    }
+    fn is_broken_error(&self, _: &(dyn std::error::Error + 'static)) -> bool {
+        true
+    }
+}
+
+struct NoHooks;
+impl CustomizeConnection<(), std::io::Error> for NoHooks {}
+
+#[test]
+fn customized_passes_the_managers_own_settings_on() {
+    use pool_core::ManageConnection;
+    let m = Customized::new(Settings, NoHooks);
+    let err = std::io::Error::other("x");
+    assert_eq!(m.connect_limit(), Some(Duration::from_secs(3)));
+    assert_eq!(
+        m.classify_connect_error(&err),
+        pool_core::ConnectFailure::Busy
+    );
+    assert!(m.is_broken_error(&err));
+}

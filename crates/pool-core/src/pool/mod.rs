@@ -467,8 +467,7 @@ impl<M: ManageConnection> Pool<M> {
 
     /// Keeps the connections for which `keep` returns true and retires the
     /// others, softly: idle ones are closed now, lent ones when they come
-    /// back (or if borrowed before that, instead of being lent); new
-    /// connections replace them as needed. Returns how many were rejected
+    /// back; new connections replace them as needed. Returns how many were rejected
     /// (closed now or marked).
     ///
     /// `keep` sees a [`ConnectionInfo`] for each open connection (id, age,
