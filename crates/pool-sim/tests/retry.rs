@@ -151,3 +151,35 @@ fn no_connection_is_a_pool_error() {
         .unwrap_err();
     assert!(matches!(&err, RunError::Pool(e) if e.is_timeout()), "{err}");
 }
+
+#[test]
+fn the_retry_gives_up_with_the_pools_error_when_no_live_connection_comes() {
+    let db = SimDb::new();
+    let pool = Pool::builder()
+        .max_size(2)
+        .connection_timeout(Duration::from_millis(500))
+        .build(db.manager())
+        .unwrap();
+    let held: Vec<_> = (0..2).map(|_| pool.get().unwrap()).collect();
+    drop(held);
+    db.kill_all_silently();
+    db.set_refuse_connections(true); // the server is gone for good
+    let start = std::time::Instant::now();
+    let mut calls = 0;
+    let err = pool
+        .run_idempotent(|conn| {
+            calls += 1;
+            conn.query("SELECT 1")
+        })
+        .unwrap_err();
+    assert!(matches!(err, RunError::Pool(_)), "{err}");
+    assert_eq!(calls, 1, "the work ran on a dead connection again");
+    // One `connection_timeout` for the retry's search, with room for a
+    // loaded machine; never waits without bound.
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(db.stats().open, 0, "a dead connection was kept");
+}
