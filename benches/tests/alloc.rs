@@ -90,3 +90,48 @@ fn a_large_pool_allocates_nothing_either() {
     });
     assert_eq!(counts, Counts::default(), "{CYCLES} get + return cycles");
 }
+
+/// Hooks that count loans in the connection's extensions: the map
+/// allocates once, on first use, and never again per cycle; the hooks
+/// themselves add no allocation.
+struct CountLoans;
+
+impl pool_core::CustomizeConnection<u64, std::io::Error> for CountLoans {
+    fn on_checkout(&self, conn: &mut u64, cx: &mut pool_core::HookContext<'_>) -> bool {
+        *conn += 1;
+        *cx.extensions_mut().get_or_insert_with(|| 0u64) += 1;
+        true
+    }
+    fn on_checkin(&self, conn: &mut u64, cx: &mut pool_core::HookContext<'_>) -> bool {
+        black_box(cx.info());
+        *conn < u64::MAX
+    }
+}
+
+#[test]
+fn hooks_and_a_used_extension_map_allocate_nothing_per_cycle() {
+    let pool = pool_core::Pool::builder()
+        .max_size(1)
+        .build(pool_core::Customized::new(NoopManager, CountLoans))
+        .expect("pool");
+    let counts = allocated_by(|| {
+        let conn = pool.get().unwrap();
+        black_box(conn.extensions().get::<u64>());
+    });
+    assert_eq!(counts, Counts::default(), "{CYCLES} get + return cycles");
+    assert_eq!(
+        pool.get().unwrap().extensions().get::<u64>(),
+        Some(&((WARM_UP + CYCLES) as u64 + 1))
+    );
+}
+
+#[test]
+fn an_unused_extension_map_allocates_nothing() {
+    let pool = pool(pool_core::Pool::builder().max_size(1));
+    let counts = allocated_by(|| {
+        let conn = pool.get().unwrap();
+        black_box(conn.extensions().get::<String>());
+        black_box(conn.extensions().is_empty());
+    });
+    assert_eq!(counts, Counts::default(), "{CYCLES} get + return cycles");
+}

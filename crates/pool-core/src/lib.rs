@@ -57,6 +57,8 @@ pub mod deadline;
 #[cfg(all(feature = "diesel", not(pool_loom)))]
 pub mod diesel;
 mod error;
+mod extensions;
+mod info;
 mod limits;
 mod manager;
 mod observe;
@@ -72,6 +74,8 @@ pub use credentials::{
     Credentials, CredentialsError, CredentialsFailed, ProvideCredentials, SharedCredentials,
 };
 pub use error::{Error, SharedError};
+pub use extensions::Extensions;
+pub use info::{ConnectionInfo, HookContext};
 pub use limits::{
     DEFAULT_PARALLEL_CONNECTS, MAX_DURATION, MAX_NAME_LEN, MAX_PARALLEL_CONNECTS, MAX_SIZE_LIMIT,
     MIN_COARSE_DURATION, MIN_HEALTH_WINDOW, MIN_TIMEOUT,
@@ -84,7 +88,7 @@ pub use observe::events::{
 pub use observe::health::{Alert, Health, HealthStatus, HealthThresholds};
 pub use observe::leak::LeakReport;
 pub use observe::metrics::{ClosedCounts, Distribution, Metrics};
-pub use pool::{Builder, OwnedConnection, Pool, PooledConnection};
+pub use pool::{Builder, OwnedConnection, Pool, PooledConnection, RunError};
 pub use types::{CloseReason, State};
 
 /// The README's examples, compiled and run as doctests.

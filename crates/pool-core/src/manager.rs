@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::HookContext;
+
 /// Opens, checks and resets connections of one kind for a [`Pool`](crate::Pool).
 ///
 /// A manager is the pool's only contact with the database driver. The pool calls
@@ -272,6 +274,129 @@ pub trait ManageConnection: Send + Sync + 'static {
     fn classify_connect_error(&self, error: &Self::Error) -> ConnectFailure {
         let _ = error;
         ConnectFailure::Unreachable
+    }
+
+    /// A hook run on every borrow, on the borrower's thread, after the
+    /// pool's own checks passed and just before the connection is lent:
+    /// `false` vetoes the loan. A vetoed connection is closed (counted as
+    /// [`CloseReason::Rejected`](crate::CloseReason::Rejected)) and the
+    /// borrower gets another within the same `get()` deadline. `cx` gives
+    /// facts about the connection and its [`Extensions`](crate::Extensions).
+    /// A panic counts as a veto.
+    ///
+    /// The default lends every connection and costs nothing (the pool reads
+    /// no facts for it). To add hooks to an existing manager, wrap it with
+    /// [`Customized`](crate::Customized) and implement
+    /// [`CustomizeConnection::on_checkout`](crate::CustomizeConnection::on_checkout).
+    ///
+    /// ```
+    /// use pool_core::{HookContext, ManageConnection, Pool};
+    /// use std::time::Duration;
+    ///
+    /// /// Lends a connection at most three times.
+    /// struct ThreeUses;
+    ///
+    /// impl ManageConnection for ThreeUses {
+    ///     type Connection = ();
+    ///     type Error = std::io::Error;
+    ///     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    ///     fn is_valid(&self, _: &mut (), _: Duration) -> Result<(), std::io::Error> { Ok(()) }
+    ///     fn has_broken(&self, _: &mut ()) -> bool { false }
+    ///     fn on_checkout(&self, _: &mut (), cx: &mut HookContext<'_>) -> bool {
+    ///         cx.info().uses <= 3
+    ///     }
+    /// }
+    ///
+    /// let pool = Pool::builder().max_size(1).build(ThreeUses)?;
+    /// let ids: Vec<u64> = (0..4).map(|_| pool.get().unwrap().id()).collect();
+    /// assert_eq!(ids, [1, 1, 1, 2]); // the fourth loan of 1 was vetoed
+    /// assert_eq!(pool.metrics().closed.rejected, 1);
+    /// # Ok::<(), pool_core::Error>(())
+    /// ```
+    fn on_checkout(&self, conn: &mut Self::Connection, cx: &mut HookContext<'_>) -> bool {
+        let _ = (conn, cx);
+        true
+    }
+
+    /// A hook run on every return, on the returning thread, after
+    /// [`has_broken`](ManageConnection::has_broken) and before
+    /// [`reset`](ManageConnection::reset): clean up, or return `false` to
+    /// close the connection (counted as
+    /// [`CloseReason::Rejected`](crate::CloseReason::Rejected)) instead of
+    /// making it available again. Not run for a connection its borrower
+    /// marked broken or dropped while panicking (it is closed anyway). A
+    /// panic counts as `false`. The default keeps every connection.
+    ///
+    /// ```
+    /// use pool_core::{HookContext, ManageConnection, Pool};
+    /// use std::time::Duration;
+    ///
+    /// /// A "session" that must not keep more than 2 temporary tables.
+    /// struct Tidy;
+    ///
+    /// impl ManageConnection for Tidy {
+    ///     type Connection = Vec<&'static str>;
+    ///     type Error = std::io::Error;
+    ///     fn connect(&self) -> Result<Self::Connection, std::io::Error> { Ok(Vec::new()) }
+    ///     fn is_valid(&self, _: &mut Self::Connection, _: Duration) -> Result<(), std::io::Error> { Ok(()) }
+    ///     fn has_broken(&self, _: &mut Self::Connection) -> bool { false }
+    ///     fn on_checkin(&self, conn: &mut Self::Connection, _: &mut HookContext<'_>) -> bool {
+    ///         conn.len() <= 2
+    ///     }
+    /// }
+    ///
+    /// let pool = Pool::builder().max_size(1).build(Tidy)?;
+    /// pool.get()?.extend(["t1", "t2", "t3"]);
+    /// assert_eq!(pool.metrics().closed.rejected, 1); // closed, not reused
+    /// # Ok::<(), pool_core::Error>(())
+    /// ```
+    fn on_checkin(&self, conn: &mut Self::Connection, cx: &mut HookContext<'_>) -> bool {
+        let _ = (conn, cx);
+        true
+    }
+
+    /// Whether `error`, returned by work on a connection, means the
+    /// connection itself is broken (its session is gone: the server closed
+    /// it, the socket failed), so that the same work may succeed on another
+    /// connection. [`Pool::run_idempotent`](crate::Pool::run_idempotent)
+    /// asks it to decide whether to retry.
+    ///
+    /// The error is the user's own type, seen as `&dyn Error`: look for the
+    /// driver's error in it and along its [`source`](std::error::Error::source)
+    /// chain (pool-postgres looks for `postgres::Error`, pool-mysql for
+    /// `mysql::Error`). Cheap and without I/O. The default says no: nothing
+    /// is retried.
+    ///
+    /// ```
+    /// use pool_core::ManageConnection;
+    /// use std::time::Duration;
+    ///
+    /// struct Db;
+    ///
+    /// impl ManageConnection for Db {
+    ///     type Connection = ();
+    ///     type Error = std::io::Error;
+    ///     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    ///     fn is_valid(&self, _: &mut (), _: Duration) -> Result<(), std::io::Error> { Ok(()) }
+    ///     fn has_broken(&self, _: &mut ()) -> bool { false }
+    ///     fn is_broken_error(&self, error: &(dyn std::error::Error + 'static)) -> bool {
+    ///         let mut cause = Some(error);
+    ///         while let Some(e) = cause {
+    ///             if let Some(io) = e.downcast_ref::<std::io::Error>() {
+    ///                 return io.kind() == std::io::ErrorKind::ConnectionReset;
+    ///             }
+    ///             cause = e.source();
+    ///         }
+    ///         false
+    ///     }
+    /// }
+    ///
+    /// let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+    /// assert!(Db.is_broken_error(&reset));
+    /// ```
+    fn is_broken_error(&self, error: &(dyn std::error::Error + 'static)) -> bool {
+        let _ = error;
+        false
     }
 
     /// Closes a connection the pool is done with.

@@ -4,9 +4,12 @@
 //! The bag carries a [`Stamps`] in every seat without reading it (seats
 //! deref to it), so its ownership protocol stays generic over this data.
 
+use std::cell::UnsafeCell;
+
 use crate::sync::{AtomicPtr, AtomicU64, AtomicU8};
 
 use crate::clock;
+use crate::extensions::Extensions;
 
 /// Seat flag: close this connection instead of lending it again.
 pub(crate) const FLAG_EVICT: u8 = 1;
@@ -48,6 +51,53 @@ pub(crate) struct Stamps {
     pub(crate) site: AtomicPtr<std::panic::Location<'static>>,
     /// Which thread borrowed it: the pool's number for that thread.
     pub(crate) borrower: AtomicU64,
+    /// How many times the connection was lent; written by the seat's owner
+    /// only (a load and a store, no locked instruction), zeroed when a
+    /// connection is published.
+    pub(crate) uses: AtomicU64,
+    /// The user's data about the connection. Touched only by the seat's
+    /// owner (through [`with_conn_and_extensions`] or a loan), emptied when
+    /// the seat is vacated; an empty map holds no allocation.
+    ext: UnsafeCell<Extensions>,
+}
+
+// SAFETY: every field but `ext` is an atomic. `ext` is read and written
+// only by the thread that owns the seat (the seat's state word, which a
+// `Claimed` guard or a loan proves, decides who that is, and ownership
+// passes with Release/Acquire or SeqCst operations on that word), so no two
+// threads access it at once; its values are `Send + Sync`.
+unsafe impl Sync for Stamps {}
+
+impl Stamps {
+    /// The extension map's cell. Only the seat's owner may dereference it
+    /// (see the `Sync` impl above).
+    #[inline]
+    pub(crate) fn ext_ptr(&self) -> *mut Extensions {
+        self.ext.get()
+    }
+}
+
+/// Runs `f` on the connection and the extension map of a seat the caller
+/// owns.
+#[inline]
+pub(crate) fn with_conn_and_extensions<C, R>(
+    claimed: &mut Claimed<'_, C>,
+    f: impl FnOnce(Option<&mut C>, &mut Extensions) -> R,
+) -> R {
+    let ext = claimed.seat().ext_ptr();
+    claimed.with_conn(|conn| {
+        // SAFETY: the guard proves that this thread owns the seat, and
+        // `&mut` on it that nothing else uses the guard meanwhile: no other
+        // reference to `ext` exists (it is a different cell from the
+        // connection's).
+        f(conn, unsafe { &mut *ext })
+    })
+}
+
+/// Takes the extension map out of a seat the caller owns (to drop it when
+/// the connection is closed).
+pub(crate) fn take_extensions<C>(claimed: &mut Claimed<'_, C>) -> Extensions {
+    with_conn_and_extensions(claimed, |_, ext| std::mem::take(ext))
 }
 
 impl Default for Stamps {
@@ -62,6 +112,8 @@ impl Default for Stamps {
             lent_at: AtomicU64::new(clock::NEVER),
             site: AtomicPtr::new(std::ptr::null_mut()),
             borrower: AtomicU64::new(0),
+            uses: AtomicU64::new(0),
+            ext: UnsafeCell::new(Extensions::new()),
         }
     }
 }

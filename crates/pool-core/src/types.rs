@@ -19,10 +19,14 @@ pub enum CloseReason {
     FailedValidation,
     /// `reset` failed or panicked when it came back.
     ResetFailed,
-    /// Evicted by `soft_evict_all` or surplus after `resize`.
+    /// Evicted by `soft_evict_all` or `retain`, or surplus after `resize`.
     Evicted,
     /// The pool was closed.
     PoolClosed,
+    /// Vetoed by a checkout or checkin hook
+    /// ([`ManageConnection::on_checkout`](crate::ManageConnection::on_checkout),
+    /// [`on_checkin`](crate::ManageConnection::on_checkin)).
+    Rejected,
 }
 
 /// The one table of close reasons: (reason, its words in logs, its label
@@ -40,11 +44,12 @@ const CLOSE_REASONS: [(CloseReason, &str, &str); CloseReason::COUNT] = [
     (CloseReason::ResetFailed, "reset failed", "reset_failed"),
     (CloseReason::Evicted, "evicted", "evicted"),
     (CloseReason::PoolClosed, "pool closed", "pool_closed"),
+    (CloseReason::Rejected, "rejected by a hook", "rejected"),
 ];
 
 impl CloseReason {
     /// How many reasons there are.
-    pub(crate) const COUNT: usize = 7;
+    pub(crate) const COUNT: usize = 8;
 
     /// This reason's index in [`CLOSE_REASONS`] (and in the pool's counts).
     #[inline]

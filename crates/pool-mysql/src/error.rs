@@ -215,3 +215,37 @@ pub fn is_connection_error(err: &mysql::Error) -> bool {
         other => other.is_connectivity_error(),
     }
 }
+
+/// True when `err`, an application's error from work on a pooled
+/// connection, says that connection is broken: a `mysql::Error` found in
+/// it or along its [`source`](std::error::Error::source) chain is judged by
+/// [`is_connection_error`], this crate's [`Error`] by
+/// [`Error::is_connection_error`]. What
+/// [`MysqlManager`](crate::MysqlManager)'s
+/// [`is_broken_error`](pool_core::ManageConnection::is_broken_error) says,
+/// for [`Pool::run_idempotent`](pool_core::Pool::run_idempotent).
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let timeout = pool_mysql::Error::Timeout {
+///     operation: "resetting the session",
+///     after: Duration::from_secs(5),
+///     target: "db:1".into(),
+/// };
+/// assert!(pool_mysql::is_broken_error(&timeout));
+/// assert!(!pool_mysql::is_broken_error(&std::fmt::Error));
+/// ```
+pub fn is_broken_error(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(err);
+    while let Some(e) = cause {
+        if let Some(e) = e.downcast_ref::<mysql::Error>() {
+            return is_connection_error(e);
+        }
+        if let Some(e) = e.downcast_ref::<Error>() {
+            return e.is_connection_error();
+        }
+        cause = e.source();
+    }
+    false
+}

@@ -69,7 +69,7 @@ use pool_core::ManageConnection;
 
 pub use capacity::{check_capacity, check_pool_capacity, Capacity};
 pub use connection::MysqlConnection;
-pub use error::{is_connection_error, Error};
+pub use error::{is_broken_error, is_connection_error, Error};
 pub use mysql;
 
 // The pool's own types, so that this crate alone names everything a
@@ -688,6 +688,12 @@ impl ManageConnection for MysqlManager {
 
     fn has_broken(&self, conn: &mut MysqlConnection) -> bool {
         conn.is_broken()
+    }
+
+    /// See [`is_broken_error`]: the driver's connection errors, found along
+    /// the error's source chain.
+    fn is_broken_error(&self, error: &(dyn std::error::Error + 'static)) -> bool {
+        is_broken_error(error)
     }
 
     /// The TCP connect timeout (`tcp_connect_timeout_ms`, or `connect_timeout`

@@ -245,3 +245,37 @@ pub fn is_connection_error(err: &postgres::Error) -> bool {
             .is_some_and(|rest| rest.starts_with(','))
     })
 }
+
+/// True when `err`, an application's error from work on a pooled
+/// connection, says that connection is broken: a `postgres::Error` found in
+/// it or along its [`source`](std::error::Error::source) chain is judged by
+/// [`is_connection_error`], this crate's [`Error`] by
+/// [`Error::is_connection_error`]. What
+/// [`PostgresManager`](crate::PostgresManager)'s
+/// [`is_broken_error`](pool_core::ManageConnection::is_broken_error) says,
+/// for [`Pool::run_idempotent`](pool_core::Pool::run_idempotent).
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let timeout = pool_postgres::Error::Timeout {
+///     operation: "resetting the session",
+///     after: Duration::from_secs(5),
+///     target: "db:1".into(),
+/// };
+/// assert!(pool_postgres::is_broken_error(&timeout));
+/// assert!(!pool_postgres::is_broken_error(&std::fmt::Error));
+/// ```
+pub fn is_broken_error(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(err);
+    while let Some(e) = cause {
+        if let Some(e) = e.downcast_ref::<postgres::Error>() {
+            return is_connection_error(e);
+        }
+        if let Some(e) = e.downcast_ref::<Error>() {
+            return e.is_connection_error();
+        }
+        cause = e.source();
+    }
+    false
+}

@@ -64,7 +64,7 @@ use postgres::{Client, Socket};
 
 pub use capacity::{check_capacity, check_pool_capacity, Capacity};
 pub use connection::PgConnection;
-pub use error::{is_connection_error, Error};
+pub use error::{is_broken_error, is_connection_error, Error};
 pub use postgres;
 pub use postgres::NoTls;
 
@@ -589,6 +589,12 @@ where
 
     fn has_broken(&self, conn: &mut PgConnection) -> bool {
         conn.is_broken()
+    }
+
+    /// See [`is_broken_error`]: the driver's connection errors, found along
+    /// the error's source chain.
+    fn is_broken_error(&self, error: &(dyn std::error::Error + 'static)) -> bool {
+        is_broken_error(error)
     }
 
     /// The connect timeout (per host, times the number of hosts) bounds the

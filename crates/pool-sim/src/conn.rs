@@ -323,6 +323,9 @@ impl SimConn {
     fn round_trip_inner(&self, timeout: Duration) -> Result<(), SimError> {
         let _busy = self.enter();
         let broken = || SimError::Broken { id: self.shared.id };
+        if self.shared.killed.load(Ordering::Acquire) {
+            self.db.mark_broken(&self.shared);
+        }
         if self.is_broken() {
             return Err(broken());
         }

@@ -160,6 +160,9 @@ impl SimDbBuilder {
 pub(crate) struct ConnShared {
     pub(crate) id: u64,
     pub(crate) broken: AtomicBool,
+    /// The server ended the session, and the client has not noticed yet:
+    /// its next round trip fails and breaks it (`SimDb::kill_all_silently`).
+    pub(crate) killed: AtomicBool,
     pub(crate) busy: AtomicBool,
 }
 
@@ -469,6 +472,7 @@ impl SimDb {
             let shared = Arc::new(ConnShared {
                 id,
                 broken: AtomicBool::new(false),
+                killed: AtomicBool::new(false),
                 busy: AtomicBool::new(false),
             });
             registry.open.insert(id, shared.clone());
@@ -764,6 +768,30 @@ impl SimDb {
     /// Returns how many connections it broke.
     pub fn break_all(&self) -> usize {
         self.break_where(|_| true)
+    }
+
+    /// Ends every open session on the server's side without the clients
+    /// knowing, as `pg_terminate_backend` or `KILL` does: each connection
+    /// looks healthy ([`SimConn::is_broken`] is false, so
+    /// [`has_broken`](pool_core::ManageConnection::has_broken) says no)
+    /// until its next round trip, which fails with [`SimError::Broken`]
+    /// and breaks it. Returns how many sessions it ended.
+    ///
+    /// ```
+    /// let db = pool_sim::SimDb::new();
+    /// let mut conn = db.connect().unwrap();
+    /// assert_eq!(db.kill_all_silently(), 1);
+    /// assert!(!conn.is_broken()); // not noticed yet
+    /// assert!(conn.query("SELECT 1").is_err());
+    /// assert!(conn.is_broken());
+    /// ```
+    pub fn kill_all_silently(&self) -> usize {
+        let registry = self.inner.registry.lock();
+        registry
+            .open
+            .values()
+            .filter(|c| !c.broken.load(Ordering::Acquire) && !c.killed.swap(true, Ordering::AcqRel))
+            .count()
     }
 
     /// Breaks each open, unbroken connection with probability `fraction`

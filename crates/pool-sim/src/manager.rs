@@ -13,7 +13,9 @@ use crate::{SimConn, SimDb, SimError};
 ///   also in black-hole mode;
 /// - `has_broken` is [`SimConn::is_broken`], a flag check;
 /// - `reset` is [`SimConn::reset_session`]: rolls back and clears session
-///   variables, counted in [`SimStats::resets`](crate::SimStats::resets).
+///   variables, counted in [`SimStats::resets`](crate::SimStats::resets);
+/// - `is_broken_error` finds a [`SimError`] in the error or its sources and
+///   asks [`SimError::is_fatal`].
 ///
 /// ```
 /// use pool_sim::SimDb;
@@ -69,5 +71,16 @@ impl ManageConnection for SimManager {
 
     fn reset(&self, conn: &mut SimConn) -> Result<(), SimError> {
         conn.reset_session()
+    }
+
+    fn is_broken_error(&self, error: &(dyn std::error::Error + 'static)) -> bool {
+        let mut cause = Some(error);
+        while let Some(e) = cause {
+            if let Some(e) = e.downcast_ref::<SimError>() {
+                return e.is_fatal();
+            }
+            cause = e.source();
+        }
+        false
     }
 }

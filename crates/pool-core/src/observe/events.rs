@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::types::CloseReason;
-use crate::{ManageConnection, State};
+use crate::{ConnectFailure, HookContext, ManageConnection, State};
 
 /// A connection was opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,18 +146,34 @@ impl fmt::Debug for Handler {
     }
 }
 
-/// Prepares each new connection and sees each one off: wrap a manager with
-/// [`Customized`] to use it.
+/// Prepares each new connection, sees each loan out and back, and sees each
+/// connection off: wrap a manager with [`Customized`] to use it.
 ///
 /// `on_acquire` runs on the creator thread right after a connection is
 /// opened (set `application_name`, run init SQL); an error there discards
-/// the connection and counts as a failed connect. `on_release` runs just
-/// before a connection is closed.
+/// the connection and counts as a failed connect. `on_checkout` and
+/// `on_checkin` run on every borrow and every return (see
+/// [`ManageConnection::on_checkout`] and [`ManageConnection::on_checkin`]:
+/// they can veto, and see the connection's [`Extensions`](crate::Extensions)).
+/// `on_release` runs just before a connection is closed.
 pub trait CustomizeConnection<C, E>: Send + Sync + 'static {
     /// Called once for each new connection.
     fn on_acquire(&self, conn: &mut C) -> Result<(), E> {
         let _ = conn;
         Ok(())
+    }
+    /// Called on every borrow, after the pool's own checks: `false` vetoes
+    /// the loan (the connection is closed and the borrower gets another).
+    /// See [`ManageConnection::on_checkout`].
+    fn on_checkout(&self, conn: &mut C, cx: &mut HookContext<'_>) -> bool {
+        let _ = (conn, cx);
+        true
+    }
+    /// Called on every return, before the reset: `false` closes the
+    /// connection instead of reusing it. See [`ManageConnection::on_checkin`].
+    fn on_checkin(&self, conn: &mut C, cx: &mut HookContext<'_>) -> bool {
+        let _ = (conn, cx);
+        true
     }
     /// Called once for each connection the pool closes.
     fn on_release(&self, conn: &mut C) {
@@ -226,8 +242,32 @@ where
         Ok(conn)
     }
 
+    fn connect_limit(&self) -> Option<Duration> {
+        self.manager.connect_limit()
+    }
+
+    fn connect_timed_out(&self, limit: Duration) -> Option<M::Error> {
+        self.manager.connect_timed_out(limit)
+    }
+
+    fn classify_connect_error(&self, error: &M::Error) -> ConnectFailure {
+        self.manager.classify_connect_error(error)
+    }
+
     fn is_valid(&self, conn: &mut M::Connection, timeout: Duration) -> Result<(), M::Error> {
         self.manager.is_valid(conn, timeout)
+    }
+
+    fn on_checkout(&self, conn: &mut M::Connection, cx: &mut HookContext<'_>) -> bool {
+        self.manager.on_checkout(conn, cx) && self.customizer.on_checkout(conn, cx)
+    }
+
+    fn on_checkin(&self, conn: &mut M::Connection, cx: &mut HookContext<'_>) -> bool {
+        self.manager.on_checkin(conn, cx) && self.customizer.on_checkin(conn, cx)
+    }
+
+    fn is_broken_error(&self, error: &(dyn std::error::Error + 'static)) -> bool {
+        self.manager.is_broken_error(error)
     }
 
     fn has_broken(&self, conn: &mut M::Connection) -> bool {

@@ -327,12 +327,14 @@ pub struct ClosedCounts {
     pub broken: u64,
     /// Failed `is_valid`.
     pub failed_validation: u64,
-    /// Evicted (`soft_evict_all`, shrinking).
+    /// Evicted (`soft_evict_all`, `retain`, shrinking).
     pub evicted: u64,
     /// `reset` failed.
     pub reset_failed: u64,
     /// Closed with the pool.
     pub pool_closed: u64,
+    /// Vetoed by a checkout or checkin hook.
+    pub rejected: u64,
     /// Taken out of the pool with `detach` (not closed by the pool).
     pub detached: u64,
 }
@@ -347,10 +349,11 @@ impl ClosedCounts {
             + self.evicted
             + self.reset_failed
             + self.pool_closed
+            + self.rejected
             + self.detached
     }
 
-    pub(crate) fn each(&self) -> [(&'static str, u64); 8] {
+    pub(crate) fn each(&self) -> [(&'static str, u64); 9] {
         [
             (CloseReason::IdleTimeout.label(), self.idle_timeout),
             (CloseReason::MaxLifetime.label(), self.max_lifetime),
@@ -362,6 +365,7 @@ impl ClosedCounts {
             (CloseReason::Evicted.label(), self.evicted),
             (CloseReason::ResetFailed.label(), self.reset_failed),
             (CloseReason::PoolClosed.label(), self.pool_closed),
+            (CloseReason::Rejected.label(), self.rejected),
             ("detached", self.detached),
         ]
     }

@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 use crate::bag::IN_USE;
 use crate::clock::{self, Millis};
 use crate::error::Error;
+use crate::info::HookContext;
 use crate::observe::events::{CheckoutEvent, TimeoutEvent};
 use crate::observe::metrics::PoolCounters;
-use crate::stamps::{Claimed, Seat, WaitOutcome, FLAG_EVICT};
+use crate::stamps::{with_conn_and_extensions, Claimed, Seat, WaitOutcome, FLAG_EVICT};
 use crate::types::CloseReason;
 use crate::ManageConnection;
 
@@ -286,6 +287,22 @@ impl<M: ManageConnection> Inner<M> {
                 return None;
             }
         }
+        // The owner alone writes it: a load and a store, no locked op.
+        slot.uses
+            .store(slot.uses.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        // The user's hook (a no-op the compiler removes, by default).
+        let lend = with_conn_and_extensions(&mut claimed, |conn, ext| match conn {
+            Some(conn) => guarded(|| {
+                let mut cx = HookContext::new(slot, ext, now);
+                self.manager.on_checkout(conn, &mut cx)
+            })
+            .unwrap_or(false),
+            None => true,
+        });
+        if !lend {
+            self.vetoed(local, claimed, now, budget);
+            return None;
+        }
         slot.lent_at.store(now, Ordering::Relaxed);
         if let Some(shard) = &local.shard {
             shard.wait.record_owned(waited_us);
@@ -305,6 +322,33 @@ impl<M: ManageConnection> Inner<M> {
             }
         }
         Some(PooledConnection::new(self, claimed))
+    }
+
+    /// A connection the checkout hook vetoed: closed off this thread (it may
+    /// be dead), and the borrower's deadline kept for its next try.
+    #[cold]
+    #[inline(never)]
+    fn vetoed<'a>(
+        &'a self,
+        local: &LocalSeats,
+        claimed: Claimed<'a, M::Connection>,
+        began: Millis,
+        budget: Budget,
+    ) {
+        log::debug!(
+            "pool \"{}\": the checkout hook vetoed connection {}",
+            self.name,
+            claimed.id.load(Ordering::Relaxed)
+        );
+        if let Budget::Fresh(_) = budget {
+            // The fast path read no `Instant`: the slow path that comes
+            // next starts from when this borrow began, to the coarse clock.
+            let spent = Duration::from_millis(clock::now().saturating_sub(began));
+            let mut start = local.fast_start.lock();
+            let now = Instant::now();
+            start.get_or_insert(now.checked_sub(spent).unwrap_or(now));
+        }
+        self.close_slot_off_thread(claimed, CloseReason::Rejected);
     }
 
     /// The error to return while the database is known to be down, if it

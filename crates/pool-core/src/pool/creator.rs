@@ -373,6 +373,7 @@ fn connect_into<'a, M: ManageConnection>(
             slot.retire_at.store(retire_at, Ordering::Relaxed);
             slot.last_used.store(now, Ordering::Relaxed);
             slot.checked.store(now, Ordering::Relaxed);
+            slot.uses.store(0, Ordering::Relaxed);
             // A seat is vacated with no flags (`Inner::vacate`), so a mark
             // here came from `soft_evict_all` while connecting (it marks
             // every seat that is not vacant): keep it, and `make_available`

@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::clock::{self};
+use crate::extensions::Extensions;
 use crate::observe::metrics::PoolCounters;
 use crate::stamps::{Claimed, Seat, FLAG_BORROWER_CLOSED};
 use crate::types::CloseReason;
@@ -250,6 +251,42 @@ impl<'a, M: ManageConnection> PooledConnection<'a, M> {
     /// The connection's id, unique within its pool (as in the pool's logs).
     pub fn id(&self) -> u64 {
         self.seat().id.load(Ordering::Relaxed)
+    }
+
+    /// The user's data about this connection, kept across loans and
+    /// dropped when the connection is closed: see [`Extensions`].
+    pub fn extensions(&self) -> &Extensions {
+        // SAFETY: the loan owns the seat (IN_USE) for its whole life, and
+        // only the owner touches the map (`Stamps::ext_ptr`); `&self` hands
+        // out shared references only, and `extensions_mut` needs `&mut self`.
+        unsafe { &*self.seat().ext_ptr() }
+    }
+
+    /// The user's data about this connection, mutably: see [`Extensions`].
+    ///
+    /// ```
+    /// # use pool_core::{ManageConnection, Pool};
+    /// # use std::time::Duration;
+    /// # struct M;
+    /// # impl ManageConnection for M {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut (), _: Duration) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// struct Queries(u32);
+    /// let pool = Pool::builder().max_size(1).build(M)?;
+    /// for _ in 0..3 {
+    ///     pool.get()?.extensions_mut().get_or_insert_with(|| Queries(0)).0 += 1;
+    /// }
+    /// assert_eq!(pool.get()?.extensions().get::<Queries>().unwrap().0, 3);
+    /// # Ok::<(), pool_core::Error>(())
+    /// ```
+    pub fn extensions_mut(&mut self) -> &mut Extensions {
+        // SAFETY: as in `extensions`, and `&mut self` makes this the only
+        // reference to the map handed out.
+        unsafe { &mut *self.seat().ext_ptr() }
     }
 }
 

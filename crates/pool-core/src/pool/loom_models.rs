@@ -324,3 +324,25 @@ fn loom_close_against_the_creator_publishing() {
         assert_eq!(pool.state().total, 0);
     });
 }
+
+/// `retain` rejecting a lent connection against its borrower giving it
+/// back. Promise: a connection `retain` rejected is closed once both are
+/// done, whichever of its two paths (retain's sweep, or the return's
+/// check) gets to it.
+#[test]
+fn loom_retain_against_a_return() {
+    model(|| {
+        let (pool, seen) = pool_with(Builder::new().max_size(1), 1);
+        let loan = pool.get_owned().expect("an idle connection");
+        let borrower = thread::spawn(move || drop(loan));
+        let rejected = pool.retain(|_| false);
+        borrower.join().unwrap();
+        assert_eq!(rejected, 1);
+        assert_eq!(
+            open_now(&seen),
+            0,
+            "a connection retain rejected stayed open"
+        );
+        assert_eq!(pool.state().total, 0);
+    });
+}

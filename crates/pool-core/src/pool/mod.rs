@@ -14,6 +14,8 @@
 //! | `loan.rs` | [`PooledConnection`] |
 //! | `release.rs` | the return path: reset, checks, hand-off, close |
 //! | `control.rs` | suspend, resume, resize, soft eviction, close |
+//! | `retain.rs` | `retain`: eviction by predicate |
+//! | `retry.rs` | `run_idempotent`: one retry on a broken connection |
 //! | `failures.rs` | connect failures and the fail-fast rule |
 //! | `report.rs` | metrics snapshots and health verdicts |
 //! | `creator.rs` | the creator thread |
@@ -34,6 +36,8 @@ mod loan;
 mod loom_models;
 mod release;
 mod report;
+mod retain;
+mod retry;
 mod shared;
 mod startup;
 mod thread_cache;
@@ -46,6 +50,7 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::error::Error;
+use crate::info::ConnectionInfo;
 use crate::observe::health::Health;
 use crate::observe::leak::LeakReport;
 use crate::observe::metrics::Metrics;
@@ -54,6 +59,7 @@ use crate::ManageConnection;
 
 pub use builder::Builder;
 pub use loan::{OwnedConnection, PooledConnection};
+pub use retry::RunError;
 use shared::Inner;
 
 /// Pool status: lending normally.
@@ -459,6 +465,67 @@ impl<M: ManageConnection> Pool<M> {
     /// after a database failover or a credential change.
     pub fn soft_evict_all(&self) {
         self.inner().soft_evict_all();
+    }
+
+    /// Keeps the connections for which `keep` returns true and retires the
+    /// others, softly: idle ones are closed now, lent ones when they come
+    /// back; new connections replace them as needed. Returns how many were rejected
+    /// (closed now or marked).
+    ///
+    /// `keep` sees a [`ConnectionInfo`] for each open connection (id, age,
+    /// uses, time since last use, lent or idle), runs on this thread with
+    /// nothing of the pool locked, and may be called for connections that
+    /// are being lent or returned meanwhile. A connection opened while
+    /// `retain` runs may escape it (it is newer than the call).
+    ///
+    /// Close everything opened before a failover (or before a credential
+    /// change), however busy the pool is:
+    ///
+    /// ```
+    /// # use pool_core::{ManageConnection, Pool};
+    /// # use std::time::{Duration, Instant};
+    /// # struct M;
+    /// # impl ManageConnection for M {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut (), _: Duration) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = Pool::builder().max_size(2).build(M)?;
+    /// let (lent, idle) = (pool.get()?, pool.get()?);
+    /// drop(idle);
+    /// std::thread::sleep(Duration::from_millis(20));
+    /// let failed_over = Instant::now(); // when the monitor said so
+    /// assert_eq!(pool.retain(|c| c.opened_at() > failed_over), 2);
+    /// assert_eq!(pool.metrics().closed.evicted, 1); // the idle one, now
+    /// drop(lent);
+    /// assert_eq!(pool.metrics().closed.evicted, 2); // the lent one, on return
+    /// # Ok::<(), pool_core::Error>(())
+    /// ```
+    ///
+    /// Close connections older than ten minutes now, or used more than
+    /// 10,000 times (as a recurring task; `max_lifetime` does the first on
+    /// its own, one connection at a time):
+    ///
+    /// ```
+    /// # use pool_core::{ManageConnection, Pool};
+    /// # use std::time::Duration;
+    /// # struct M;
+    /// # impl ManageConnection for M {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut (), _: Duration) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// # let pool = Pool::builder().max_size(2).build(M)?;
+    /// let closed = pool.retain(|c| c.age < Duration::from_secs(600) && c.uses <= 10_000);
+    /// assert_eq!(closed, 0);
+    /// # Ok::<(), pool_core::Error>(())
+    /// ```
+    pub fn retain(&self, keep: impl FnMut(&ConnectionInfo) -> bool) -> usize {
+        self.inner().retain(keep)
     }
 }
 

@@ -6,9 +6,13 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::clock::{self, Millis};
+use crate::info::HookContext;
 use crate::observe::events::{CheckinEvent, ReleaseEvent};
 use crate::observe::metrics::PoolCounters;
-use crate::stamps::{Claimed, GivingUp, Seat, FLAG_BORROWER_CLOSED, FLAG_EVICT, FLAG_RETURNING};
+use crate::stamps::{
+    take_extensions, with_conn_and_extensions, Claimed, GivingUp, Seat, FLAG_BORROWER_CLOSED,
+    FLAG_EVICT, FLAG_RETURNING,
+};
 use crate::types::CloseReason;
 use crate::ManageConnection;
 
@@ -70,6 +74,19 @@ impl<M: ManageConnection> Inner<M> {
         };
         if let Some(reason) = reason {
             return self.close_slot(claimed, reason);
+        }
+        // The user's hook (a no-op the compiler removes, by default).
+        let slot = claimed.seat();
+        let keep = with_conn_and_extensions(&mut claimed, |conn, ext| match conn {
+            Some(conn) => guarded(|| {
+                let mut cx = HookContext::new(slot, ext, now);
+                self.manager.on_checkin(conn, &mut cx)
+            })
+            .unwrap_or(false),
+            None => true,
+        });
+        if !keep {
+            return self.close_slot(claimed, CloseReason::Rejected);
         }
         local.push(claimed.seat() as *const Seat<M::Connection> as usize);
         // In the background only while nobody waits. With waiters the pool
@@ -336,8 +353,17 @@ impl<M: ManageConnection> Inner<M> {
         }
     }
 
-    /// Marks a seat the caller owns (and has emptied) vacant.
-    pub(super) fn vacate(&self, claimed: Claimed<'_, M::Connection>) {
+    /// Marks a seat the caller owns (and has emptied) vacant; the user's
+    /// data about its connection goes with it.
+    pub(super) fn vacate(&self, mut claimed: Claimed<'_, M::Connection>) {
+        let ext = take_extensions(&mut claimed);
+        if !ext.is_empty() && guarded(move || drop(ext)).is_none() {
+            log::warn!(
+                "pool \"{}\": dropping connection {}'s extensions panicked",
+                self.name,
+                claimed.id.load(Ordering::Relaxed)
+            );
+        }
         claimed.id.store(0, Ordering::Relaxed);
         // No mark outlives its connection (see the creator's publish).
         claimed.flags.store(0, Ordering::Relaxed);

@@ -124,6 +124,7 @@ impl<M: ManageConnection> Inner<M> {
                 evicted: closed(CloseReason::Evicted),
                 reset_failed: closed(CloseReason::ResetFailed),
                 pool_closed: closed(CloseReason::PoolClosed),
+                rejected: closed(CloseReason::Rejected),
                 detached: get(&self.stats.detached),
             },
             acquired: wait.count,
