@@ -80,7 +80,7 @@ pub mod url_params;
 #[cfg(not(pool_loom))]
 pub use config::Config;
 #[cfg(not(pool_loom))]
-pub use error::{Error, SharedError};
+pub use error::{Error, ErrorChain, SharedError};
 #[cfg(not(pool_loom))]
 pub use limits::{
     MAX_DURATION, MAX_NAME_LEN, MAX_SIZE_LIMIT, MIN_COARSE_DURATION, MIN_HEALTH_WINDOW, MIN_TIMEOUT,
