@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use mysql_common::proto::codec::error::PacketCodecError;
+
 /// An error from [`MysqlManager`](crate::MysqlManager): a driver error, or a
 /// time limit the manager enforces itself.
 ///
@@ -10,8 +12,10 @@ use std::time::Duration;
 /// cause the driver wraps (the server's error with its code, the I/O error,
 /// the TLS error, ...) is its [`source`](std::error::Error::source), never
 /// repeated in the message. (The `mysql::Error` itself is skipped in the
-/// chain, since its own message repeats its cause; [`Error::as_mysql`]
-/// returns it.) Print the whole chain (`anyhow`'s `{:#}`, or
+/// chain, since its own message repeats its cause, except for a TLS error,
+/// whose native-tls/OpenSSL causes repeat each other: there the
+/// `mysql::Error` shows it whole and ends the chain. [`Error::as_mysql`]
+/// returns the driver's error.) Print the whole chain (`anyhow`'s `{:#}`, or
 /// [`pool_core::ErrorChain`]) to see it all, each part once: "the server
 /// rejected the login; check the user name, password and database name:
 /// ERROR 1045 (28000): Access denied for user 'app'@'localhost'".
@@ -175,13 +179,15 @@ impl std::error::Error for Error {
             // `cause()`): skip it and give the cause itself, or the error
             // when it wraps none.
             Error::Mysql(e) => Some(match e {
-                mysql::Error::IoError(e) => e,
+                // Its message quotes the I/O error too.
+                mysql::Error::IoError(e) | mysql::Error::CodecError(PacketCodecError::Io(e)) => e,
                 mysql::Error::CodecError(e) => e,
                 mysql::Error::MySqlError(e) => e,
                 mysql::Error::DriverError(e) => e,
                 mysql::Error::UrlError(e) => e,
-                #[cfg(any(feature = "tls", feature = "rustls"))]
-                mysql::Error::TlsError(e) => e,
+                // Not the TLS error: native-tls and OpenSSL quote their
+                // causes in their messages and return them as sources too;
+                // `mysql::Error` shows its TLS error whole and ends the chain.
                 other => other,
             }),
             _ => None,
@@ -197,7 +203,9 @@ fn is_tls(err: &mysql::Error) -> bool {
         #[cfg(any(feature = "tls", feature = "rustls"))]
         mysql::Error::TlsError(_) => true,
         #[cfg(feature = "rustls")]
-        mysql::Error::IoError(e) => e.get_ref().is_some_and(|e| e.is::<rustls::Error>()),
+        mysql::Error::IoError(e) | mysql::Error::CodecError(PacketCodecError::Io(e)) => {
+            e.get_ref().is_some_and(|e| e.is::<rustls::Error>())
+        }
         _ => false,
     }
 }
