@@ -52,12 +52,6 @@
 // docs.rs (`--cfg docsrs`, nightly): badge the items behind features.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-#[cfg(all(feature = "tls", feature = "rustls"))]
-compile_error!(
-    "pool-mysql: the features `tls` (native-tls) and `rustls` exclude each other (the `mysql` \
-     driver builds with one TLS stack only); enable one of them"
-);
-
 mod capacity;
 mod connection;
 mod error;

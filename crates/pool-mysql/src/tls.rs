@@ -5,10 +5,12 @@
 //!
 //! The roots are the system's with `tls` (OpenSSL on Linux) and Mozilla's
 //! (the `webpki-roots` crate) with `rustls`. The driver cannot be built
-//! with both features, so this crate refuses to compile with both on.
+//! with both features: with both on, the `mysql` crate itself fails to
+//! build ("the name `Secure` is defined multiple times").
 //!
 //! TLS covers TCP connections only: the driver's `prefer_socket` (on by
-//! default in its own options, off in [`MysqlManager::from_url`]'s) moves
+//! default in its own options, off in
+//! [`MysqlManager::from_url`](crate::MysqlManager::from_url)'s) moves
 //! a connection to `localhost` onto the Unix socket, unencrypted; turn it
 //! off where TLS matters.
 //!
