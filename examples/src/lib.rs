@@ -134,7 +134,8 @@ impl Backend {
                         if pool_postgres::is_connection_error(&e) {
                             conn.mark_broken();
                         }
-                        return Err(Failure::Db(e.to_string()));
+                        // The driver's message is its kind; the cause is its source.
+                        return Err(Failure::Db(pool_core::ErrorChain(&e).to_string()));
                     }
                 }
             }
@@ -183,7 +184,7 @@ impl Backend {
                         conn.mark_broken();
                     }
                 }
-                r.map_err(|e| e.to_string())
+                r.map_err(|e| pool_core::ErrorChain(&e).to_string())
             }
             Backend::Mysql(pool) => {
                 let mut conn = pool.get().map_err(Failure::Pool)?;
@@ -363,11 +364,15 @@ enum Failure {
 fn json_or_error(result: Result<String, Failure>) -> Response {
     match result {
         Ok(body) => (200, "application/json", body),
-        // The pool's error already says what happened (state, last cause).
+        // The pool's error says what happened (state, what to do); its
+        // cause (the last connect error) is its source: send the chain.
         Err(Failure::Pool(e)) => (
             503,
             "application/json",
-            format!("{{\"error\":{:?}}}\n", e.to_string()),
+            format!(
+                "{{\"error\":{:?}}}\n",
+                pool_core::ErrorChain(&e).to_string()
+            ),
         ),
         Err(Failure::Db(e)) => (500, "application/json", format!("{{\"error\":{e:?}}}\n")),
     }

@@ -41,7 +41,8 @@ enum Task {
     /// Every CI check in order (what `.ci/run` runs): fmt, tidy, clippy, test,
     /// loom, a short stress run and a leak check; stops at the first failure.
     Ci(ci::CiArgs),
-    /// `cargo test --workspace --all-features`, then a summary of the
+    /// `cargo test --workspace --all-features` (pool-mysql apart: once with
+    /// `rustls`, its TLS test again with `tls`), then a summary of the
     /// real-database suites that could not run (and the Debian packages they
     /// need). Fails if `CI` is set and server binaries are missing.
     Test(test::TestArgs),

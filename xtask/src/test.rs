@@ -3,9 +3,11 @@
 //!
 //! The integration suites against real servers are ordinary workspace tests:
 //! each one looks for its server binaries itself and skips when they are
-//! missing. This task runs `cargo test --workspace --all-features`, then says
-//! which suites were skipped for lack of binaries and which Debian packages
-//! would enable them. With `CI` set in the environment, missing binaries fail
+//! missing. This task runs `cargo test --workspace --all-features` (but
+//! pool-mysql, whose TLS features `tls` and `rustls` exclude each other),
+//! then pool-mysql's tests with `rustls` and its TLS test with `tls` (see
+//! [`MYSQL_RUNS`]), then says which suites were skipped for lack of binaries
+//! and which Debian packages would enable them. With `CI` set in the environment, missing binaries fail
 //! the task: CI must run every suite.
 
 use std::path::{Path, PathBuf};
@@ -231,15 +233,38 @@ pub fn server_summary(families: &[ServerSuites]) -> (String, bool) {
     (out, !missing.is_empty())
 }
 
+/// pool-mysql's runs, outside the `--all-features` one: the `mysql` driver
+/// builds with one TLS stack only, so its features `tls` (native-tls) and
+/// `rustls` exclude each other. Every test runs with `rustls`; the TLS test
+/// runs again with `tls`.
+pub const MYSQL_RUNS: &[&[&str]] = &[
+    &["-p", "pool-mysql", "--features", "rustls"],
+    &["-p", "pool-mysql", "--features", "tls", "--test", "tls"],
+];
+
 /// Runs `cargo xtask test`.
 pub fn run(args: &TestArgs) -> Result {
     let families = detect_servers();
-    let mut cmd = util::cargo();
-    cmd.args(["test", "--workspace", "--all-features"]);
-    if !args.cargo_args.is_empty() {
-        cmd.arg("--").args(&args.cargo_args);
+    let mut runs: Vec<Vec<&str>> = vec![vec![
+        "--workspace",
+        "--all-features",
+        "--exclude",
+        "pool-mysql",
+    ]];
+    runs.extend(MYSQL_RUNS.iter().map(|r| r.to_vec()));
+    let mut tests = Ok(());
+    for run in runs {
+        let mut cmd = util::cargo();
+        cmd.arg("test").args(run);
+        if !args.cargo_args.is_empty() {
+            cmd.arg("--").args(&args.cargo_args);
+        }
+        // Every run, even after a failure: one report of all that fails.
+        let result = util::run(&mut cmd);
+        if tests.is_ok() {
+            tests = result;
+        }
     }
-    let tests = util::run(&mut cmd);
     let (summary, any_missing) = server_summary(&families);
     eprint!("{summary}");
     tests?;

@@ -113,15 +113,18 @@ where
 pub type SharedCredentials = Arc<dyn ProvideCredentials>;
 
 /// The connect error when the [`ProvideCredentials`] failed: nothing was
-/// sent to the server. Its message quotes the provider's error (which should
-/// not contain the secret), never a password.
+/// sent to the server. The provider's error (which should not contain the
+/// secret) is its [`source`](std::error::Error::source); no password is in
+/// either.
 ///
 /// ```
+/// use pool_core::ErrorChain;
+///
 /// let err = pool_core::CredentialsFailed::new("the token file is missing".into());
 /// assert_eq!(
-///     err.to_string(),
-///     "the credentials provider failed: the token file is missing (nothing was sent to \
-///      the server; the pool retries with backoff)"
+///     ErrorChain(&err).to_string(),
+///     "the credentials provider failed; nothing was sent to the server, and the pool \
+///      retries with backoff: fix the provider: the token file is missing"
 /// );
 /// ```
 #[derive(Debug)]
@@ -141,11 +144,11 @@ impl CredentialsFailed {
 
 impl fmt::Display for CredentialsFailed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "the credentials provider failed: {} (nothing was sent to the server; the pool \
-             retries with backoff)",
-            self.0
+        // The provider's error is this error's `source()`, not part of
+        // its message (each cause once in a chain: `ErrorChain`).
+        f.write_str(
+            "the credentials provider failed; nothing was sent to the server, and the pool \
+             retries with backoff: fix the provider",
         )
     }
 }

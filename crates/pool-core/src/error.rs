@@ -12,12 +12,14 @@ pub type SharedError = Arc<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Everything that can go wrong when building a pool or borrowing from it.
 ///
-/// Every variant names the pool (see [`Builder::name`](crate::Builder::name)),
-/// and where a database error is the real cause it is chained through
-/// [`std::error::Error::source`] and quoted in the message.
+/// Every variant names the pool (see [`Builder::name`](crate::Builder::name))
+/// and says what to do. Following the Rust API guidelines, a database error
+/// behind it is **not** repeated in the message: it is the error's
+/// [`source`](std::error::Error::source), so print the whole chain, for
+/// example with `anyhow`'s `{:#}`, or with [`ErrorChain`]:
 ///
 /// ```
-/// # use pool_core::{Error, Pool};
+/// # use pool_core::{Error, ErrorChain, Pool};
 /// # use std::time::Duration;
 /// # struct Refused;
 /// # impl pool_core::ManageConnection for Refused {
@@ -35,7 +37,13 @@ pub type SharedError = Arc<dyn std::error::Error + Send + Sync + 'static>;
 ///     .build(Refused)
 ///     .unwrap_err();
 /// assert!(matches!(err, Error::Connect { .. }));
-/// assert!(err.to_string().contains("connection refused"), "{err}");
+/// // The message says what happened and what to do ...
+/// assert!(err.to_string().starts_with("pool \"orders\": cannot connect to the database"));
+/// assert!(err.to_string().contains("check that the database is up"));
+/// // ... the cause is its source, shown once in the chain.
+/// let chain = ErrorChain(&err).to_string();
+/// assert!(chain.ends_with(": connection refused"), "{chain}");
+/// assert_eq!(chain.matches("connection refused").count(), 1);
 /// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -151,26 +159,35 @@ impl fmt::Display for Error {
                     f,
                     "timed out after {waited:?} waiting for a connection ({state})"
                 )?;
-                if let Some(e) = last_error {
-                    write!(f, "; last connection error: {e}")?;
+                if last_error.is_some() {
+                    // The error itself is the source: not repeated here.
+                    f.write_str(
+                        " while new connections were failing; fix the cause of the last \
+                         connect error",
+                    )
+                } else {
+                    f.write_str(
+                        "; every connection stayed in use: return connections sooner, or \
+                         raise max_size or connection_timeout",
+                    )
                 }
-                Ok(())
             }
             Error::Closed { pool } => {
                 prefix(f, pool)?;
-                f.write_str("the pool is closed")
+                f.write_str("the pool is closed (close() was called); it lends no more connections")
             }
             Error::Suspended { pool } => {
                 prefix(f, pool)?;
                 f.write_str("the pool is suspended; call resume() to lend again")
             }
-            Error::Connect {
-                pool,
-                state,
-                source,
-            } => {
+            Error::Connect { pool, state, .. } => {
                 prefix(f, pool)?;
-                write!(f, "cannot connect to the database ({state}): {source}")
+                // The driver's error is the source: not repeated here.
+                write!(
+                    f,
+                    "cannot connect to the database ({state}); check that the database is up \
+                     and that the address and credentials are right"
+                )
             }
             Error::Config {
                 pool,
@@ -194,5 +211,50 @@ impl std::error::Error for Error {
             Error::Connect { source, .. } => Some(&**source),
             _ => None,
         }
+    }
+}
+
+/// Shows an error and each of its causes (its
+/// [`source`](std::error::Error::source) chain), joined by `": "`, as
+/// `anyhow`'s `{:#}` does: the pool's and the drivers' errors keep their
+/// causes out of their own messages, so this is how to log one whole.
+///
+/// ```
+/// use pool_core::ErrorChain;
+///
+/// #[derive(Debug)]
+/// struct Outer(std::io::Error);
+/// impl std::fmt::Display for Outer {
+///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+///         f.write_str("cannot read the settings")
+///     }
+/// }
+/// impl std::error::Error for Outer {
+///     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+///         Some(&self.0)
+///     }
+/// }
+///
+/// let err = Outer(std::io::Error::other("disk full"));
+/// assert_eq!(ErrorChain(&err).to_string(), "cannot read the settings: disk full");
+/// ```
+#[derive(Clone, Copy)]
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }

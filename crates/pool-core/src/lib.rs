@@ -73,7 +73,7 @@ pub use config::Config;
 pub use credentials::{
     Credentials, CredentialsError, CredentialsFailed, ProvideCredentials, SharedCredentials,
 };
-pub use error::{Error, SharedError};
+pub use error::{Error, ErrorChain, SharedError};
 pub use extensions::Extensions;
 pub use info::{ConnectionInfo, HookContext};
 pub use limits::{

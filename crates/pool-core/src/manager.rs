@@ -98,7 +98,9 @@ pub trait ManageConnection: Send + Sync + 'static {
     ///     .initialization_fail_timeout(Duration::from_millis(100))
     ///     .build(Slow)
     ///     .unwrap_err();
-    /// assert!(err.to_string().contains("did not finish within 50ms"), "{err}");
+    /// // The cause is the error's source: print the chain.
+    /// let chain = pool_core::ErrorChain(&err).to_string();
+    /// assert!(chain.contains("did not finish within 50ms"), "{chain}");
     /// ```
     fn connect_limit(&self) -> Option<Duration> {
         None

@@ -230,7 +230,7 @@ fn build_returns_by_its_deadline_while_the_first_connect_hangs() {
     assert!(took < Duration::from_millis(1500), "build took {took:?}");
     let err = result.unwrap_err();
     assert!(matches!(err, Error::Connect { .. }), "{err:?}");
-    let msg = err.to_string();
+    let msg = pool_core::ErrorChain(&err).to_string();
     assert!(msg.contains("initialization_fail_timeout"), "{msg}");
 }
 

@@ -215,8 +215,10 @@ fn initialization_failure() {
         panic!("build succeeded without a database")
     };
     assert!(
-        err.to_string().contains("stub database is down"),
-        "the manager's error is missing: {err}"
+        pool_core::ErrorChain(&err)
+            .to_string()
+            .contains("stub database is down"),
+        "the manager's error is missing: {err:?}"
     );
 }
 
@@ -234,8 +236,10 @@ fn lazy_initialization_failure() {
         panic!("get succeeded without a database")
     };
     assert!(
-        err.to_string().contains("stub database is down"),
-        "the manager's error is missing: {err}"
+        pool_core::ErrorChain(&err)
+            .to_string()
+            .contains("stub database is down"),
+        "the manager's error is missing: {err:?}"
     );
 }
 

@@ -114,7 +114,8 @@ fn fail_fast_while_the_database_is_down() {
         started.elapsed()
     );
     assert!(matches!(err, Error::Connect { .. }), "{err}");
-    assert!(err.to_string().contains("connection refused"), "{err}");
+    let chain = pool_core::ErrorChain(&err).to_string();
+    assert!(chain.contains("connection refused"), "{chain}");
     // Recovery is noticed by the background probe.
     m.db.refuse.store(false, Ordering::SeqCst);
     m.db.broken.store(false, Ordering::SeqCst);

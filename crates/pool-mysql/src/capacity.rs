@@ -61,9 +61,13 @@ pub fn check_capacity(
 pub fn check_pool_capacity(pool: &Pool<MysqlManager>) -> Option<Capacity> {
     let share = pool.manager().get_capacity_share();
     let max_size = pool.config().max_size;
-    let result = pool.get().map_err(|e| e.to_string()).and_then(|mut conn| {
-        check_capacity(conn.conn_mut(), pool.name(), max_size, share).map_err(|e| e.to_string())
-    });
+    let result = pool
+        .get()
+        .map_err(|e| pool_core::ErrorChain(&e).to_string())
+        .and_then(|mut conn| {
+            check_capacity(conn.conn_mut(), pool.name(), max_size, share)
+                .map_err(|e| pool_core::ErrorChain(&e).to_string())
+        });
     match result {
         Ok(c) => {
             // Health advice never suggests more than the server allows.

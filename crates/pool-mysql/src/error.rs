@@ -3,13 +3,27 @@
 use std::fmt;
 use std::time::Duration;
 
+use mysql_common::proto::codec::error::PacketCodecError;
+
 /// An error from [`MysqlManager`](crate::MysqlManager): a driver error, or a
 /// time limit the manager enforces itself.
 ///
-/// The pool keeps the most recent connect error and quotes it when a
-/// borrower times out, so its message names the real cause ("Access denied",
-/// "Connection refused", "timed out after 5s connecting to ..."). It never
-/// contains a password.
+/// Its message says what happened and what to do; for a driver error the
+/// cause the driver wraps (the server's error with its code, the I/O error,
+/// the TLS error, ...) is its [`source`](std::error::Error::source), never
+/// repeated in the message. (The `mysql::Error` itself is skipped in the
+/// chain, since its own message repeats its cause, except for a TLS error,
+/// whose native-tls/OpenSSL causes repeat each other: there the
+/// `mysql::Error` shows it whole and ends the chain. [`Error::as_mysql`]
+/// returns the driver's error.) Print the whole chain (`anyhow`'s `{:#}`, or
+/// [`pool_core::ErrorChain`]) to see it all, each part once: "the server
+/// rejected the login; check the user name, password and database name:
+/// ERROR 1045 (28000): Access denied for user 'app'@'localhost'".
+///
+/// The pool keeps the most recent connect error as the source of its
+/// [`Error::Timeout`](pool_core::Error::Timeout) and
+/// [`Error::Connect`](pool_core::Error::Connect), so a timed-out borrower's
+/// chain names the real cause. No message contains a password.
 ///
 /// ```
 /// use pool_mysql::Error;
@@ -119,8 +133,31 @@ impl From<mysql::Error> for Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use pool_core::ConnectFailure;
         match self {
-            Error::Mysql(e) => fmt::Display::fmt(e, f),
+            // What the driver's error means for the user; the cause is the
+            // source, not repeated here.
+            Error::Mysql(e) => f.write_str(match (self.connect_failure(), e) {
+                (ConnectFailure::Rejected, _) => {
+                    "the server rejected the login; check the user name, password and \
+                     database name"
+                }
+                (ConnectFailure::Busy, _) => {
+                    "the server is at its connection limits or shutting down; retry later \
+                     or lower max_size"
+                }
+                (_, e) if is_tls(e) => {
+                    "the TLS handshake failed; check the server's certificate and the CA \
+                     given as root_cert_path"
+                }
+                (ConnectFailure::Unreachable, _) => {
+                    "the connection to the server failed; check that it is running and that \
+                     the host and port are right"
+                }
+                (_, mysql::Error::MySqlError(_)) => "the server reported an error",
+                (_, mysql::Error::UrlError(_)) => "the connection URL is invalid",
+                (_, _) => "the MySQL driver reported an error",
+            }),
             Error::Timeout {
                 operation,
                 after,
@@ -142,10 +179,41 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Mysql(e) => Some(e),
-            Error::Credentials(e) => Some(e),
+            // `mysql::Error`'s message quotes its cause ("IoError { ... }")
+            // and its `source()` is not implemented (only the deprecated
+            // `cause()`): skip it and give the cause itself, or the error
+            // when it wraps none.
+            Error::Mysql(e) => Some(match e {
+                // Its message quotes the I/O error too.
+                mysql::Error::IoError(e) | mysql::Error::CodecError(PacketCodecError::Io(e)) => e,
+                mysql::Error::CodecError(e) => e,
+                mysql::Error::MySqlError(e) => e,
+                mysql::Error::DriverError(e) => e,
+                mysql::Error::UrlError(e) => e,
+                // Not the TLS error: native-tls and OpenSSL quote their
+                // causes in their messages and return them as sources too;
+                // `mysql::Error` shows its TLS error whole and ends the chain.
+                other => other,
+            }),
+            // Transparent: its message is this one's, its cause this one's.
+            Error::Credentials(e) => e.source(),
             _ => None,
         }
+    }
+}
+
+/// True when the driver's error is a failed TLS handshake: its own TLS
+/// error (native-tls), or an I/O error carrying rustls' (rustls reports a
+/// refused certificate on the first read or write).
+fn is_tls(err: &mysql::Error) -> bool {
+    match err {
+        #[cfg(any(feature = "tls", feature = "rustls"))]
+        mysql::Error::TlsError(_) => true,
+        #[cfg(feature = "rustls")]
+        mysql::Error::IoError(e) | mysql::Error::CodecError(PacketCodecError::Io(e)) => {
+            e.get_ref().is_some_and(|e| e.is::<rustls::Error>())
+        }
+        _ => false,
     }
 }
 

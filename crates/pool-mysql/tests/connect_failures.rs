@@ -24,7 +24,7 @@ fn build_fails(url: &str, limit: Duration) -> String {
         .expect_err("build must fail");
     let took = start.elapsed();
     assert!(took < limit, "build() took {took:?}: {err}");
-    let msg = err.to_string();
+    let msg = pool_core::ErrorChain(&err).to_string();
     println!("build() failed after {took:?}: {msg}");
     assert!(!msg.contains(SECRET), "{msg}");
     assert!(!format!("{err:?}").contains(SECRET), "{err:?}");
@@ -42,7 +42,7 @@ fn get_fails(url: &str, wait: Duration, limit: Duration) -> String {
         .expect_err("get must fail");
     let took = start.elapsed();
     assert!(took < limit, "get() took {took:?}: {err}");
-    let msg = err.to_string();
+    let msg = pool_core::ErrorChain(&err).to_string();
     println!("get() failed after {took:?}: {msg}");
     assert!(!msg.contains(SECRET), "{msg}");
     msg
@@ -177,7 +177,7 @@ fn network_black_holed_after_connecting() {
         .expect_err("no connection can work");
     let took = start.elapsed();
     assert!(took < Duration::from_secs(3), "get() took {took:?}");
-    let msg = err.to_string();
+    let msg = pool_core::ErrorChain(&err).to_string();
     println!("get() failed after {took:?}: {msg}");
     assert!(msg.contains("timed out"), "{msg}");
 

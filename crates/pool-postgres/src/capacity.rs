@@ -78,12 +78,16 @@ where
 {
     let share = pool.manager().get_capacity_share();
     let max_size = pool.config().max_size;
-    let result = pool.get().map_err(|e| e.to_string()).and_then(|mut conn| {
-        let client = conn
-            .client_mut()
-            .ok_or_else(|| "connection given up".to_owned())?;
-        check_capacity(client, pool.name(), max_size, share).map_err(|e| e.to_string())
-    });
+    let result = pool
+        .get()
+        .map_err(|e| pool_core::ErrorChain(&e).to_string())
+        .and_then(|mut conn| {
+            let client = conn
+                .client_mut()
+                .ok_or_else(|| "connection given up".to_owned())?;
+            check_capacity(client, pool.name(), max_size, share)
+                .map_err(|e| pool_core::ErrorChain(&e).to_string())
+        });
     match result {
         Ok(c) => {
             // Health advice never suggests more than the server allows.

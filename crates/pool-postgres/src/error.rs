@@ -8,14 +8,19 @@ use postgres::error::SqlState;
 /// An error from [`PostgresManager`](crate::PostgresManager): a driver error,
 /// or a time limit the manager enforces itself.
 ///
-/// Unlike `postgres::Error`'s, its message includes the cause (the server's
-/// message and SQLSTATE, or the I/O error): convert a driver error with
-/// `Error::from` to show it.
+/// Its message says what happened and what to do; for a driver error the
+/// `postgres::Error` is its [`source`](std::error::Error::source) (and that
+/// error's own cause, the server's message or the I/O error, the next one),
+/// never repeated in the message. Print the whole chain (`anyhow`'s `{:#}`,
+/// or [`pool_core::ErrorChain`]) to see it all, each part once:
+/// "the server rejected the login (SQLSTATE 28P01); check the user name,
+/// password and database name: db error: FATAL: password authentication
+/// failed for user \"app\"".
 ///
-/// The pool keeps the most recent connect error and quotes it when a borrower
-/// times out, so its message names the real cause ("password authentication
-/// failed", "Connection refused", "timed out after 5s connecting to ...").
-/// It never contains a password.
+/// The pool keeps the most recent connect error as the source of its
+/// [`Error::Timeout`](pool_core::Error::Timeout) and
+/// [`Error::Connect`](pool_core::Error::Connect), so a timed-out borrower's
+/// chain names the real cause. No message contains a password.
 ///
 /// ```
 /// use pool_postgres::Error;
@@ -135,20 +140,42 @@ impl From<postgres::Error> for Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            // What the driver's error means for the user; the driver's own
+            // message and its cause are the source chain, not repeated here.
             Error::Postgres(e) => {
-                // The driver's own message is only its error kind ("db
-                // error", "error connecting to server"); the cause is in the
-                // source chain.
-                fmt::Display::fmt(e, f)?;
-                let mut source = std::error::Error::source(e);
-                while let Some(cause) = source {
-                    write!(f, ": {}", cause.to_string().replace('\n', "; "))?;
-                    source = cause.source();
+                let code = e.as_db_error().map(|db| db.code().code());
+                let what = match (self.connect_failure(), e.as_db_error()) {
+                    (pool_core::ConnectFailure::Rejected, _) => {
+                        "the server rejected the login; check the user name, password and \
+                         database name"
+                    }
+                    (pool_core::ConnectFailure::Busy, _) => {
+                        "the server is at its connection limit, short of resources, starting \
+                         or shutting down; retry later or lower max_size"
+                    }
+                    (pool_core::ConnectFailure::Unreachable, _) if is_tls(e) => {
+                        "the TLS handshake failed; check the server's certificate, the CA the \
+                         connector trusts, and sslmode"
+                    }
+                    (pool_core::ConnectFailure::Unreachable, _) => {
+                        "the connection to the server failed; check that it is running and \
+                         that the host and port are right"
+                    }
+                    (_, Some(_)) => "the server reported an error",
+                    (_, None) => "the PostgreSQL driver reported an error",
+                };
+                match code {
+                    Some(code) => {
+                        // The SQLSTATE goes before the advice, after the verdict.
+                        let (verdict, advice) = what.split_once("; ").unwrap_or((what, ""));
+                        write!(f, "{verdict} (SQLSTATE {code})")?;
+                        if !advice.is_empty() {
+                            write!(f, "; {advice}")?;
+                        }
+                        Ok(())
+                    }
+                    None => f.write_str(what),
                 }
-                if let Some(db) = e.as_db_error() {
-                    write!(f, " (SQLSTATE {})", db.code().code())?;
-                }
-                Ok(())
             }
             Error::Timeout {
                 operation,
@@ -170,11 +197,18 @@ impl fmt::Display for Error {
     }
 }
 
+/// True when the driver reports a failed TLS handshake (its kind is not
+/// public; its Debug output names it).
+fn is_tls(e: &postgres::Error) -> bool {
+    format!("{e:?}").starts_with("Error { kind: Tls,")
+}
+
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Postgres(e) => Some(e),
-            Error::Credentials(e) => Some(e),
+            // Transparent: its message is this one's, its cause this one's.
+            Error::Credentials(e) => e.source(),
             _ => None,
         }
     }

@@ -33,7 +33,8 @@
 //! * **A capacity check** that warns when one pool would take too large a
 //!   share of the server's `max_connections` ([`check_pool_capacity`]).
 //! * **TLS** behind the `tls` feature (`postgres-native-tls`), see the `tls`
-//!   module.
+//!   module, or the `rustls` feature (`tokio-postgres-rustls`, no OpenSSL),
+//!   see the `rustls` module.
 //!
 //! Passwords never appear in this crate's `Debug` output, errors or log lines.
 
@@ -50,6 +51,10 @@ mod statement_cache;
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub mod tls;
+
+#[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+pub mod rustls;
 
 use std::fmt;
 use std::str::FromStr;

@@ -8,6 +8,11 @@
 //! does, against the system's root certificates plus any given to
 //! [`connector`], and checks the host name unless told otherwise.
 //!
+//! A refused certificate's OpenSSL message shows twice in a `{:#}` error
+//! chain: native-tls and OpenSSL quote their causes in their own messages
+//! and return them as sources too. With the `rustls` feature each part of
+//! the chain shows once.
+//!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let ca = std::fs::read("/etc/ssl/private-ca.pem")?;

@@ -56,6 +56,7 @@ mod pg;
 mod pgbouncer;
 mod proxy;
 pub mod scenarios;
+mod tls;
 mod util;
 
 use std::io;
@@ -68,6 +69,7 @@ pub use mariadb::{
 pub use pg::{PgServer, PgServerBuilder, PG_DATABASE, PG_PASSWORD, PG_SUPERUSER, PG_USER};
 pub use pgbouncer::{PgBouncer, PgBouncerAuth, PgBouncerBuilder, PoolMode};
 pub use proxy::{FaultMode, FaultProxy};
+pub use tls::TestCertificates;
 pub use util::{free_port, processes_in_dir};
 
 /// Returns true when the environment variable `CI` is set to something other

@@ -150,6 +150,13 @@ impl MariaDbServerBuilder {
         self
     }
 
+    /// Serves TLS with `certs`' server certificate (clients may still
+    /// connect in the clear unless they require TLS).
+    pub fn tls(self, certs: &crate::TestCertificates) -> Self {
+        self.server_arg(format!("--ssl-cert={}", certs.server_cert_path().display()))
+            .server_arg(format!("--ssl-key={}", certs.server_key_path().display()))
+    }
+
     /// Initialises a data directory, starts the server on a free port and
     /// creates [`MARIADB_USER`] and [`MARIADB_DATABASE`].
     pub fn start(self) -> io::Result<MariaDbServer> {

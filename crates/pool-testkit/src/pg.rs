@@ -560,6 +560,38 @@ impl PgServer {
         Ok(s)
     }
 
+    /// Turns TLS on (`ssl = on`) with `certs`' server certificate, installed
+    /// in the data directory as `server.crt`/`server.key` (owned by the
+    /// server's user, mode 0600), and reloads the configuration; returns
+    /// once the server reports `ssl` on. Clients may still connect in the
+    /// clear unless they ask for `sslmode=require`.
+    pub fn enable_tls(&self, certs: &crate::TestCertificates) -> io::Result<()> {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let owner = std::fs::metadata(self.data_dir())?;
+        for (from, name) in [
+            (certs.server_cert_path(), "server.crt"),
+            (certs.server_key_path(), "server.key"),
+        ] {
+            let target = self.data_dir().join(name);
+            std::fs::copy(from, &target)?;
+            std::os::unix::fs::chown(&target, Some(owner.uid()), Some(owner.gid()))?;
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600))?;
+        }
+        self.run_sql("ALTER SYSTEM SET ssl = on")?;
+        self.run_sql("SELECT pg_reload_conf()")?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while self.run_sql("SHOW ssl")? != "on" {
+            if std::time::Instant::now() > deadline {
+                return Err(io::Error::other(format!(
+                    "PostgreSQL did not turn ssl on after a reload; its log: {}",
+                    self.log_tail()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
     /// Path of the `psql` binary of this installation.
     pub fn psql_path(&self) -> PathBuf {
         self.bins.psql()

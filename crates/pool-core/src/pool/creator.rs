@@ -17,7 +17,7 @@ use crate::clock::{self, Millis};
 use crate::observe::events::AcquireEvent;
 use crate::stamps::{Claimed, FLAG_EVICT};
 use crate::types::CloseReason;
-use crate::{ConnectFailure, ManageConnection};
+use crate::{ConnectFailure, ErrorChain, ManageConnection};
 
 use super::guarded;
 use super::shared::Inner;
@@ -447,18 +447,24 @@ fn connect_into<'a, M: ManageConnection>(
             if streak == 1 && inner.init_target.load(Ordering::Relaxed) > 0 {
                 // `build` is waiting and reports the error itself (and
                 // closes the pool if it gives up).
-                log::warn!("pool \"{}\": cannot connect: {error}", inner.name);
+                log::warn!(
+                    "pool \"{}\": cannot connect: {}",
+                    inner.name,
+                    ErrorChain(&*error)
+                );
                 *last_failure_log = Some(now);
             } else if streak == 1 {
                 log::warn!(
-                    "pool \"{}\": cannot connect: {error}; retrying in the background",
-                    inner.name
+                    "pool \"{}\": cannot connect: {}; retrying in the background",
+                    inner.name,
+                    ErrorChain(&*error)
                 );
                 *last_failure_log = Some(now);
             } else if last_failure_log.is_none_or(|t| now - t >= FAILURE_LOG_EVERY) {
                 log::warn!(
-                    "pool \"{}\": still cannot connect after {streak} attempts: {error}",
-                    inner.name
+                    "pool \"{}\": still cannot connect after {streak} attempts: {}",
+                    inner.name,
+                    ErrorChain(&*error)
                 );
                 *last_failure_log = Some(now);
             }

@@ -13,11 +13,11 @@ use super::Driver;
 pub fn errors<D: Driver>(url: &str) -> Vec<String> {
     let mut out = Vec::new();
     if let Err(e) = D::from_url(url) {
-        out.push(e.to_string());
+        out.push(pool_core::ErrorChain(&e).to_string());
         out.push(format!("{e:?}"));
     }
     if let Err(e) = D::builder_from_url(url) {
-        out.push(e.to_string());
+        out.push(pool_core::ErrorChain(&e).to_string());
         out.push(format!("{e:?}"));
     }
     out
