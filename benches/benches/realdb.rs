@@ -63,9 +63,11 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Runs every variant with 1 and 8 threads, `ROUNDS` times in rotated order;
-/// returns queries/s (median over rounds) per thread count and variant.
+/// returns queries/s and context switches per query (medians over rounds)
+/// per thread count and variant.
 fn measure(db: &str, variants: &[Variant<'_>]) -> Value {
     let mut qps: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); variants.len()]; THREADS.len()];
+    let mut csw = qps.clone();
     for round in 0..ROUNDS {
         for (t, &threads) in THREADS.iter().enumerate() {
             for k in 0..variants.len() {
@@ -73,10 +75,12 @@ fn measure(db: &str, variants: &[Variant<'_>]) -> Value {
                 let (name, make) = &variants[v];
                 let r = run_ops(threads, RUN_FOR, &|_| make());
                 eprintln!(
-                    "{db} round {round}: {name:<18} {threads} thread(s): {}",
-                    report::rate(r.throughput())
+                    "{db} round {round}: {name:<18} {threads} thread(s): {}, {:.2} context switches per query",
+                    report::rate(r.throughput()),
+                    r.switches_per_cycle()
                 );
                 qps[t][v].push(r.throughput());
+                csw[t][v].push(r.switches_per_cycle());
             }
         }
     }
@@ -85,6 +89,7 @@ fn measure(db: &str, variants: &[Variant<'_>]) -> Value {
         for threads in THREADS {
             h.push(format!("{threads} thr q/s"));
             h.push("pool-core ÷ it".into());
+            h.push("csw/query".into());
         }
         h
     }];
@@ -93,11 +98,16 @@ fn measure(db: &str, variants: &[Variant<'_>]) -> Value {
         .iter()
         .map(|per_variant| per_variant.iter().cloned().map(median).collect())
         .collect();
+    let switches: Vec<Vec<f64>> = csw
+        .iter()
+        .map(|per_variant| per_variant.iter().cloned().map(median).collect())
+        .collect();
     for (v, (name, _)) in variants.iter().enumerate() {
         let mut row = vec![name.to_string()];
-        for per_variant in &medians {
+        for (t, per_variant) in medians.iter().enumerate() {
             row.push(report::rate(per_variant[v]));
             row.push(format!("{:.2}×", per_variant[0] / per_variant[v]));
+            row.push(format!("{:.2}", switches[t][v]));
         }
         rows.push(row);
     }
@@ -109,9 +119,18 @@ fn measure(db: &str, variants: &[Variant<'_>]) -> Value {
             .collect();
         by_threads.insert(threads.to_string(), Value::Object(per_variant));
     }
-    println!("\n{db}: SELECT 1, pool of {POOL_SIZE}, queries per second (median of {ROUNDS} rounds of {RUN_FOR:?})");
+    let mut switches_by_threads = serde_json::Map::new();
+    for (t, threads) in THREADS.iter().enumerate() {
+        let per_variant: serde_json::Map<_, _> = variants
+            .iter()
+            .enumerate()
+            .map(|(v, (name, _))| (name.to_string(), json!(switches[t][v])))
+            .collect();
+        switches_by_threads.insert(threads.to_string(), Value::Object(per_variant));
+    }
+    println!("\n{db}: SELECT 1, pool of {POOL_SIZE}, queries per second and context switches per query, whole process (median of {ROUNDS} rounds of {RUN_FOR:?})");
     report::print_table(&rows);
-    json!({ "pool_size": POOL_SIZE, "qps": by_threads })
+    json!({ "pool_size": POOL_SIZE, "qps": by_threads, "switches_per_query": switches_by_threads })
 }
 
 fn postgres_bench() -> Result<Value, String> {

@@ -25,12 +25,22 @@ pub struct LoadResult {
     /// Acquire latencies in nanoseconds, all threads merged (only when the
     /// run timed its acquires).
     pub latency: Option<Histogram<u64>>,
+    /// Context switches (voluntary and not) of the whole process during the
+    /// run: the load threads' own, plus those of every thread that outlived
+    /// the run (the pools' background and `pool-io` threads, `main`).
+    /// Divided by [`total`](Self::total): thread hand-offs per loan.
+    pub context_switches: u64,
 }
 
 impl LoadResult {
     /// Completed cycles, all threads.
     pub fn total(&self) -> u64 {
         self.cycles.iter().sum()
+    }
+
+    /// Context switches per completed cycle.
+    pub fn switches_per_cycle(&self) -> f64 {
+        self.context_switches as f64 / self.total().max(1) as f64
     }
 
     /// Completed cycles per second, all threads.
@@ -78,6 +88,40 @@ impl LoadResult {
 }
 
 /// CPU time the calling thread has run so far.
+/// The calling thread's context switches so far, from
+/// `/proc/thread-self/status` (0 where that file does not exist).
+fn thread_switches() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/status")
+        .map(|s| switches_in(&s))
+        .unwrap_or(0)
+}
+
+/// Sums `voluntary_ctxt_switches` and `nonvoluntary_ctxt_switches` of a
+/// `/proc/.../status` text.
+fn switches_in(status: &str) -> u64 {
+    status
+        .lines()
+        .filter(|l| l.contains("ctxt_switches:"))
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Every live thread's context switches so far, by thread id.
+fn task_switches() -> std::collections::HashMap<String, u64> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return Default::default();
+    };
+    dir.flatten()
+        .filter_map(|e| {
+            let status = std::fs::read_to_string(e.path().join("status")).ok()?;
+            Some((
+                e.file_name().to_string_lossy().into_owned(),
+                switches_in(&status),
+            ))
+        })
+        .collect()
+}
+
 fn thread_cpu() -> Duration {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
     Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
@@ -134,6 +178,7 @@ where
                         let mut n = 0u64;
                         barrier.wait();
                         let cpu0 = thread_cpu();
+                        let switches0 = thread_switches();
                         while !stop.0.load(Ordering::Relaxed) {
                             let latency = work(timed);
                             if let (Some(h), Some(l)) = (hist.as_mut(), latency) {
@@ -141,11 +186,19 @@ where
                             }
                             n += 1;
                         }
-                        (n, hist, Instant::now(), thread_cpu().saturating_sub(cpu0))
+                        let switches = thread_switches().saturating_sub(switches0);
+                        (
+                            n,
+                            hist,
+                            Instant::now(),
+                            thread_cpu().saturating_sub(cpu0),
+                            switches,
+                        )
                     })
                     .expect("spawn load thread")
             })
             .collect();
+        let others0 = task_switches();
         barrier.wait();
         let start = Instant::now();
         std::thread::sleep(run_for);
@@ -155,10 +208,12 @@ where
             cpu: Vec::with_capacity(threads),
             elapsed: Duration::ZERO,
             latency: None,
+            context_switches: 0,
         };
         let mut end = start;
         for h in handles {
-            let (n, hist, stopped, cpu) = h.join().expect("load thread panicked");
+            let (n, hist, stopped, cpu, switches) = h.join().expect("load thread panicked");
+            result.context_switches += switches;
             result.cycles.push(n);
             result.cpu.push(cpu);
             end = end.max(stopped);
@@ -172,6 +227,11 @@ where
             }
         }
         result.elapsed = end - start;
+        // The threads that outlived the run (the load threads are gone and
+        // counted above; a thread started during the run counts from 0).
+        for (tid, now) in task_switches() {
+            result.context_switches += now.saturating_sub(others0.get(&tid).copied().unwrap_or(0));
+        }
         result
     })
 }
@@ -220,4 +280,35 @@ pub fn run_ops<W: FnMut()>(
             None
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A loop whose every cycle sleeps gives its CPU away once a cycle: the
+    /// count must see at least that many switches (and the pool-free
+    /// spinning loop far fewer than one a cycle).
+    #[test]
+    fn context_switches_are_counted_per_cycle() {
+        let sleeping = run_ops(2, Duration::from_millis(100), &|_| {
+            || std::thread::sleep(Duration::from_micros(200))
+        });
+        assert!(sleeping.total() > 0);
+        assert!(
+            sleeping.switches_per_cycle() >= 1.0,
+            "{} switches over {} sleeping cycles",
+            sleeping.context_switches,
+            sleeping.total()
+        );
+        let spinning = run_ops(1, Duration::from_millis(100), &|_| {
+            || spin_for(Duration::from_micros(1))
+        });
+        assert!(
+            spinning.switches_per_cycle() < 0.5,
+            "{} switches over {} spinning cycles",
+            spinning.context_switches,
+            spinning.total()
+        );
+    }
 }
