@@ -255,7 +255,8 @@ pub fn run(args: &TestArgs) -> Result {
     let mut tests = Ok(());
     for run in runs {
         let mut cmd = util::cargo();
-        cmd.arg("test").args(run);
+        // `--no-fail-fast`: every test binary, even after one fails.
+        cmd.arg("test").arg("--no-fail-fast").args(run);
         if !args.cargo_args.is_empty() {
             cmd.arg("--").args(&args.cargo_args);
         }
