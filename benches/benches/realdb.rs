@@ -1,8 +1,19 @@
-//! `SELECT 1` (simple query protocol) against throwaway PostgreSQL and
-//! MariaDB servers started with pool-testkit (plain `main`), target 6.
+//! Three scenarios against throwaway PostgreSQL and MariaDB servers started
+//! with pool-testkit (plain `main`):
+//!
+//! * `SELECT 1` (simple query protocol);
+//! * a short transaction, as users write it with the driver's API:
+//!   `BEGIN`, `UPDATE` one row (the thread's own), `SELECT` it, `COMMIT`;
+//! * a prepared-statement query (`SELECT $1 + 1`), prepared the way each
+//!   pool's users would: pool-postgres with `prepare_cached`, the others
+//!   with `prepare` on every loan (raw-held once); on MariaDB every variant
+//!   through the driver's own statement cache (which pool-mysql's
+//!   `Isolation::Full` reset empties).
 //!
 //! Every pool holds 4 connections; each is run with 1 and with 8 threads,
-//! and every thread loops "borrow, `SELECT 1`, return" for a fixed time.
+//! and every thread loops "borrow, work, return" for a fixed time. Each
+//! row also reports the whole process's context switches per query
+//! (`LoadResult::switches_per_cycle`): the thread hand-offs a loan costs.
 //!
 //! PostgreSQL:
 //! * `pool-core`: pool-core defaults over a minimal manager doing what
@@ -42,12 +53,100 @@ const THREADS: [usize; 2] = [1, 8];
 const ROUNDS: usize = 3;
 const RUN_FOR: Duration = Duration::from_millis(700);
 
-/// A named way of running `SELECT 1`: `make(thread)` returns the per-thread
-/// operation.
+/// A named way of running a scenario: `make(thread)` returns the
+/// per-thread operation.
 type Variant<'a> = (
     &'static str,
-    Box<dyn Fn() -> Box<dyn FnMut() + 'a> + Sync + 'a>,
+    Box<dyn Fn(usize) -> Box<dyn FnMut() + 'a> + Sync + 'a>,
 );
+
+/// What each borrow does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    Select1,
+    Transaction,
+    Prepared,
+}
+
+impl Scenario {
+    const ALL: [Scenario; 3] = [Scenario::Select1, Scenario::Transaction, Scenario::Prepared];
+
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::Select1 => "SELECT 1",
+            Scenario::Transaction => "short transaction (BEGIN; UPDATE; SELECT; COMMIT)",
+            Scenario::Prepared => "prepared-statement query",
+        }
+    }
+
+    /// The key of its results in `realdb.json` (`SELECT 1`'s stay at the
+    /// top level, where `cargo xtask bench` reads them).
+    fn key(self) -> &'static str {
+        match self {
+            Scenario::Select1 => "select1",
+            Scenario::Transaction => "transaction",
+            Scenario::Prepared => "prepared",
+        }
+    }
+}
+
+/// Rows the transaction scenario updates: one per thread.
+const TX_ROWS: usize = 16;
+
+/// The prepared scenario's statement.
+const PG_PREPARED: &str = "SELECT $1::int4 + 1";
+const MY_PREPARED: &str = "SELECT ? + 1";
+
+/// One borrow's work on PostgreSQL, on any `Client`; `stmt` is a statement
+/// prepared earlier (raw-held, `prepare_cached`), if any.
+fn pg_work(s: Scenario, c: &mut postgres::Client, id: usize, stmt: Option<&postgres::Statement>) {
+    let id = id as i32;
+    match s {
+        Scenario::Select1 => {
+            c.simple_query("SELECT 1").unwrap();
+        }
+        Scenario::Transaction => {
+            let mut tx = c.transaction().unwrap();
+            tx.execute("UPDATE bench_tx SET n = n + 1 WHERE id = $1", &[&id])
+                .unwrap();
+            let _: i64 = tx
+                .query_one("SELECT n FROM bench_tx WHERE id = $1", &[&id])
+                .unwrap()
+                .get(0);
+            tx.commit().unwrap();
+        }
+        Scenario::Prepared => {
+            let prepared;
+            let stmt = match stmt {
+                Some(stmt) => stmt,
+                None => {
+                    prepared = c.prepare(PG_PREPARED).unwrap();
+                    &prepared
+                }
+            };
+            let _: i32 = c.query_one(stmt, &[&id]).unwrap().get(0);
+        }
+    }
+}
+
+/// One borrow's work on MariaDB, on any `Conn`.
+fn my_work(s: Scenario, c: &mut mysql::Conn, id: usize) {
+    match s {
+        Scenario::Select1 => c.query_drop("SELECT 1").unwrap(),
+        Scenario::Transaction => {
+            let mut tx = c.start_transaction(mysql::TxOpts::default()).unwrap();
+            tx.exec_drop("UPDATE bench_tx SET n = n + 1 WHERE id = ?", (id,))
+                .unwrap();
+            let _: Option<i64> = tx
+                .exec_first("SELECT n FROM bench_tx WHERE id = ?", (id,))
+                .unwrap();
+            tx.commit().unwrap();
+        }
+        Scenario::Prepared => {
+            let _: Option<i64> = c.exec_first(MY_PREPARED, (id,)).unwrap();
+        }
+    }
+}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -65,7 +164,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// Runs every variant with 1 and 8 threads, `ROUNDS` times in rotated order;
 /// returns queries/s and context switches per query (medians over rounds)
 /// per thread count and variant.
-fn measure(db: &str, variants: &[Variant<'_>]) -> Value {
+fn measure(db: &str, scenario: Scenario, variants: &[Variant<'_>]) -> Value {
     let mut qps: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); variants.len()]; THREADS.len()];
     let mut csw = qps.clone();
     for round in 0..ROUNDS {
@@ -73,9 +172,10 @@ fn measure(db: &str, variants: &[Variant<'_>]) -> Value {
             for k in 0..variants.len() {
                 let v = (round + k) % variants.len();
                 let (name, make) = &variants[v];
-                let r = run_ops(threads, RUN_FOR, &|_| make());
+                let r = run_ops(threads, RUN_FOR, &|i| make(i));
                 eprintln!(
-                    "{db} round {round}: {name:<18} {threads} thread(s): {}, {:.2} context switches per query",
+                    "{db} {} round {round}: {name:<18} {threads} thread(s): {}, {:.2} context switches per query",
+                    scenario.key(),
                     report::rate(r.throughput()),
                     r.switches_per_cycle()
                 );
@@ -128,7 +228,10 @@ fn measure(db: &str, variants: &[Variant<'_>]) -> Value {
             .collect();
         switches_by_threads.insert(threads.to_string(), Value::Object(per_variant));
     }
-    println!("\n{db}: SELECT 1, pool of {POOL_SIZE}, queries per second and context switches per query, whole process (median of {ROUNDS} rounds of {RUN_FOR:?})");
+    println!(
+        "\n{db}: {}, pool of {POOL_SIZE}, borrows per second and context switches per borrow, whole process (median of {ROUNDS} rounds of {RUN_FOR:?})",
+        scenario.name()
+    );
     report::print_table(&rows);
     json!({ "pool_size": POOL_SIZE, "qps": by_threads, "switches_per_query": switches_by_threads })
 }
@@ -156,52 +259,68 @@ fn postgres_bench() -> Result<Value, String> {
         ))
         .map_err(|e| err(&e))?;
     let config: postgres::Config = url.parse().map_err(|e| err(&e))?;
+    let mut setup = config.connect(postgres::NoTls).map_err(|e| err(&e))?;
+    setup
+        .batch_execute(&format!(
+            "CREATE TABLE bench_tx (id int4 PRIMARY KEY, n int8 NOT NULL DEFAULT 0); \
+             INSERT INTO bench_tx (id) SELECT generate_series(0, {})",
+            TX_ROWS - 1
+        ))
+        .map_err(|e| err(&e))?;
 
-    let variants: Vec<Variant<'_>> = vec![
-        (
-            "pool-core",
-            Box::new(|| {
-                Box::new(|| {
-                    ours.get().unwrap().simple_query("SELECT 1").unwrap();
-                })
-            }),
-        ),
-        (
-            "pool-postgres",
-            Box::new(|| {
-                Box::new(|| {
-                    full.get().unwrap().simple_query("SELECT 1").unwrap();
-                })
-            }),
-        ),
-        (
-            "r2d2",
-            Box::new(|| {
-                Box::new(|| {
-                    r2d2.get().unwrap().simple_query("SELECT 1").unwrap();
-                })
-            }),
-        ),
-        (
-            "connect-per-query",
-            Box::new(|| {
-                Box::new(|| {
+    let (ours, full, r2d2, config) = (&ours, &full, &r2d2, &config);
+    let mut results = serde_json::Map::new();
+    for s in Scenario::ALL {
+        let variants: Vec<Variant<'_>> = vec![
+            (
+                "pool-core",
+                Box::new(move |i| Box::new(move || pg_work(s, &mut ours.get().unwrap(), i, None))),
+            ),
+            (
+                "pool-postgres",
+                Box::new(move |i| {
+                    Box::new(move || {
+                        let mut conn = full.get().unwrap();
+                        let stmt = (s == Scenario::Prepared)
+                            .then(|| conn.prepare_cached(PG_PREPARED).unwrap());
+                        pg_work(s, &mut conn, i, stmt.as_ref());
+                    })
+                }),
+            ),
+            (
+                "r2d2",
+                Box::new(move |i| Box::new(move || pg_work(s, &mut r2d2.get().unwrap(), i, None))),
+            ),
+            (
+                "connect-per-query",
+                Box::new(move |i| {
+                    Box::new(move || {
+                        let mut c = config.connect(postgres::NoTls).unwrap();
+                        pg_work(s, &mut c, i, None);
+                    })
+                }),
+            ),
+            (
+                "raw-held",
+                Box::new(move |i| {
                     let mut c = config.connect(postgres::NoTls).unwrap();
-                    c.simple_query("SELECT 1").unwrap();
-                })
-            }),
-        ),
-        (
-            "raw-held",
-            Box::new(|| {
-                let mut c = config.connect(postgres::NoTls).unwrap();
-                Box::new(move || {
-                    c.simple_query("SELECT 1").unwrap();
-                })
-            }),
-        ),
-    ];
-    Ok(measure("PostgreSQL", &variants))
+                    let stmt = c.prepare(PG_PREPARED).unwrap();
+                    Box::new(move || pg_work(s, &mut c, i, Some(&stmt)))
+                }),
+            ),
+        ];
+        results.insert(s.key().into(), measure("PostgreSQL", s, &variants));
+    }
+    Ok(with_select1_on_top(results))
+}
+
+/// The results by scenario, with `SELECT 1`'s also at the top level, where
+/// `cargo xtask bench` reads them.
+fn with_select1_on_top(mut results: serde_json::Map<String, Value>) -> Value {
+    if let Some(Value::Object(select1)) = results.get(Scenario::Select1.key()).cloned() {
+        results.extend(select1);
+    }
+    Value::Object(results)
 }
 
 fn mariadb_bench() -> Result<Value, String> {
@@ -238,59 +357,55 @@ fn mariadb_bench() -> Result<Value, String> {
     )
     .map_err(|e| err(&e))?;
 
-    let variants: Vec<Variant<'_>> = vec![
-        (
-            "pool-core",
-            Box::new(|| {
-                Box::new(|| {
-                    ours.get().unwrap().query_drop("SELECT 1").unwrap();
-                })
-            }),
-        ),
-        (
-            "pool-mysql",
-            Box::new(|| {
-                Box::new(|| {
-                    full.get().unwrap().query_drop("SELECT 1").unwrap();
-                })
-            }),
-        ),
-        (
-            "r2d2",
-            Box::new(|| {
-                Box::new(|| {
-                    r2d2.get().unwrap().query_drop("SELECT 1").unwrap();
-                })
-            }),
-        ),
-        (
-            "mysql::Pool",
-            Box::new(|| {
-                Box::new(|| {
-                    theirs.get_conn().unwrap().query_drop("SELECT 1").unwrap();
-                })
-            }),
-        ),
-        (
-            "connect-per-query",
-            Box::new(|| {
-                Box::new(|| {
+    let mut setup = mysql::Conn::new(opts.clone()).map_err(|e| err(&e))?;
+    setup
+        .query_drop("CREATE TABLE bench_tx (id INT PRIMARY KEY, n BIGINT NOT NULL DEFAULT 0)")
+        .map_err(|e| err(&e))?;
+    for id in 0..TX_ROWS {
+        setup
+            .exec_drop("INSERT INTO bench_tx (id) VALUES (?)", (id,))
+            .map_err(|e| err(&e))?;
+    }
+
+    let (ours, full, r2d2, theirs, opts) = (&ours, &full, &r2d2, &theirs, &opts);
+    let mut results = serde_json::Map::new();
+    for s in Scenario::ALL {
+        let variants: Vec<Variant<'_>> = vec![
+            (
+                "pool-core",
+                Box::new(move |i| Box::new(move || my_work(s, &mut ours.get().unwrap(), i))),
+            ),
+            (
+                "pool-mysql",
+                Box::new(move |i| Box::new(move || my_work(s, &mut full.get().unwrap(), i))),
+            ),
+            (
+                "r2d2",
+                Box::new(move |i| Box::new(move || my_work(s, &mut r2d2.get().unwrap(), i))),
+            ),
+            (
+                "mysql::Pool",
+                Box::new(move |i| {
+                    Box::new(move || my_work(s, theirs.get_conn().unwrap().as_mut(), i))
+                }),
+            ),
+            (
+                "connect-per-query",
+                Box::new(move |i| {
+                    Box::new(move || my_work(s, &mut mysql::Conn::new(opts.clone()).unwrap(), i))
+                }),
+            ),
+            (
+                "raw-held",
+                Box::new(move |i| {
                     let mut c = mysql::Conn::new(opts.clone()).unwrap();
-                    c.query_drop("SELECT 1").unwrap();
-                })
-            }),
-        ),
-        (
-            "raw-held",
-            Box::new(|| {
-                let mut c = mysql::Conn::new(opts.clone()).unwrap();
-                Box::new(move || {
-                    c.query_drop("SELECT 1").unwrap();
-                })
-            }),
-        ),
-    ];
-    Ok(measure("MariaDB", &variants))
+                    Box::new(move || my_work(s, &mut c, i))
+                }),
+            ),
+        ];
+        results.insert(s.key().into(), measure("MariaDB", s, &variants));
+    }
+    Ok(with_select1_on_top(results))
 }
 
 fn main() {
