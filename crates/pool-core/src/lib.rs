@@ -97,3 +97,8 @@ pub use types::{CloseReason, State};
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
 struct ReadmeDoctests;
+
+/// The example of `docs/adaptive.md`, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/adaptive.md")]
+struct AdaptiveDoctests;
