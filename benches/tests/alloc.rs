@@ -52,6 +52,21 @@ fn get_and_return_allocate_nothing_with_default_settings() {
 }
 
 #[test]
+fn adaptive_sizing_adds_nothing_to_get_and_return() {
+    // Short windows: the housekeeper samples (and may resize) while the
+    // cycles run; its work is on its own thread.
+    let mut sizing = pool_core::AdaptiveSize::new(1, 4);
+    sizing.window = std::time::Duration::from_millis(10);
+    sizing.cool_down = std::time::Duration::ZERO;
+    let pool = pool(pool_core::Pool::builder().max_size(2).adaptive_size(sizing));
+    let counts = allocated_by(|| {
+        let conn = pool.get().unwrap();
+        black_box(*conn);
+    });
+    assert_eq!(counts, Counts::default(), "{CYCLES} get + return cycles");
+}
+
+#[test]
 fn two_loans_at_once_allocate_nothing() {
     // The second borrow misses the thread's cache on its first try and scans.
     let pool = pool(pool_core::Pool::builder().max_size(4));

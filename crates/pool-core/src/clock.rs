@@ -54,24 +54,30 @@ pub(crate) fn after(t: Millis, d: Millis) -> Millis {
 
 /// The clock of the loom models: it stands still unless a model moves it,
 /// so that every execution of a model reads the same times (loom replays
-/// executions and needs them deterministic). A plain static: loom runs a
-/// model's threads one at a time on one OS thread.
+/// executions and needs them deterministic). One per OS thread: loom runs
+/// a model's threads one at a time on the test's OS thread, and the test
+/// harness runs several models at once on other OS threads, whose clocks
+/// must not move this one's (a shared clock made one model's replay take
+/// another's path: loom then answered a load with a value recorded for a
+/// different one, "seat 1 out of range").
 #[cfg(pool_loom)]
 pub(crate) mod model {
-    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::cell::Cell;
 
     use super::Millis;
 
-    static NOW: AtomicU64 = AtomicU64::new(1_000_000);
+    std::thread_local! {
+        static NOW: Cell<Millis> = const { Cell::new(1_000_000) };
+    }
 
     /// The model clock's time.
     pub(crate) fn now() -> Millis {
-        NOW.load(Ordering::Relaxed)
+        NOW.with(Cell::get)
     }
 
     /// Sets the model clock (at the start of each execution of a model).
     #[cfg(test)]
     pub(crate) fn set(t: Millis) {
-        NOW.store(t, Ordering::Relaxed);
+        NOW.with(|now| now.set(t));
     }
 }

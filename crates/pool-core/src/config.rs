@@ -8,7 +8,7 @@ use crate::limits::{
     check_duration, check_max_size, check_parallel_connects, range_text, DEFAULT_PARALLEL_CONNECTS,
     MAX_DURATION, MAX_NAME_LEN, MIN_COARSE_DURATION, MIN_TIMEOUT,
 };
-use crate::{Error, HealthThresholds};
+use crate::{AdaptiveSize, Error, HealthThresholds};
 
 /// Every setting of a pool, as plain data.
 ///
@@ -66,6 +66,9 @@ pub struct Config {
     pub reset_in_background: Option<bool>,
     /// See [`Builder::parallel_connects`](crate::Builder::parallel_connects).
     pub parallel_connects: u32,
+    /// See [`Builder::adaptive_size`](crate::Builder::adaptive_size); `None` (the default) keeps
+    /// `max_size` where it is set.
+    pub adaptive: Option<AdaptiveSize>,
 }
 
 impl Default for Config {
@@ -89,6 +92,7 @@ impl Default for Config {
             health: HealthThresholds::default(),
             reset_in_background: None,
             parallel_connects: DEFAULT_PARALLEL_CONNECTS,
+            adaptive: None,
         }
     }
 }
@@ -204,6 +208,17 @@ impl Config {
                          (got {} bytes)",
                         name.len()
                     ),
+                );
+            }
+        }
+        if let Some(adaptive) = &self.adaptive {
+            adaptive.validate(self.max_size)?;
+            if !self.metrics {
+                return bad(
+                    "adaptive_size",
+                    "needs metrics on (it reads the acquire waits they measure): turn metrics \
+                     on or adaptive sizing off"
+                        .to_owned(),
                 );
             }
         }

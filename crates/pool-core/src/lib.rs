@@ -50,6 +50,7 @@ mod bag;
 mod clock;
 mod sync;
 
+mod adaptive;
 pub mod capacity;
 mod config;
 mod credentials;
@@ -69,6 +70,7 @@ mod stamps;
 mod types;
 pub mod url_params;
 
+pub use adaptive::AdaptiveSize;
 pub use config::Config;
 pub use credentials::{
     Credentials, CredentialsError, CredentialsFailed, ProvideCredentials, SharedCredentials,
@@ -95,3 +97,8 @@ pub use types::{CloseReason, State};
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
 struct ReadmeDoctests;
+
+/// The example of `docs/adaptive.md`, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/adaptive.md")]
+struct AdaptiveDoctests;

@@ -81,18 +81,31 @@ pub(super) fn run_with<B: Backend>(backend: B, args: &StressArgs, seed: u64) -> 
         backend.describe(),
         if args.chaos { ", with chaos" } else { "" },
     );
+    if let Some(a) = &plan.adaptive {
+        eprintln!(
+            "stress: adaptive sizing from {} to {} (window {}, cool-down {}), starting at {}",
+            a.floor,
+            a.ceiling,
+            util::human(a.window),
+            util::human(a.cool_down),
+            plan.start_size()
+        );
+    }
 
-    let pool = Pool::builder()
+    let mut builder = Pool::builder()
         .name("stress")
-        .max_size(plan.max_size)
+        .max_size(plan.start_size())
         .min_idle(Some(plan.min_idle))
         .connection_timeout(plan.connection_timeout)
         .validation_timeout(plan.validation_timeout)
         .idle_timeout(Some(plan.idle_timeout))
         .max_lifetime(Some(plan.max_lifetime))
         .keepalive_time(Some(plan.keepalive_time))
-        .leak_detection_threshold(Some(plan.leak_detection))
-        .build(backend.manager());
+        .leak_detection_threshold(Some(plan.leak_detection));
+    if let Some(a) = &plan.adaptive {
+        builder = builder.adaptive_size(a.clone());
+    }
+    let pool = builder.build(backend.manager());
     let pool = pool.map_err(|e| format!("cannot build the pool: {e}"))?;
 
     let shared = Arc::new(Shared {
@@ -257,8 +270,16 @@ pub(super) fn drive<B: Backend>(
     }
 
     let t0 = shared.start;
+    // `max_size` over time (it moves only with --adaptive).
+    let sizes = parking_lot::Mutex::new(Vec::<(Duration, &'static str, u32)>::new());
     let status = |phase: Phase| {
         let state = shared.pool.state();
+        {
+            let mut sizes = sizes.lock();
+            if sizes.last().map(|s| s.2) != Some(state.max_size) {
+                sizes.push((t0.elapsed(), phase.name(), state.max_size));
+            }
+        }
         let c = &shared.counters;
         let elapsed = t0.elapsed().as_secs_f64().max(0.001);
         format!(
@@ -333,6 +354,8 @@ pub(super) fn drive<B: Backend>(
     }
     let idle_state_end = (shared.pool.state().total, shared.backend.server_open());
     progress.finish();
+    let m = shared.pool.metrics();
+    let resizes = (m.resizes_up, m.resizes_down);
 
     // 5. close under load: holders keep connections, waiters wait, close.
     shared.phase.store(Phase::Close as u8, Ordering::Relaxed);
@@ -478,6 +501,8 @@ pub(super) fn drive<B: Backend>(
         idle_shrink,
         idle_state_end,
         max_open_sampled: sampled,
+        sizes: sizes.into_inner(),
+        resizes,
         verdicts,
         violation_messages,
         first_query_errors: shared.first_query_errors.lock().clone(),
@@ -486,7 +511,7 @@ pub(super) fn drive<B: Backend>(
 
 /// Closes the pool while some threads hold connections and others wait.
 pub(super) fn close_phase<B: Backend>(shared: &Arc<Shared<B>>) -> Result {
-    let holders = shared.plan.max_size as usize;
+    let holders = shared.pool.state().max_size as usize;
     let waiters = 8;
     let closed = Arc::new(AtomicBool::new(false));
     let ready = Arc::new(Barrier::new(holders + 1));

@@ -21,6 +21,12 @@
 //! 5. close: holders keep connections while others wait, the pool is closed
 //!    under them, everything is dropped.
 //!
+//! With `--adaptive`, the pool sizes itself ([`pool_core::AdaptiveSize`]):
+//! it starts at its floor (`min_idle`, at least a quarter of `--pool-size`),
+//! may grow to `--pool-size` (its ceiling, so every `max_size` invariant
+//! below holds as is) while the load saturates it and shrinks back in the
+//! idle phase; the report shows `max_size` over time and the resize counts.
+//!
 //! With `--chaos` (simulated database), a chaos thread restarts the server,
 //! breaks all or some connections, adds latency, fails connects, opens a
 //! short black hole and evicts the pool, every one to three seconds of the
@@ -121,6 +127,11 @@ pub struct StressArgs {
     /// failing connects, black holes, evictions).
     #[arg(long)]
     pub chaos: bool,
+    /// Turn adaptive sizing on: the pool starts small, grows toward
+    /// `--pool-size` under the load and shrinks in the idle phase; the report
+    /// shows `max_size` over time.
+    #[arg(long)]
+    pub adaptive: bool,
     /// Also write the final report as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -137,6 +148,7 @@ impl Default for StressArgs {
             url: None,
             local: false,
             chaos: false,
+            adaptive: false,
             json: None,
         }
     }
@@ -209,5 +221,24 @@ mod tests {
             ..StressArgs::default()
         };
         assert!(run(&sim).is_err());
+    }
+
+    #[test]
+    fn adaptive_starts_at_its_floor_within_pool_size() {
+        let plain = workload::Plan::new(&StressArgs::default());
+        assert!(plain.adaptive.is_none());
+        assert_eq!(plain.start_size(), DEFAULT_POOL_SIZE);
+        let args = StressArgs {
+            adaptive: true,
+            duration: Duration::from_secs(20),
+            ..StressArgs::default()
+        };
+        let plan = workload::Plan::new(&args);
+        let a = plan.adaptive.clone().unwrap();
+        assert_eq!((a.floor, a.ceiling), (2, DEFAULT_POOL_SIZE));
+        assert_eq!(plan.start_size(), 2);
+        // The bound every max_size invariant checks is the ceiling.
+        assert_eq!(plan.max_size, a.ceiling);
+        assert!(a.validate(plan.start_size()).is_ok());
     }
 }

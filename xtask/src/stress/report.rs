@@ -30,6 +30,10 @@ pub(super) struct Report {
     pub(super) idle_shrink: Option<Duration>,
     pub(super) idle_state_end: (u32, Option<usize>),
     pub(super) max_open_sampled: u64,
+    /// `max_size` over time: (when, phase, size), one entry per change seen.
+    pub(super) sizes: Vec<(Duration, &'static str, u32)>,
+    /// Changes of `max_size` up and down (`Metrics::resizes_up`/`_down`).
+    pub(super) resizes: (u64, u64),
     pub(super) verdicts: Vec<Verdict>,
     pub(super) violation_messages: Vec<(&'static str, Vec<String>)>,
     pub(super) first_query_errors: Vec<String>,
@@ -197,6 +201,21 @@ impl Report {
                 ),
             },
         );
+        if let Some(a) = &self.plan.adaptive {
+            row(
+                &mut out,
+                "adaptive sizing: resizes up / down",
+                format!(
+                    "{} / {} (floor {}, ceiling {}, window {})",
+                    self.resizes.0,
+                    self.resizes.1,
+                    a.floor,
+                    a.ceiling,
+                    util::human(a.window)
+                ),
+            );
+            row(&mut out, "  max_size over time", self.size_timeline());
+        }
         let _ = writeln!(out, "  {:-<74}", "");
         for v in &self.verdicts {
             let _ = writeln!(
@@ -220,6 +239,16 @@ impl Report {
             }
         }
         eprint!("{out}");
+    }
+
+    /// `0.0s ramp-up 2, 3.4s steady 4, ...`.
+    fn size_timeline(&self) -> String {
+        let entries: Vec<String> = self
+            .sizes
+            .iter()
+            .map(|(at, phase, size)| format!("{:.1}s {phase} {size}", at.as_secs_f64()))
+            .collect();
+        entries.join(", ")
     }
 
     pub(super) fn to_json(&self) -> serde_json::Value {
@@ -264,6 +293,18 @@ impl Report {
             })).collect::<Vec<_>>(),
             "idle_shrink_ms": self.idle_shrink.map(ms),
             "max_open_sampled": self.max_open_sampled,
+            "adaptive": self.plan.adaptive.as_ref().map(|a| json!({
+                "floor": a.floor,
+                "ceiling": a.ceiling,
+                "window_ms": ms(a.window),
+                "resizes_up": self.resizes.0,
+                "resizes_down": self.resizes.1,
+                "max_size_over_time": self.sizes.iter().map(|(at, phase, size)| json!({
+                    "at_s": at.as_secs_f64(),
+                    "phase": phase,
+                    "max_size": size,
+                })).collect::<Vec<_>>(),
+            })),
             "invariants": self.verdicts.iter().map(|v| json!({
                 "name": v.name,
                 "ok": v.ok,

@@ -10,7 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use pool_core::{Pool, PooledConnection};
+use pool_core::{AdaptiveSize, Pool, PooledConnection};
 
 use super::backend::{show_id, Backend, Conn, OpError};
 use super::invariants::{
@@ -135,15 +135,35 @@ pub(super) struct Plan {
     pub(super) steady: Duration,
     pub(super) spike: Duration,
     pub(super) idle: Duration,
+    /// With `--adaptive`: the pool's sizing (floor to `max_size`), and the
+    /// size it starts at (the floor).
+    pub(super) adaptive: Option<AdaptiveSize>,
+}
+
+impl Plan {
+    /// The `max_size` the pool is built with: the floor with `--adaptive`,
+    /// else `max_size`.
+    pub(super) fn start_size(&self) -> u32 {
+        self.adaptive.as_ref().map_or(self.max_size, |a| a.floor)
+    }
 }
 
 impl Plan {
     pub(super) fn new(args: &StressArgs) -> Plan {
         let d = args.duration;
         let max_lifetime = d / 3;
+        let min_idle = 2.min(args.pool_size);
+        let adaptive = args.adaptive.then(|| {
+            let floor = min_idle.max(args.pool_size / 4).max(1);
+            let mut a = AdaptiveSize::new(floor, args.pool_size);
+            // Windows short enough for several changes in each phase.
+            a.window = (d / 60).clamp(Duration::from_millis(100), Duration::from_secs(5));
+            a.cool_down = a.window;
+            a
+        });
         Plan {
             max_size: args.pool_size,
-            min_idle: 2.min(args.pool_size),
+            min_idle,
             connection_timeout: Duration::from_secs(1),
             validation_timeout: Duration::from_millis(250),
             idle_timeout: (d / 40).max(Duration::from_millis(250)),
@@ -157,6 +177,7 @@ impl Plan {
             steady: d.mul_f64(0.40),
             spike: d.mul_f64(0.15),
             idle: d.mul_f64(0.30),
+            adaptive,
         }
     }
 }

@@ -216,6 +216,9 @@ pub(crate) struct PoolCounters {
     /// Connects that brought a connection after the pool had given up on
     /// them (and that was then closed at once).
     pub(crate) late_connects: AtomicU64,
+    /// Changes of `max_size` up and down (by `resize` or adaptive sizing).
+    pub(crate) resizes_up: AtomicU64,
+    pub(crate) resizes_down: AtomicU64,
     /// Connect durations, in microseconds.
     pub(crate) creation: Histogram,
     /// Connection lifetimes at close, in milliseconds.
@@ -234,6 +237,8 @@ impl PoolCounters {
             connection_errors: AtomicU64::new(0),
             leaks_detected: AtomicU64::new(0),
             late_connects: AtomicU64::new(0),
+            resizes_up: AtomicU64::new(0),
+            resizes_down: AtomicU64::new(0),
             creation: Histogram::new(),
             lifetime: Histogram::new(),
         }
@@ -402,6 +407,13 @@ pub struct Metrics {
     /// (see [`ManageConnection::connect_limit`](crate::ManageConnection::connect_limit)):
     /// their connections were closed at once.
     pub late_connects: u64,
+    /// Times `max_size` was raised, by [`Pool::resize`](crate::Pool::resize)
+    /// or by [adaptive sizing](crate::Builder::adaptive_size) (its current
+    /// value is [`State::max_size`]).
+    pub resizes_up: u64,
+    /// Times `max_size` was lowered, by [`Pool::resize`](crate::Pool::resize)
+    /// or by [adaptive sizing](crate::Builder::adaptive_size).
+    pub resizes_down: u64,
     /// The pool's counts now.
     pub state: State,
     /// Lent connections as a share of `max_size` now, from 0 to 1.
@@ -434,7 +446,7 @@ pub(crate) const UTILIZATION: (&str, &str) = (
 
 impl Metrics {
     /// The plain counters: (name, help, value).
-    pub(crate) fn counter_table(&self) -> [(&'static str, &'static str, u64); 7] {
+    pub(crate) fn counter_table(&self) -> [(&'static str, &'static str, u64); 9] {
         [
             (
                 "pool_connections_acquired_total",
@@ -470,6 +482,16 @@ impl Metrics {
                 "pool_leaks_detected_total",
                 "Loans reported as possible leaks.",
                 self.leaks_detected,
+            ),
+            (
+                "pool_resizes_up_total",
+                "Times max_size was raised (resize or adaptive sizing).",
+                self.resizes_up,
+            ),
+            (
+                "pool_resizes_down_total",
+                "Times max_size was lowered (resize or adaptive sizing).",
+                self.resizes_down,
             ),
         ]
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::observe::events::Handler;
-use crate::{Config, Error, HandleEvent, HealthThresholds, ManageConnection, Pool};
+use crate::{AdaptiveSize, Config, Error, HandleEvent, HealthThresholds, ManageConnection, Pool};
 
 /// Numbers the pools built without a name (`pool-1`, `pool-2`, ...).
 static NAME_SEQ: AtomicU64 = AtomicU64::new(1);
@@ -315,6 +315,48 @@ impl Builder {
     /// 1 (one at a time) to 64 ([`MAX_PARALLEL_CONNECTS`](crate::MAX_PARALLEL_CONNECTS)).
     pub fn parallel_connects(mut self, n: u32) -> Self {
         self.config.parallel_connects = n;
+        self
+    }
+
+    /// Turns on adaptive sizing: the pool moves its own `max_size` between
+    /// `sizing.floor` and `sizing.ceiling`, up while it stays saturated and
+    /// borrowers wait, down while it stays mostly idle (see
+    /// [`AdaptiveSize`] and `docs/adaptive.md`). The decisions run on the
+    /// housekeeper thread; borrowing and returning do no extra work. Each
+    /// change is logged at `info` level and counted in
+    /// [`Metrics::resizes_up`](crate::Metrics::resizes_up) and
+    /// [`resizes_down`](crate::Metrics::resizes_down).
+    ///
+    /// ```
+    /// # use pool_core::{AdaptiveSize, ManageConnection, Pool};
+    /// # use std::time::Duration;
+    /// # struct M;
+    /// # impl ManageConnection for M {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut (), _: Duration) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let mut sizing = AdaptiveSize::new(2, 32);
+    /// sizing.window = Duration::from_secs(5);
+    /// let pool = Pool::builder().max_size(4).adaptive_size(sizing).build(M)?;
+    /// assert_eq!(pool.state().max_size, 4); // it starts at max_size
+    ///
+    /// let err = Pool::builder()
+    ///     .max_size(4)
+    ///     .adaptive_size(AdaptiveSize::new(8, 2))
+    ///     .build(M)
+    ///     .unwrap_err();
+    /// assert!(err.to_string().contains("adaptive_size.floor"), "{err}");
+    /// # Ok::<(), pool_core::Error>(())
+    /// ```
+    ///
+    /// Default: off. `max_size` must lie between the floor and the ceiling,
+    /// and [`metrics`](Builder::metrics) must be on; the other ranges are on
+    /// [`AdaptiveSize`]'s fields.
+    pub fn adaptive_size(mut self, sizing: AdaptiveSize) -> Self {
+        self.config.adaptive = Some(sizing);
         self
     }
 

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::bag::{IN_USE, RESERVED, VACANT};
 use crate::error::Error;
+use crate::observe::metrics::PoolCounters;
 use crate::stamps::{FLAG_EVICT, FLAG_RETURNING};
 use crate::types::CloseReason;
 use crate::ManageConnection;
@@ -41,6 +42,12 @@ impl<M: ManageConnection> Inner<M> {
     }
 
     pub(super) fn resize(&self, max_size: u32) -> Result<(), Error> {
+        self.resize_because(max_size, None)
+    }
+
+    /// `resize`, with the reason for the log line when the pool decided it
+    /// itself (adaptive sizing).
+    pub(super) fn resize_because(&self, max_size: u32, why: Option<&str>) -> Result<(), Error> {
         if let Err(reason) = crate::limits::check_max_size(max_size) {
             return Err(Error::Config {
                 pool: self.name.clone(),
@@ -55,10 +62,18 @@ impl<M: ManageConnection> Inner<M> {
         let old = self.max_size.swap(new, Ordering::SeqCst);
         crate::sync::heavy_fence(); // before the sweep: see make_available
 
+        let why = why.map(|w| format!(": {w}")).unwrap_or_default();
         log::info!(
-            "pool \"{}\": resized from {old} to {new} (min_idle {min_idle})",
+            "pool \"{}\": resized from {old} to {new} (min_idle {min_idle}){why}",
             self.name
         );
+        if new != old {
+            PoolCounters::bump(if new > old {
+                &self.stats.resizes_up
+            } else {
+                &self.stats.resizes_down
+            });
+        }
         if new < old {
             self.sweep_idle(new, CloseReason::Evicted);
             // Lent surplus connections close on return; until then, idle ones

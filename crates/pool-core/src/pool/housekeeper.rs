@@ -1,7 +1,9 @@
 //! The housekeeper thread: it retires idle connections (idle timeout above
 //! `min_idle`, max lifetime, eviction), runs keepalives, reports leaks,
 //! gives up resets that outlive their limit, and tops the pool up to
-//! `min_idle`. It sleeps until the earliest deadline, never busy.
+//! `min_idle`; with adaptive sizing on, it also samples the load and
+//! resizes the pool (`adaptive.rs`). It sleeps until the earliest deadline,
+//! never busy.
 
 use std::sync::atomic::Ordering;
 use std::sync::Weak;
@@ -16,6 +18,7 @@ use crate::stamps::FLAG_EVICT;
 use crate::types::CloseReason;
 use crate::ManageConnection;
 
+use super::adaptive::Sizer;
 use super::guarded;
 use super::shared::Inner;
 
@@ -28,13 +31,19 @@ pub(super) const HOUSEKEEPING_MIN_SLEEP: Millis = 5;
 pub(super) fn housekeeper<M: ManageConnection>(weak: Weak<Inner<M>>, bell: Receiver<()>) {
     let mut last_stats: Millis = clock::now();
     let mut last_sample: Millis = 0;
+    let mut sizer = weak
+        .upgrade()
+        .and_then(|inner| Sizer::new(inner.config.adaptive.as_ref()));
     loop {
         let sleep = {
             let Some(inner) = weak.upgrade() else { return };
             if inner.is_closed() {
                 return;
             }
-            let next = housekeep(&inner);
+            let mut next = housekeep(&inner);
+            if let Some(sizer) = &mut sizer {
+                next = next.min(sizer.tick(&inner));
+            }
             inner.housekeeper_next.store(next, Ordering::Relaxed);
             let now = clock::now();
             // Health history: a sample every 1/64 of the window is plenty.

@@ -20,12 +20,14 @@
 //! | `report.rs` | metrics snapshots and health verdicts |
 //! | `creator.rs` | the creator thread |
 //! | `housekeeper.rs` | the housekeeper thread |
+//! | `adaptive.rs` | adaptive sizing's decisions, on the housekeeper thread |
 //!
 //! The two background threads hold only a `Weak` to the pool between
 //! rounds, and stop when the pool closes (`close` rings and joins them) or
 //! is dropped (their doorbell channel disconnects).
 
 mod acquire;
+mod adaptive;
 mod builder;
 mod control;
 mod creator;

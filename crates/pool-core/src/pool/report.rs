@@ -135,6 +135,8 @@ impl<M: ManageConnection> Inner<M> {
             connection_errors: get(&self.stats.connection_errors),
             leaks_detected: get(&self.stats.leaks_detected),
             late_connects: get(&self.stats.late_connects),
+            resizes_up: get(&self.stats.resizes_up),
+            resizes_down: get(&self.stats.resizes_down),
             utilization: f64::from(state.active) / f64::from(state.max_size.max(1)),
             state,
             acquire_wait: wait.distribution(Duration::from_micros(1)),
