@@ -4,59 +4,17 @@
 //! file: it counts the process's `pool-io` threads, which other tests would
 //! share.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use pool_core::{ManageConnection, Pool};
+use pool_core::Pool;
 
-/// A server whose logins hang while it is frozen and complete when it
-/// thaws (as a `SIGSTOP`ped PostgreSQL does), counting open sessions.
-#[derive(Default)]
-struct Sessions {
-    frozen: AtomicBool,
-    open: AtomicUsize,
-    peak: AtomicUsize,
-    connects: AtomicUsize,
-}
+#[path = "common/late_logins.rs"]
+mod late_logins;
 
-struct Session(Arc<Sessions>);
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-struct LateLogins(Arc<Sessions>);
-
-impl ManageConnection for LateLogins {
-    type Connection = Session;
-    type Error = std::io::Error;
-
-    fn connect(&self) -> Result<Session, std::io::Error> {
-        self.0.connects.fetch_add(1, Ordering::SeqCst);
-        while self.0.frozen.load(Ordering::SeqCst) {
-            thread::sleep(Duration::from_millis(2));
-        }
-        let open = self.0.open.fetch_add(1, Ordering::SeqCst) + 1;
-        self.0.peak.fetch_max(open, Ordering::SeqCst);
-        Ok(Session(self.0.clone()))
-    }
-
-    fn is_valid(&self, _: &mut Session, _: Duration) -> Result<(), std::io::Error> {
-        Ok(())
-    }
-
-    fn has_broken(&self, _: &mut Session) -> bool {
-        false
-    }
-
-    fn connect_limit(&self) -> Option<Duration> {
-        Some(Duration::from_millis(100))
-    }
-}
+use late_logins::{LateLogins, Sessions};
 
 fn pool_io_threads() -> usize {
     std::fs::read_dir("/proc/self/task")
