@@ -1,6 +1,7 @@
 //! The pooled connection type: a `mysql::Conn` that remembers whether it
 //! was used and which connection errors it saw.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::result::Result as StdResult;
@@ -9,6 +10,7 @@ use mysql::prelude::{AsStatement, FromRow, Queryable};
 use mysql::{Binary, Conn, FromRowError, Params, QueryResult, Result, Statement, Text};
 
 use crate::is_connection_error;
+use crate::session::{is_plain, Session};
 
 /// A MySQL/MariaDB connection managed by [`MysqlManager`](crate::MysqlManager).
 ///
@@ -44,26 +46,83 @@ use crate::is_connection_error;
 /// Any `&mut` access (a `Queryable` method or `DerefMut`) marks the
 /// connection as *used*; a connection that comes back unused is not reset,
 /// saving a round trip (see [`Isolation`](crate::Isolation)).
+///
+/// A used connection is reset only as far as needed when the server reports
+/// session state (the default, see
+/// [`MysqlManager::track_session_state`](crate::MysqlManager::track_session_state)):
+///
+/// * a [`Queryable`] method called on `MysqlConnection` (or on the pool's
+///   `PooledConnection`) is watched: the server's report in its OK packet
+///   and the statement's text say what it left (see
+///   [`Isolation::Full`](crate::Isolation::Full));
+/// * `query_iter`/`exec_iter` (whose rows are read later), anything through
+///   `DerefMut` on the inner `Conn` (`start_transaction`, `select_db`, …) and
+///   any failed statement make the loan need the full reset;
+/// * [`mark_session_changed`](Self::mark_session_changed) does the same by
+///   hand, for state no report shows (see the limits in
+///   [`Isolation::Full`](crate::Isolation::Full)).
 pub struct MysqlConnection {
     /// `Some` until [`into_conn`](Self::into_conn) or `drop` takes it out
     /// (a `MysqlConnection` is never seen without it).
     conn: Option<Conn>,
-    used: bool,
+    /// What the loans since the last reset left, as far as known.
+    session: Session,
+    /// The server reports session state on this connection (see
+    /// `session::TRACKING_SQL`).
+    tracked: bool,
+    /// Statements prepared through this type's `prep` from plain text
+    /// (`session::is_plain`): executing them leaves only what the server
+    /// reports. Any other statement id makes the loan need the full reset.
+    plain_statements: HashSet<u32>,
     broken: bool,
     /// What a full reset runs after resetting the session (may be empty).
     restore: String,
 }
 
+/// At most this many plain statement ids are remembered (then forgotten
+/// all at once: a forgotten id only costs a full reset when a statement
+/// kept by the caller is executed again).
+const PLAIN_STATEMENTS_MAX: usize = 4096;
+
 const ALWAYS_HELD: &str = "a MysqlConnection holds its mysql::Conn until it is dropped";
 
 impl MysqlConnection {
-    pub(crate) fn new(conn: Conn, restore: String) -> Self {
+    pub(crate) fn new(conn: Conn, restore: String, tracked: bool) -> Self {
         MysqlConnection {
             conn: Some(conn),
-            used: false,
+            session: Session::default(),
+            tracked,
+            plain_statements: HashSet::new(),
             broken: false,
             restore,
         }
+    }
+
+    pub(crate) fn session(&self) -> Session {
+        self.session
+    }
+
+    pub(crate) fn is_tracked(&self) -> bool {
+        self.tracked
+    }
+
+    /// Makes the next reset the full one, whatever the server reported: for
+    /// session state that no report shows, such as a user-level lock
+    /// (`GET_LOCK`) taken by a stored function a view or trigger calls.
+    ///
+    /// ```no_run
+    /// use mysql::prelude::Queryable;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (builder, manager) = pool_mysql::builder_from_url("mysql://app:pw@localhost/app")?;
+    /// # let pool = builder.build(manager)?;
+    /// let mut conn = pool.get()?;
+    /// conn.query_drop("SELECT * FROM view_calling_a_locking_function")?;
+    /// conn.mark_session_changed();
+    /// # Ok(()) }
+    /// ```
+    pub fn mark_session_changed(&mut self) {
+        self.session.used = true;
+        self.session.changed = true;
     }
 
     pub(crate) fn restore_sql(&self) -> &str {
@@ -73,7 +132,7 @@ impl MysqlConnection {
     /// True when the connection may have been used since the last session
     /// reset.
     pub fn was_used(&self) -> bool {
-        self.used
+        self.session.used
     }
 
     /// Records a driver error seen on this connection: when it is a
@@ -130,14 +189,73 @@ impl MysqlConnection {
     }
 
     pub(crate) fn mark_clean(&mut self) {
-        self.used = false;
+        self.session = Session::default();
     }
 
-    /// The connection and the "broken" flag, for the `Queryable` methods:
-    /// marks the connection as used.
-    fn parts(&mut self) -> (&mut Conn, &mut bool) {
-        self.used = true;
-        (self.conn.as_mut().expect(ALWAYS_HELD), &mut self.broken)
+    /// Runs a text statement `call` on the connection, watched: marks the
+    /// connection as used, records a connection error, and notes what the
+    /// statement left in the session.
+    fn text<T>(&mut self, sql: &str, call: impl FnOnce(&mut Conn, &str) -> Result<T>) -> Result<T> {
+        self.session.used = true;
+        if !is_plain(sql) {
+            self.session.changed = true;
+        }
+        self.run(|conn| call(conn, sql))
+    }
+
+    /// Runs `call` (any statement whose rows are all read before it
+    /// returns) and notes what the server reported.
+    fn run<T>(&mut self, call: impl FnOnce(&mut Conn) -> Result<T>) -> Result<T> {
+        self.session.used = true;
+        let conn = self.conn.as_mut().expect(ALWAYS_HELD);
+        let result = call(conn);
+        match &result {
+            Ok(_) => {
+                if self.tracked {
+                    self.session.observe(conn);
+                }
+            }
+            Err(e) => {
+                // The statement may have done part of its work (a failed
+                // multi-statement text, a failed `COMMIT`): only the full
+                // reset is sure.
+                self.session.changed = true;
+                if is_connection_error(e) {
+                    self.broken = true;
+                }
+            }
+        }
+        result
+    }
+
+    /// Runs a prepared statement `call` watched, as [`text`](Self::text):
+    /// the statement is plain only when it was prepared through this type
+    /// from plain text.
+    fn exec_watched<S, T>(
+        &mut self,
+        stmt: S,
+        call: impl FnOnce(&mut Conn, Statement) -> Result<T>,
+    ) -> Result<T>
+    where
+        S: AsStatement,
+    {
+        self.session.used = true;
+        // A statement given as text is prepared here (through `prep`
+        // below, the driver's statement cache behind it).
+        let stmt = match stmt.as_statement(self) {
+            Ok(stmt) => stmt.into_owned(),
+            Err(e) => {
+                self.session.changed = true;
+                if is_connection_error(&e) {
+                    self.broken = true;
+                }
+                return Err(e);
+            }
+        };
+        if !self.plain_statements.contains(&stmt.id()) {
+            self.session.changed = true;
+        }
+        self.run(|conn| call(conn, stmt))
     }
 }
 
@@ -179,7 +297,8 @@ impl Deref for MysqlConnection {
 
 impl DerefMut for MysqlConnection {
     fn deref_mut(&mut self) -> &mut Conn {
-        self.used = true;
+        self.session.used = true;
+        self.session.changed = true;
         self.conn.as_mut().expect(ALWAYS_HELD)
     }
 }
@@ -190,17 +309,21 @@ impl fmt::Debug for MysqlConnection {
         if let Some(conn) = &self.conn {
             d.field("connection_id", &conn.connection_id());
         }
-        d.field("used", &self.used)
+        d.field("used", &self.session.used)
+            .field("session_changed", &self.session.changed)
             .field("broken", &self.is_broken())
             .finish_non_exhaustive()
     }
 }
 
-/// Every method forwards to [`Conn`]'s and records connection errors.
+/// Every method forwards to [`Conn`]'s, records connection errors, and
+/// notes what the statement left in the session (see the type's doc).
 impl Queryable for MysqlConnection {
     fn query_iter<Q: AsRef<str>>(&mut self, query: Q) -> Result<QueryResult<'_, '_, '_, Text>> {
-        let (conn, broken) = self.parts();
-        seen(broken, conn.query_iter(query))
+        self.session.used = true;
+        self.session.changed = true;
+        let conn = self.conn.as_mut().expect(ALWAYS_HELD);
+        seen(&mut self.broken, conn.query_iter(query))
     }
 
     fn query<T, Q>(&mut self, query: Q) -> Result<Vec<T>>
@@ -208,8 +331,7 @@ impl Queryable for MysqlConnection {
         Q: AsRef<str>,
         T: FromRow,
     {
-        let (conn, broken) = self.parts();
-        seen(broken, conn.query(query))
+        self.text(query.as_ref(), |c, q| c.query(q))
     }
 
     fn query_opt<T, Q>(&mut self, query: Q) -> Result<Vec<StdResult<T, FromRowError>>>
@@ -217,8 +339,7 @@ impl Queryable for MysqlConnection {
         Q: AsRef<str>,
         T: FromRow,
     {
-        let (conn, broken) = self.parts();
-        seen(broken, conn.query_opt(query))
+        self.text(query.as_ref(), |c, q| c.query_opt(q))
     }
 
     fn query_first<T, Q>(&mut self, query: Q) -> Result<Option<T>>
@@ -226,8 +347,7 @@ impl Queryable for MysqlConnection {
         Q: AsRef<str>,
         T: FromRow,
     {
-        let (conn, broken) = self.parts();
-        seen(broken, conn.query_first(query))
+        self.text(query.as_ref(), |c, q| c.query_first(q))
     }
 
     fn query_first_opt<T, Q>(&mut self, query: Q) -> Result<Option<StdResult<T, FromRowError>>>
@@ -235,8 +355,7 @@ impl Queryable for MysqlConnection {
         Q: AsRef<str>,
         T: FromRow,
     {
-        let (conn, broken) = self.parts();
-        seen(broken, conn.query_first_opt(query))
+        self.text(query.as_ref(), |c, q| c.query_first_opt(q))
     }
 
     fn query_map<T, F, Q, U>(&mut self, query: Q, f: F) -> Result<Vec<U>>
@@ -245,8 +364,7 @@ impl Queryable for MysqlConnection {
         T: FromRow,
         F: FnMut(T) -> U,
     {
-        let (conn, broken) = self.parts();
-        seen(broken, conn.query_map(query, f))
+        self.text(query.as_ref(), |c, q| c.query_map(q, f))
     }
 
     fn query_map_opt<T, F, Q, U>(&mut self, query: Q, f: F) -> Result<Vec<U>>
@@ -255,8 +373,7 @@ impl Queryable for MysqlConnection {
         T: FromRow,
         F: FnMut(StdResult<T, FromRowError>) -> U,
     {
-        let (conn, broken) = self.parts();
-        seen(broken, conn.query_map_opt(query, f))
+        self.text(query.as_ref(), |c, q| c.query_map_opt(q, f))
     }
 
     fn query_fold<T, F, Q, U>(&mut self, query: Q, init: U, f: F) -> Result<U>
@@ -265,8 +382,7 @@ impl Queryable for MysqlConnection {
         T: FromRow,
         F: FnMut(U, T) -> U,
     {
-        let (conn, broken) = self.parts();
-        seen(broken, conn.query_fold(query, init, f))
+        self.text(query.as_ref(), |c, q| c.query_fold(q, init, f))
     }
 
     fn query_fold_opt<T, F, Q, U>(&mut self, query: Q, init: U, f: F) -> Result<U>
@@ -275,26 +391,36 @@ impl Queryable for MysqlConnection {
         T: FromRow,
         F: FnMut(U, StdResult<T, FromRowError>) -> U,
     {
-        let (conn, broken) = self.parts();
-        seen(broken, conn.query_fold_opt(query, init, f))
+        self.text(query.as_ref(), |c, q| c.query_fold_opt(q, init, f))
     }
 
     fn query_drop<Q>(&mut self, query: Q) -> Result<()>
     where
         Q: AsRef<str>,
     {
-        let (conn, broken) = self.parts();
-        seen(broken, conn.query_drop(query))
+        self.text(query.as_ref(), |c, q| c.query_drop(q))
     }
 
     fn prep<Q: AsRef<str>>(&mut self, query: Q) -> Result<Statement> {
-        let (conn, broken) = self.parts();
-        seen(broken, conn.prep(query))
+        let sql = query.as_ref();
+        let plain = is_plain(sql);
+        self.session.used = true;
+        let conn = self.conn.as_mut().expect(ALWAYS_HELD);
+        let result = seen(&mut self.broken, conn.prep(sql));
+        if let (true, Ok(stmt)) = (plain, &result) {
+            if self.plain_statements.len() >= PLAIN_STATEMENTS_MAX {
+                self.plain_statements.clear();
+            }
+            self.plain_statements.insert(stmt.id());
+        }
+        result
     }
 
     fn close(&mut self, stmt: Statement) -> Result<()> {
-        let (conn, broken) = self.parts();
-        seen(broken, conn.close(stmt))
+        self.session.used = true;
+        self.plain_statements.remove(&stmt.id());
+        let conn = self.conn.as_mut().expect(ALWAYS_HELD);
+        seen(&mut self.broken, conn.close(stmt))
     }
 
     fn exec_iter<S, P>(&mut self, stmt: S, params: P) -> Result<QueryResult<'_, '_, '_, Binary>>
@@ -302,8 +428,10 @@ impl Queryable for MysqlConnection {
         S: AsStatement,
         P: Into<Params>,
     {
-        let (conn, broken) = self.parts();
-        seen(broken, conn.exec_iter(stmt, params))
+        self.session.used = true;
+        self.session.changed = true;
+        let conn = self.conn.as_mut().expect(ALWAYS_HELD);
+        seen(&mut self.broken, conn.exec_iter(stmt, params))
     }
 
     fn exec_batch<S, P, I>(&mut self, stmt: S, params: I) -> Result<()>
@@ -313,8 +441,7 @@ impl Queryable for MysqlConnection {
         P: Into<Params>,
         I: IntoIterator<Item = P>,
     {
-        let (conn, broken) = self.parts();
-        seen(broken, conn.exec_batch(stmt, params))
+        self.exec_watched(stmt, |c, s| c.exec_batch(s, params))
     }
 
     fn exec<T, S, P>(&mut self, stmt: S, params: P) -> Result<Vec<T>>
@@ -323,8 +450,7 @@ impl Queryable for MysqlConnection {
         P: Into<Params>,
         T: FromRow,
     {
-        let (conn, broken) = self.parts();
-        seen(broken, conn.exec(stmt, params))
+        self.exec_watched(stmt, |c, s| c.exec(s, params))
     }
 
     fn exec_opt<T, S, P>(&mut self, stmt: S, params: P) -> Result<Vec<StdResult<T, FromRowError>>>
@@ -333,8 +459,7 @@ impl Queryable for MysqlConnection {
         P: Into<Params>,
         T: FromRow,
     {
-        let (conn, broken) = self.parts();
-        seen(broken, conn.exec_opt(stmt, params))
+        self.exec_watched(stmt, |c, s| c.exec_opt(s, params))
     }
 
     fn exec_first<T, S, P>(&mut self, stmt: S, params: P) -> Result<Option<T>>
@@ -343,8 +468,7 @@ impl Queryable for MysqlConnection {
         P: Into<Params>,
         T: FromRow,
     {
-        let (conn, broken) = self.parts();
-        seen(broken, conn.exec_first(stmt, params))
+        self.exec_watched(stmt, |c, s| c.exec_first(s, params))
     }
 
     fn exec_first_opt<T, S, P>(
@@ -357,8 +481,7 @@ impl Queryable for MysqlConnection {
         P: Into<Params>,
         T: FromRow,
     {
-        let (conn, broken) = self.parts();
-        seen(broken, conn.exec_first_opt(stmt, params))
+        self.exec_watched(stmt, |c, s| c.exec_first_opt(s, params))
     }
 
     fn exec_map<T, S, P, F, U>(&mut self, stmt: S, params: P, f: F) -> Result<Vec<U>>
@@ -368,8 +491,7 @@ impl Queryable for MysqlConnection {
         T: FromRow,
         F: FnMut(T) -> U,
     {
-        let (conn, broken) = self.parts();
-        seen(broken, conn.exec_map(stmt, params, f))
+        self.exec_watched(stmt, |c, s| c.exec_map(s, params, f))
     }
 
     fn exec_map_opt<T, S, P, F, U>(&mut self, stmt: S, params: P, f: F) -> Result<Vec<U>>
@@ -379,8 +501,7 @@ impl Queryable for MysqlConnection {
         T: FromRow,
         F: FnMut(StdResult<T, FromRowError>) -> U,
     {
-        let (conn, broken) = self.parts();
-        seen(broken, conn.exec_map_opt(stmt, params, f))
+        self.exec_watched(stmt, |c, s| c.exec_map_opt(s, params, f))
     }
 
     fn exec_fold<T, S, P, U, F>(&mut self, stmt: S, params: P, init: U, f: F) -> Result<U>
@@ -390,8 +511,7 @@ impl Queryable for MysqlConnection {
         T: FromRow,
         F: FnMut(U, T) -> U,
     {
-        let (conn, broken) = self.parts();
-        seen(broken, conn.exec_fold(stmt, params, init, f))
+        self.exec_watched(stmt, |c, s| c.exec_fold(s, params, init, f))
     }
 
     fn exec_fold_opt<T, S, P, U, F>(&mut self, stmt: S, params: P, init: U, f: F) -> Result<U>
@@ -401,8 +521,7 @@ impl Queryable for MysqlConnection {
         T: FromRow,
         F: FnMut(U, StdResult<T, FromRowError>) -> U,
     {
-        let (conn, broken) = self.parts();
-        seen(broken, conn.exec_fold_opt(stmt, params, init, f))
+        self.exec_watched(stmt, |c, s| c.exec_fold_opt(s, params, init, f))
     }
 
     fn exec_drop<S, P>(&mut self, stmt: S, params: P) -> Result<()>
@@ -410,7 +529,6 @@ impl Queryable for MysqlConnection {
         S: AsStatement,
         P: Into<Params>,
     {
-        let (conn, broken) = self.parts();
-        seen(broken, conn.exec_drop(stmt, params))
+        self.exec_watched(stmt, |c, s| c.exec_drop(s, params))
     }
 }

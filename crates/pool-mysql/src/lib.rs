@@ -56,6 +56,7 @@ mod capacity;
 mod connection;
 mod credentials;
 mod error;
+mod session;
 #[cfg(any(feature = "tls", feature = "rustls"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "tls", feature = "rustls"))))]
 pub mod tls;
@@ -65,11 +66,13 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
+use mysql::consts::CapabilityFlags;
 use mysql::prelude::Queryable;
 use mysql::{Conn, Opts, OptsBuilder};
 use pool_core::deadline;
 use pool_core::url_params::{url_error, PoolParams};
 use pool_core::ManageConnection;
+use session::ResetPlan;
 
 pub use capacity::{check_capacity, check_pool_capacity, Capacity};
 pub use connection::MysqlConnection;
@@ -176,6 +179,10 @@ pub enum Isolation {
     /// trip), and nothing else: session and user variables (including
     /// `autocommit`), temporary tables, `GET_LOCK` locks, `LOCK TABLES` and
     /// prepared statements carry over.
+    ///
+    /// With [session tracking](MysqlManager::track_session_state) the
+    /// `ROLLBACK` is sent only when the server last reported an open
+    /// transaction, or when the pool cannot tell (see [`Isolation::Full`]).
     Rollback,
     /// Everything a borrower can leave in the session is undone (the
     /// default): open transactions are rolled back, table locks
@@ -204,9 +211,46 @@ pub enum Isolation {
     /// check, and fails after a password change or with authentication
     /// plugins that cannot answer again.
     ///
-    /// Cost when the connection was used: one round trip, two when the
-    /// options name a database or the MariaDB user has roles (plus one per
-    /// `init` statement).
+    /// Cost of that full reset: two round trips (one more per `init`
+    /// statement).
+    ///
+    /// # Only what the loan left
+    ///
+    /// The full reset runs only when a loan may have left something it
+    /// undoes. The manager asks the server to report session state
+    /// (`CLIENT_SESSION_TRACK`, with `session_track_state_change`,
+    /// `session_track_schema`, `session_track_system_variables = '*'` and
+    /// `session_track_transaction_info = 'STATE'`: one more query per
+    /// connect), reads the report in the OK packet of every statement run
+    /// through [`MysqlConnection`]'s [`Queryable`] methods, and reads each
+    /// statement's text for what the server does not report. When the
+    /// connection comes back:
+    ///
+    /// | The loan                                                        | Reset                               |
+    /// |-----------------------------------------------------------------|-------------------------------------|
+    /// | ran no statement, or only plain ones that changed nothing        | none: no round trip                 |
+    /// | left only a transaction open (`BEGIN`, then plain statements)   | `ROLLBACK`: one round trip          |
+    /// | inserted into an `AUTO_INCREMENT` column                         | `DO LAST_INSERT_ID(0)`, in the same round trip |
+    /// | changed anything else the server reports (`SET`, `SET @var`, `USE`, temporary tables, SQL `PREPARE`, `SET ROLE`, `LOCK TABLES`) | the full reset |
+    /// | ran a statement that is not plain, failed a statement, used `query_iter`/`exec_iter`, or reached the inner `Conn` through `DerefMut` (`start_transaction`, …) | the full reset |
+    ///
+    /// A statement is *plain* when its text is a single statement that calls
+    /// no function but common built-in ones (`COUNT`, `COALESCE`, `NOW`,
+    /// `CONCAT`, `CONNECTION_ID`, …), names no user variable (`@v`), and
+    /// does not use `GET_LOCK`, `LAST_INSERT_ID`, `CALL`, `HANDLER`, `XA` or
+    /// sequences: the server reports none of those (MariaDB 10.11 reports
+    /// neither user-level locks, nor `:=` or `INTO @v` assignments, nor
+    /// `LAST_INSERT_ID(n)`), and a statement that returns rows ends with a
+    /// packet that carries no report, so what a stored function does while
+    /// computing them would go unseen. A prepared statement is plain when
+    /// it was prepared through `MysqlConnection` from plain text.
+    ///
+    /// Two things remain unseen, and need
+    /// [`MysqlConnection::mark_session_changed`] on the loan (or
+    /// [`MysqlManager::track_session_state`]`(false)`, which resets every
+    /// used connection in full): a **view** whose definition calls a stored
+    /// function that changes session state, and a **trigger** that takes a
+    /// user-level lock or sets a user variable.
     ///
     /// What each policy costs per borrow (the `mysql_isolation_cost`
     /// example) is in `docs/performance.md`. A
@@ -256,6 +300,7 @@ pub struct MysqlManager {
     isolation: Isolation,
     reset_timeout: Option<Duration>,
     capacity_share: f64,
+    track_session_state: bool,
     target: String,
     credentials: Option<pool_core::SharedCredentials>,
 }
@@ -307,6 +352,7 @@ impl MysqlManager {
             isolation: Isolation::default(),
             reset_timeout: Some(DEFAULT_RESET_TIMEOUT),
             capacity_share: DEFAULT_CAPACITY_SHARE,
+            track_session_state: true,
             target,
             credentials: None,
         }
@@ -406,6 +452,33 @@ impl MysqlManager {
             share.clamp(0.0, 1.0)
         };
         self
+    }
+
+    /// Whether to ask the server to report session state, and reset a used
+    /// connection only as far as the reports and the statements' text show
+    /// it needs (default `true`; see [`Isolation::Full`]). `false` resets
+    /// every used connection with the whole policy, as if anything could
+    /// have been left: for programs whose stored functions or triggers
+    /// change session state without a report (see the limits in
+    /// [`Isolation::Full`]), when marking those loans with
+    /// [`MysqlConnection::mark_session_changed`] is not practical.
+    ///
+    /// ```
+    /// let (manager, _) = pool_mysql::MysqlManager::from_url("mysql://app@db/app")?;
+    /// assert!(manager.get_track_session_state());
+    /// let manager = manager.track_session_state(false);
+    /// assert!(!manager.get_track_session_state());
+    /// # Ok::<(), pool_core::Error>(())
+    /// ```
+    pub fn track_session_state(mut self, track: bool) -> Self {
+        self.track_session_state = track;
+        self
+    }
+
+    /// Whether session state is tracked (see
+    /// [`track_session_state`](Self::track_session_state)).
+    pub fn get_track_session_state(&self) -> bool {
+        self.track_session_state
     }
 
     /// The isolation policy.
@@ -554,11 +627,42 @@ impl Limit {
 ///   the reset) when the user has any role to switch to.
 ///
 /// (Only for [`Isolation::Full`]: costs one or two queries per connect.)
-fn open(opts: Opts, full_isolation: bool) -> mysql::Result<(Conn, String)> {
+///
+/// With `track`, also turns on the server's session-state reports
+/// (`session::TRACKING_SQL`, one more query) and returns whether the server
+/// sends them; the full reset then turns them on again.
+fn open(opts: Opts, full_isolation: bool, track: bool) -> mysql::Result<(Conn, String, bool)> {
+    let opts = if track {
+        let capabilities =
+            opts.get_additional_capabilities() | CapabilityFlags::CLIENT_SESSION_TRACK;
+        OptsBuilder::from_opts(opts)
+            .additional_capabilities(capabilities)
+            .into()
+    } else {
+        opts
+    };
     let mut conn = Conn::new(opts.clone())?;
     let mut restore = Vec::new();
+    let mut tracked = false;
+    if track {
+        match conn.query_drop(session::TRACKING_SQL) {
+            Ok(()) => tracked = session::reports_state(&conn),
+            // A server without these variables (before MySQL 5.7 and
+            // MariaDB 10.2): every used connection is then reset in full.
+            Err(mysql::Error::MySqlError(e)) => {
+                log::debug!(
+                    "session state is not tracked ({}): resetting every used connection",
+                    e.message
+                );
+            }
+            Err(e) => return Err(e),
+        }
+        if tracked {
+            restore.push(session::TRACKING_SQL.to_owned());
+        }
+    }
     if !full_isolation {
-        return Ok((conn, String::new()));
+        return Ok((conn, String::new(), tracked));
     }
     // (`Conn::server_version` reports MariaDB's "5.5.5-" compatibility prefix.)
     let version: Option<String> = conn.query_first("SELECT VERSION()")?;
@@ -579,7 +683,7 @@ fn open(opts: Opts, full_isolation: bool) -> mysql::Result<(Conn, String)> {
     if let Some(db) = opts.get_db_name() {
         restore.push(format!("USE {}", quote_ident(db)));
     }
-    Ok((conn, restore.join("; ")))
+    Ok((conn, restore.join("; "), tracked))
 }
 
 /// Quotes an identifier with backticks (backticks doubled).
@@ -640,9 +744,10 @@ impl ManageConnection for MysqlManager {
 
     fn connect(&self) -> Result<MysqlConnection, Error> {
         let full = self.isolation == Isolation::Full;
+        let track = self.track_session_state && self.isolation != Isolation::None;
         let opts = self.login_opts()?;
-        let (conn, restore) = match opts.get_tcp_connect_timeout() {
-            None => open(opts, full)?,
+        let (conn, restore, tracked) = match opts.get_tcp_connect_timeout() {
+            None => open(opts, full, track)?,
             Some(limit) => {
                 // Every read of the login waits at most the limit, so a
                 // connect to a server that stopped answering really ends
@@ -654,9 +759,9 @@ impl ManageConnection for MysqlManager {
                     .read_timeout(Some(own_read_timeout.map_or(limit, |t| t.min(limit))))
                     .into();
                 let login = move || {
-                    let (conn, restore) = open(opts, full)?;
+                    let (conn, restore, tracked) = open(opts, full, track)?;
                     Limit::disarm(&conn, own_read_timeout.as_ref())?;
-                    Ok::<_, mysql::Error>((conn, restore))
+                    Ok::<_, mysql::Error>((conn, restore, tracked))
                 };
                 match deadline::run(limit, login) {
                     Ok(Err(e)) if Limit::is_timeout(&e) => {
@@ -682,7 +787,7 @@ impl ManageConnection for MysqlManager {
                 }
             }
         };
-        Ok(MysqlConnection::new(conn, restore))
+        Ok(MysqlConnection::new(conn, restore, tracked))
     }
 
     fn is_valid(&self, conn: &mut MysqlConnection, timeout: Duration) -> Result<(), Error> {
@@ -720,9 +825,16 @@ impl ManageConnection for MysqlManager {
         error.connect_failure()
     }
 
-    /// Only a borrower that sent something can have left session state.
+    /// Only a borrower that sent something can have left session state, and
+    /// with the server's reports only one that left something they show
+    /// (see [`Isolation::Full`]).
     fn needs_reset(&self, conn: &mut MysqlConnection) -> bool {
-        conn.was_used() && self.isolation != Isolation::None
+        let (session, tracked) = (conn.session(), conn.is_tracked());
+        match self.isolation {
+            Isolation::None => false,
+            Isolation::Rollback => session.needs_rollback(tracked),
+            Isolation::Full => session.full_plan(tracked) != ResetPlan::Nothing,
+        }
     }
 
     /// The session reset is a round trip: off the borrower's path.
@@ -737,19 +849,38 @@ impl ManageConnection for MysqlManager {
     }
 
     fn reset(&self, conn: &mut MysqlConnection) -> Result<(), Error> {
-        if !conn.was_used() || self.isolation == Isolation::None {
+        if !self.needs_reset(conn) {
             conn.mark_clean();
             return Ok(());
         }
         let operation = "resetting the session";
-        match self.isolation {
-            Isolation::None => unreachable!("handled above"),
-            Isolation::Rollback => {
+        let plan = conn.session().full_plan(conn.is_tracked());
+        match (self.isolation, plan) {
+            (Isolation::None, _) | (Isolation::Full, ResetPlan::Nothing) => {
+                unreachable!("needs_reset is false")
+            }
+            (Isolation::Rollback, _) => {
                 self.with_limit(conn, self.reset_timeout, operation, |c, _| {
                     c.query_drop("ROLLBACK")
                 })?
             }
-            Isolation::Full => {
+            (
+                Isolation::Full,
+                ResetPlan::Light {
+                    rollback,
+                    insert_id,
+                },
+            ) => {
+                let sql = match (rollback, insert_id) {
+                    (true, true) => "ROLLBACK; DO LAST_INSERT_ID(0)",
+                    (true, false) => "ROLLBACK",
+                    (false, _) => "DO LAST_INSERT_ID(0)",
+                };
+                self.with_limit(conn, self.reset_timeout, operation, |c, _| {
+                    c.query_drop(sql)
+                })?
+            }
+            (Isolation::Full, ResetPlan::Full) => {
                 let restore = conn.restore_sql().to_owned();
                 self.with_limit(conn, self.reset_timeout, operation, |c, limit| {
                     // `COM_RESET_CONNECTION`, then the options' `init`
@@ -785,6 +916,7 @@ impl fmt::Debug for MysqlManager {
             .field("isolation", &self.isolation)
             .field("reset_timeout", &self.reset_timeout)
             .field("capacity_share", &self.capacity_share)
+            .field("track_session_state", &self.track_session_state)
             .field(
                 "credentials",
                 &self.credentials.as_ref().map(|_| "provider"),

@@ -51,9 +51,13 @@ fn full_isolation_hides_every_leak_from_the_next_borrower() {
     let user = unique("iso_user");
     let url = own_user(db, &mut admin, &user);
     let (table, other_db, role) = (unique("iso_rows"), unique("iso_db"), unique("iso_role"));
+    let (serial, set_mode) = (unique("iso_serial"), unique("iso_set_mode"));
     admin
         .query_drop(format!(
             "CREATE TABLE {MARIADB_DATABASE}.{table} (x INT) ENGINE=InnoDB; \
+             CREATE TABLE {MARIADB_DATABASE}.{serial} (id INT AUTO_INCREMENT PRIMARY KEY) ENGINE=InnoDB; \
+             CREATE FUNCTION {MARIADB_DATABASE}.{set_mode}() RETURNS INT NOT DETERMINISTIC \
+             BEGIN SET SESSION sql_mode = 'ANSI_QUOTES'; RETURN 1; END; \
              CREATE DATABASE {other_db}; GRANT ALL ON {other_db}.* TO '{user}'@'%'; \
              CREATE ROLE {role}; GRANT {role} TO '{user}'@'%'"
         ))
@@ -70,6 +74,12 @@ fn full_isolation_hides_every_leak_from_the_next_borrower() {
     };
 
     let (t1, t2, t3, t4) = (table.clone(), table.clone(), table.clone(), table.clone());
+    let (t5, t6, s1, f1) = (
+        table.clone(),
+        table.clone(),
+        serial.clone(),
+        set_mode.clone(),
+    );
     let (r1, od1) = (role.clone(), other_db.clone());
     let leaks: Vec<Leak> = vec![
         Leak {
@@ -192,6 +202,88 @@ fn full_isolation_hides_every_leak_from_the_next_borrower() {
             a: Box::new(|c, _| c.query_drop("SELECT LAST_INSERT_ID(77)").unwrap()),
             b: Box::new(|c, _| assert_eq!(text(c, "SELECT LAST_INSERT_ID()"), Some("0".into()))),
         },
+        // What the server's session-state reports do not show (the pool
+        // reads the statement's text, or cannot tell), and the light resets.
+        Leak {
+            name: "open transaction begun by a statement of its own (light reset)",
+            a: Box::new(move |c, _| {
+                c.query_drop("BEGIN").unwrap();
+                c.exec_drop(format!("INSERT INTO {t5} VALUES (?)"), (5,))
+                    .unwrap();
+            }),
+            b: Box::new(move |c, admin| {
+                let me = id(c);
+                let in_tx: Option<i64> = admin
+                    .exec_first(
+                        "SELECT COUNT(*) FROM information_schema.INNODB_TRX \
+                         WHERE trx_mysql_thread_id = ?",
+                        (me,),
+                    )
+                    .unwrap();
+                assert_eq!(in_tx, Some(0), "still inside A's transaction");
+                let n: Option<i64> = admin
+                    .query_first(format!("SELECT COUNT(*) FROM {MARIADB_DATABASE}.{t6}"))
+                    .unwrap();
+                assert_eq!(n, Some(0), "A's insert was committed");
+            }),
+        },
+        Leak {
+            name: "LAST_INSERT_ID of an AUTO_INCREMENT insert (light reset)",
+            a: Box::new(move |c, _| {
+                c.query_drop(format!("INSERT INTO {s1} () VALUES ()"))
+                    .unwrap()
+            }),
+            b: Box::new(|c, _| assert_eq!(text(c, "SELECT LAST_INSERT_ID()"), Some("0".into()))),
+        },
+        Leak {
+            name: "user variable set with := in a SELECT",
+            a: Box::new(|c, _| {
+                let _: Option<i64> = c.query_first("SELECT @tenant := 7").unwrap();
+            }),
+            b: Box::new(|c, _| assert_eq!(text(c, "SELECT @tenant"), None)),
+        },
+        Leak {
+            name: "user variable set with SELECT … INTO",
+            a: Box::new(|c, _| c.query_drop("SELECT 8 INTO @into_var").unwrap()),
+            b: Box::new(|c, _| assert_eq!(text(c, "SELECT @into_var"), None)),
+        },
+        Leak {
+            name: "session variable set by a stored function in a SELECT",
+            a: Box::new(move |c, _| {
+                let _: Option<i64> = c.query_first(format!("SELECT {f1}()")).unwrap();
+            }),
+            b: Box::new(|c, _| {
+                assert_eq!(
+                    text(c, "SELECT @@SESSION.sql_mode = @@GLOBAL.sql_mode"),
+                    Some("1".into())
+                )
+            }),
+        },
+        Leak {
+            name: "user-level lock taken by a prepared statement",
+            a: Box::new(|c, _| {
+                let _: Option<i64> = c
+                    .exec_first("SELECT GET_LOCK(?, 0)", ("pool_iso_lock2",))
+                    .unwrap();
+            }),
+            b: Box::new(|c, _| {
+                assert_eq!(text(c, "SELECT IS_USED_LOCK('pool_iso_lock2')"), None);
+            }),
+        },
+        Leak {
+            name: "user variable set by the second statement of a text",
+            a: Box::new(|c, _| c.query_drop("SELECT 1; SET @second = 2").unwrap()),
+            b: Box::new(|c, _| assert_eq!(text(c, "SELECT @second"), None)),
+        },
+        Leak {
+            name: "transaction left open through the inner mysql::Conn",
+            a: Box::new(|c, _| {
+                let conn: &mut Conn = c;
+                conn.query_drop("BEGIN").unwrap();
+                conn.query_drop("SET @inner = 1").unwrap();
+            }),
+            b: Box::new(|c, _| assert_eq!(text(c, "SELECT @inner"), None)),
+        },
     ];
 
     let first_id = id(&mut pool.get().unwrap());
@@ -216,7 +308,8 @@ fn full_isolation_hides_every_leak_from_the_next_borrower() {
     drop(pool);
     admin
         .query_drop(format!(
-            "DROP TABLE {MARIADB_DATABASE}.{table}; DROP DATABASE {other_db}; \
+            "DROP TABLE {MARIADB_DATABASE}.{table}; DROP TABLE {MARIADB_DATABASE}.{serial}; \
+             DROP FUNCTION {MARIADB_DATABASE}.{set_mode}; DROP DATABASE {other_db}; \
              DROP ROLE {role}; DROP USER '{user}'@'%'"
         ))
         .unwrap();

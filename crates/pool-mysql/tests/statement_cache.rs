@@ -34,12 +34,21 @@ fn pool_of_one(db: &MariaDbServer, isolation: Isolation, cache: usize) -> Pool<M
 
 /// Four loans, each running `SQL` twice; returns the server's prepares.
 fn four_loans(pool: &Pool<MysqlManager>, admin: &mut mysql::Conn) -> u64 {
+    loans(pool, admin, false)
+}
+
+/// Four loans, each running `SQL` twice (and leaving a user variable behind
+/// when `leave_state`); returns the server's prepares.
+fn loans(pool: &Pool<MysqlManager>, admin: &mut mysql::Conn, leave_state: bool) -> u64 {
     let before = prepares(admin);
     for loan in 0..4_i64 {
         let mut conn = pool.get().unwrap();
         for _ in 0..2 {
             let n: i64 = conn.exec_first(SQL, (loan,)).unwrap().unwrap();
             assert_eq!(n, loan + 1);
+        }
+        if leave_state {
+            conn.query_drop(format!("SET @loan = {loan}")).unwrap();
         }
     }
     prepares(admin) - before
@@ -58,13 +67,17 @@ fn with_rollback_isolation_a_statement_is_prepared_once_across_loans() {
 }
 
 #[test]
-fn with_full_isolation_each_loan_prepares_once_and_never_sees_a_stale_id() {
+fn with_full_isolation_a_reset_loan_prepares_again_and_never_sees_a_stale_id() {
     pool_testkit::require_or_skip!(MariaDbServer::binaries_available());
     let db = MariaDbServer::start().unwrap();
     let mut admin = root(&db);
-    // COM_RESET_CONNECTION closes the session's statements; the driver
-    // empties its cache with it, so each loan prepares again (once) and no
-    // exec fails with "Unknown prepared statement handler".
     let pool = pool_of_one(&db, Isolation::Full, 32);
-    assert_eq!(four_loans(&pool, &mut admin), 4);
+    // Loans that leave nothing behind are not reset: one prepare in all.
+    assert_eq!(four_loans(&pool, &mut admin), 1);
+    // COM_RESET_CONNECTION closes the session's statements; the driver
+    // empties its cache with it, so after each full reset the next loan
+    // prepares again (once) and no exec fails with "Unknown prepared
+    // statement handler". (The first of these loans still finds the
+    // statement of the loans above.)
+    assert_eq!(loans(&pool, &mut admin, true), 3);
 }
