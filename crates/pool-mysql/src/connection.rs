@@ -37,8 +37,8 @@ use crate::session::{is_plain, Session};
 /// * every [`Queryable`] method called on `MysqlConnection` (or on the pool's
 ///   `PooledConnection`) records its error;
 /// * errors from calls made through `Deref`/`DerefMut` on the inner `Conn`
-///   (`start_transaction`, `ping`, rows read from a `QueryResult`, a
-///   `Transaction`'s methods) cannot be seen: pass them to
+///   (`ping`, rows read from a `QueryResult`, a `mysql::Transaction`'s
+///   methods) cannot be seen: pass them to
 ///   [`record`](Self::record) (or call the pool's `mark_broken()`).
 ///
 /// # Knowing whether a borrower left state behind
@@ -52,11 +52,13 @@ use crate::session::{is_plain, Session};
 /// [`MysqlManager::track_session_state`](crate::MysqlManager::track_session_state)):
 ///
 /// * a [`Queryable`] method called on `MysqlConnection` (or on the pool's
-///   `PooledConnection`) is watched: the server's report in its OK packet
+///   `PooledConnection`, or on a [`Transaction`](crate::Transaction) from
+///   [`start_transaction`](Self::start_transaction)) is watched: the server's report in its OK packet
 ///   and the statement's text say what it left (see
 ///   [`Isolation::Full`](crate::Isolation::Full));
 /// * `query_iter`/`exec_iter` (whose rows are read later), anything through
-///   `DerefMut` on the inner `Conn` (`start_transaction`, `select_db`, …) and
+///   `DerefMut` on the inner `Conn` (`select_db`, `ping`, the `Conn`'s own
+///   `start_transaction`, …) and
 ///   any failed statement make the loan need the full reset;
 /// * [`mark_session_changed`](Self::mark_session_changed) does the same by
 ///   hand, for state no report shows (see the limits in

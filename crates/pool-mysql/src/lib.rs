@@ -60,6 +60,7 @@ mod session;
 #[cfg(any(feature = "tls", feature = "rustls"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "tls", feature = "rustls"))))]
 pub mod tls;
+mod transaction;
 
 use std::fmt;
 use std::io;
@@ -78,6 +79,7 @@ pub use capacity::{check_capacity, check_pool_capacity, Capacity};
 pub use connection::MysqlConnection;
 pub use error::{is_broken_error, is_connection_error, Error};
 pub use mysql;
+pub use transaction::Transaction;
 
 // The pool's own types, so that this crate alone names everything a
 // program needs (the pool's error is `PoolError`: `Error` here is the
@@ -228,11 +230,11 @@ pub enum Isolation {
     ///
     /// | The loan                                                        | Reset                               |
     /// |-----------------------------------------------------------------|-------------------------------------|
-    /// | ran no statement, or only plain ones that changed nothing        | none: no round trip                 |
+    /// | ran no statement, or only plain ones that changed nothing (transactions through [`MysqlConnection::start_transaction`] included, once committed or rolled back) | none: no round trip |
     /// | left only a transaction open (`BEGIN`, then plain statements)   | `ROLLBACK`: one round trip          |
     /// | inserted into an `AUTO_INCREMENT` column                         | `DO LAST_INSERT_ID(0)`, in the same round trip |
     /// | changed anything else the server reports (`SET`, `SET @var`, `USE`, temporary tables, SQL `PREPARE`, `SET ROLE`, `LOCK TABLES`) | the full reset |
-    /// | ran a statement that is not plain, failed a statement, used `query_iter`/`exec_iter`, or reached the inner `Conn` through `DerefMut` (`start_transaction`, …) | the full reset |
+    /// | ran a statement that is not plain, failed a statement, used `query_iter`/`exec_iter`, or reached the inner `Conn` through `DerefMut` (`select_db`, `ping`, the `Conn`'s own `start_transaction`, …) | the full reset |
     ///
     /// A statement is *plain* when its text is a single statement that calls
     /// no function but common built-in ones (`COUNT`, `COALESCE`, `NOW`,

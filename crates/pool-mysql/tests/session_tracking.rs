@@ -144,6 +144,55 @@ fn a_full_isolation_reset_does_only_what_the_loan_needs() {
         "a committed transaction was rolled back"
     );
 
+    // The same through the pooled connection's own start_transaction
+    // (watched): committed, nothing; dropped, its own ROLLBACK and nothing
+    // more.
+    let before = rollbacks(&mut admin);
+    {
+        let mut c = pool.get().unwrap();
+        let mut tx = c.start_transaction(mysql::TxOpts::default()).unwrap();
+        tx.exec_drop("UPDATE tracked SET n = n + 1 WHERE id = ?", (1,))
+            .unwrap();
+        let _: Option<i64> = tx.exec_first(QUERY, (1,)).unwrap();
+        tx.commit().unwrap();
+    }
+    {
+        let mut c = pool.get().unwrap();
+        let tx = c.start_transaction(mysql::TxOpts::default()).unwrap();
+        drop(tx);
+    }
+    {
+        let mut c = pool.get().unwrap();
+        assert!(
+            !in_transaction(&mut admin, &mut c),
+            "still in the transaction"
+        );
+        assert_eq!(
+            statement_id(&mut c),
+            first,
+            "a watched transaction was reset"
+        );
+    }
+    assert_eq!(
+        rollbacks(&mut admin),
+        before + 1,
+        "only the dropped transaction's ROLLBACK"
+    );
+
+    // A watched transaction that sets session state inside: the full reset.
+    {
+        let mut c = pool.get().unwrap();
+        let mut tx = c.start_transaction(mysql::TxOpts::default()).unwrap();
+        tx.query_drop("SET @inside = 1").unwrap();
+        tx.commit().unwrap();
+    }
+    {
+        let mut c = pool.get().unwrap();
+        let inside: Option<Option<i64>> = c.query_first("SELECT @inside").unwrap();
+        assert_eq!(inside, Some(None), "a transaction's SET @inside leaked");
+    }
+    let first = statement_id(&mut pool.get().unwrap());
+
     // Session state: the full reset (the statement cache goes with it).
     {
         let mut c = pool.get().unwrap();
