@@ -4,8 +4,10 @@
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 
-use postgres::{Client, Statement};
+use postgres::types::{ToSql, Type};
+use postgres::{Client, Row, SimpleQueryMessage, Statement, ToStatement};
 
+use crate::session::{classify, Kind, KnownStatements, Session};
 use crate::statement_cache::StatementCache;
 
 /// A PostgreSQL connection managed by [`PostgresManager`](crate::PostgresManager).
@@ -25,31 +27,52 @@ use crate::statement_cache::StatementCache;
 ///
 /// # Knowing whether a borrower left state behind
 ///
-/// Every `postgres::Client` method that talks to the server takes
-/// `&mut self`, so it goes through this type's [`DerefMut`]. That marks the
-/// connection as *used*; a connection that was borrowed but not used (or only
-/// inspected through `&Client`, e.g. [`Client::is_closed`]) comes back
-/// without any session-state reset, saving a round trip. The mark is cleared
-/// once the manager has reset the session (see [`Isolation`](crate::Isolation)).
+/// A connection that was borrowed but not used (or only inspected through
+/// `&Client`, e.g. [`Client::is_closed`]) comes back without any
+/// session-state reset, saving a round trip.
+///
+/// A used one is reset only as far as needed (the default, see
+/// [`PostgresManager::track_session_state`](crate::PostgresManager::track_session_state)):
+/// this type has its own [`query`](Self::query), [`query_one`](Self::query_one),
+/// [`query_opt`](Self::query_opt), [`execute`](Self::execute),
+/// [`simple_query`](Self::simple_query), [`batch_execute`](Self::batch_execute),
+/// [`prepare`](Self::prepare), [`prepare_typed`](Self::prepare_typed) and
+/// [`transaction`](Self::transaction), with the client's signatures, and reads
+/// the text of each statement they send (see
+/// [`Isolation::Full`](crate::Isolation::Full)). Any other client method goes
+/// through [`DerefMut`], which the pool cannot see into: the loan then gets
+/// the whole reset. The marks are cleared once the manager has reset the
+/// session.
 pub struct PgConnection {
     /// `None` only after a timed-out reset gave the client up (the pool then
     /// closes this connection and never lends it again).
     client: Option<Client>,
-    used: bool,
+    /// What the loans since the last reset left, as far as known.
+    session: Session,
+    /// Whether statements' text is read (else every used loan is reset in
+    /// full).
+    tracked: bool,
     broken: bool,
     statements: StatementCache,
+    /// What the text of each statement in `statements` showed.
+    cached_kinds: KnownStatements,
+    /// The same for statements prepared during this loan.
+    loan_kinds: KnownStatements,
 }
 
 const GIVEN_UP: &str = "this connection was given up after a timed-out reset or validation \
                         and must not be used (the pool never lends it again)";
 
 impl PgConnection {
-    pub(crate) fn new(client: Client, statement_cache_size: usize) -> Self {
+    pub(crate) fn new(client: Client, statement_cache_size: usize, tracked: bool) -> Self {
         PgConnection {
             client: Some(client),
-            used: false,
+            session: Session::default(),
+            tracked,
             broken: false,
             statements: StatementCache::new(statement_cache_size),
+            cached_kinds: KnownStatements::default(),
+            loan_kinds: KnownStatements::default(),
         }
     }
 
@@ -81,9 +104,13 @@ impl PgConnection {
         if let Some(statement) = self.statements.get(query) {
             return Ok(statement);
         }
-        let prepared = (**self).prepare(query);
-        let statement = prepared.map_err(|e| self.record(e))?;
-        self.statements.insert(query, statement.clone());
+        let statement = self.watched(Kind::Plain, |client| client.prepare(query))?;
+        if let Some(evicted) = self.statements.insert(query, statement.clone()) {
+            self.cached_kinds.forget(&evicted);
+        }
+        if self.statements.holds(query) {
+            self.cached_kinds.remember(&statement, classify(query));
+        }
         Ok(statement)
     }
 
@@ -96,6 +123,7 @@ impl PgConnection {
     /// Forgets (and closes on the server) every statement
     /// [`prepare_cached`](Self::prepare_cached) holds.
     pub fn clear_statement_cache(&mut self) {
+        self.cached_kinds.clear();
         self.statements.clear();
     }
 
@@ -113,7 +141,154 @@ impl PgConnection {
     /// # Ok(()) }
     /// ```
     pub fn was_used(&self) -> bool {
-        self.used
+        self.session.used
+    }
+
+    /// Makes the next reset the whole one, whatever the statements' text
+    /// showed: for session state that text cannot show, such as a setting
+    /// changed by a trigger or by a function a view calls.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (builder, manager) = pool_postgres::builder_from_url("postgres://app@localhost/app")?;
+    /// # let pool = builder.build(manager)?;
+    /// let mut conn = pool.get()?;
+    /// conn.execute("UPDATE audited SET n = n + 1", &[])?; // its trigger calls set_config()
+    /// conn.mark_session_changed();
+    /// # Ok(()) }
+    /// ```
+    pub fn mark_session_changed(&mut self) {
+        self.session.used = true;
+        self.session.changed = true;
+    }
+
+    pub(crate) fn session(&self) -> Session {
+        self.session
+    }
+
+    pub(crate) fn is_tracked(&self) -> bool {
+        self.tracked
+    }
+
+    /// Runs `call` on the client after noting what a statement of `kind`
+    /// may leave; a failed statement may have left anything (a failed
+    /// transaction, a half-run text), and a connection error marks the
+    /// connection broken.
+    #[inline]
+    fn watched<R>(
+        &mut self,
+        kind: Kind,
+        call: impl FnOnce(&mut Client) -> Result<R, postgres::Error>,
+    ) -> Result<R, postgres::Error> {
+        self.session
+            .before(if self.tracked { kind } else { Kind::Other });
+        let result = call(self.client.as_mut().expect(GIVEN_UP));
+        if let Err(e) = &result {
+            self.session.changed = true;
+            if crate::is_connection_error(e) {
+                self.broken = true;
+            }
+        }
+        result
+    }
+
+    /// What running `query` may leave: its text, or what the text of the
+    /// statement showed when it was prepared here.
+    #[inline]
+    fn kind_of<T: ?Sized + Query>(&self, query: &T) -> Kind {
+        match (query.__text(), query.__statement()) {
+            (Some(text), _) => classify(text),
+            (None, Some(statement)) => self
+                .cached_kinds
+                .kind(statement)
+                .or_else(|| self.loan_kinds.kind(statement))
+                .unwrap_or(Kind::Other),
+            (None, None) => Kind::Other,
+        }
+    }
+
+    /// [`Client::execute`], watched (see the type's doc).
+    pub fn execute<T>(
+        &mut self,
+        query: &T,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, postgres::Error>
+    where
+        T: ?Sized + Query,
+    {
+        let kind = self.kind_of(query);
+        self.watched(kind, |c| c.execute(query, params))
+    }
+
+    /// [`Client::query`], watched (see the type's doc).
+    pub fn query<T>(
+        &mut self,
+        query: &T,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, postgres::Error>
+    where
+        T: ?Sized + Query,
+    {
+        let kind = self.kind_of(query);
+        self.watched(kind, |c| c.query(query, params))
+    }
+
+    /// [`Client::query_one`], watched (see the type's doc).
+    pub fn query_one<T>(
+        &mut self,
+        query: &T,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, postgres::Error>
+    where
+        T: ?Sized + Query,
+    {
+        let kind = self.kind_of(query);
+        self.watched(kind, |c| c.query_one(query, params))
+    }
+
+    /// [`Client::query_opt`], watched (see the type's doc).
+    pub fn query_opt<T>(
+        &mut self,
+        query: &T,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, postgres::Error>
+    where
+        T: ?Sized + Query,
+    {
+        let kind = self.kind_of(query);
+        self.watched(kind, |c| c.query_opt(query, params))
+    }
+
+    /// [`Client::simple_query`], watched (see the type's doc).
+    pub fn simple_query(
+        &mut self,
+        query: &str,
+    ) -> Result<Vec<SimpleQueryMessage>, postgres::Error> {
+        self.watched(classify(query), |c| c.simple_query(query))
+    }
+
+    /// [`Client::batch_execute`], watched (see the type's doc).
+    pub fn batch_execute(&mut self, query: &str) -> Result<(), postgres::Error> {
+        self.watched(classify(query), |c| c.batch_execute(query))
+    }
+
+    /// [`Client::prepare`]; running the statement later on this loan is
+    /// judged by `query`'s text (see the type's doc).
+    pub fn prepare(&mut self, query: &str) -> Result<Statement, postgres::Error> {
+        let statement = self.watched(Kind::Plain, |c| c.prepare(query))?;
+        self.loan_kinds.remember(&statement, classify(query));
+        Ok(statement)
+    }
+
+    /// [`Client::prepare_typed`]; as [`prepare`](Self::prepare).
+    pub fn prepare_typed(
+        &mut self,
+        query: &str,
+        types: &[Type],
+    ) -> Result<Statement, postgres::Error> {
+        let statement = self.watched(Kind::Plain, |c| c.prepare_typed(query, types))?;
+        self.loan_kinds.remember(&statement, classify(query));
+        Ok(statement)
     }
 
     /// Records a driver error seen on this connection: when it is a
@@ -176,7 +351,14 @@ impl PgConnection {
     }
 
     pub(crate) fn mark_clean(&mut self) {
-        self.used = false;
+        self.session = Session::default();
+        self.loan_kinds.clear();
+    }
+
+    /// Forgets the statements prepared during the loan (a clone of each is
+    /// kept until then), whether or not the session is reset.
+    pub(crate) fn end_loan(&mut self) {
+        self.loan_kinds.clear();
     }
 }
 
@@ -187,6 +369,8 @@ impl Drop for PgConnection {
         // may never be answered (a black-holed network), so a broken
         // connection is dropped on a worker thread, never on the pool's.
         // Statements first: each closes itself through the client.
+        self.cached_kinds.clear();
+        self.loan_kinds.clear();
         self.statements.clear();
         if let Some(client) = self.client.take() {
             if self.broken {
@@ -211,7 +395,8 @@ impl Deref for PgConnection {
 
 impl DerefMut for PgConnection {
     fn deref_mut(&mut self) -> &mut Client {
-        self.used = true;
+        self.session.used = true;
+        self.session.changed = true;
         self.client.as_mut().expect(GIVEN_UP)
     }
 }
@@ -219,8 +404,54 @@ impl DerefMut for PgConnection {
 impl fmt::Debug for PgConnection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PgConnection")
-            .field("used", &self.used)
+            .field("used", &self.session.used)
+            .field("session_changed", &self.session.changed)
             .field("broken", &self.is_broken())
             .finish_non_exhaustive()
+    }
+}
+
+/// What [`PgConnection`]'s own query methods take: the same as the
+/// client's (`&str`, `&String` or a `&Statement`; `postgres::ToStatement`
+/// has no other implementations), in a form whose text the pool can read.
+/// Sealed.
+pub trait Query: ToStatement + sealed::Sealed {
+    #[doc(hidden)]
+    fn __text(&self) -> Option<&str>;
+    #[doc(hidden)]
+    fn __statement(&self) -> Option<&Statement>;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for str {}
+    impl Sealed for String {}
+    impl Sealed for postgres::Statement {}
+}
+
+impl Query for str {
+    fn __text(&self) -> Option<&str> {
+        Some(self)
+    }
+    fn __statement(&self) -> Option<&Statement> {
+        None
+    }
+}
+
+impl Query for String {
+    fn __text(&self) -> Option<&str> {
+        Some(self)
+    }
+    fn __statement(&self) -> Option<&Statement> {
+        None
+    }
+}
+
+impl Query for Statement {
+    fn __text(&self) -> Option<&str> {
+        None
+    }
+    fn __statement(&self) -> Option<&Statement> {
+        Some(self)
     }
 }

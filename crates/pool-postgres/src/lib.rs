@@ -47,10 +47,12 @@ mod capacity;
 mod connection;
 mod credentials;
 mod error;
+mod session;
 mod statement_cache;
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub mod tls;
+mod transaction;
 
 #[cfg(feature = "rustls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
@@ -66,12 +68,14 @@ use pool_core::ManageConnection;
 use postgres::config::Host;
 use postgres::tls::{MakeTlsConnect, TlsConnect};
 use postgres::{Client, Socket};
+use session::ResetPlan;
 
 pub use capacity::{check_capacity, check_pool_capacity, Capacity};
-pub use connection::PgConnection;
+pub use connection::{PgConnection, Query};
 pub use error::{is_broken_error, is_connection_error, Error};
 pub use postgres;
 pub use postgres::NoTls;
+pub use transaction::Transaction;
 
 // The pool's own types, so that this crate alone names everything a
 // program needs (the pool's error is `PoolError`: `Error` here is the
@@ -301,6 +305,7 @@ pub struct PostgresManager<T> {
     target: String,
     credentials: Option<pool_core::SharedCredentials>,
     statement_cache_size: usize,
+    track_session_state: bool,
 }
 
 impl<T> PostgresManager<T> {
@@ -362,6 +367,7 @@ impl<T> PostgresManager<T> {
             target,
             credentials: None,
             statement_cache_size: DEFAULT_STATEMENT_CACHE_SIZE,
+            track_session_state: true,
         }
     }
 
@@ -421,6 +427,34 @@ impl<T> PostgresManager<T> {
     /// The isolation policy.
     pub fn get_isolation(&self) -> Isolation {
         self.isolation
+    }
+
+    /// Whether to read the text of each statement sent through
+    /// [`PgConnection`]'s own methods and reset a used connection only as
+    /// far as it shows (default `true`; see [`Isolation::Full`]). `false`
+    /// resets every used connection with the whole batch, as if anything
+    /// could have been left: for programs whose triggers, or functions that
+    /// views call, change session state (see the limits in
+    /// [`Isolation::Full`]), when marking those loans with
+    /// [`PgConnection::mark_session_changed`] is not practical.
+    ///
+    /// ```
+    /// # use pool_postgres::{PostgresManager, NoTls};
+    /// let manager = PostgresManager::new("host=db".parse()?, NoTls);
+    /// assert!(manager.get_track_session_state());
+    /// let manager = manager.track_session_state(false);
+    /// assert!(!manager.get_track_session_state());
+    /// # Ok::<(), postgres::Error>(())
+    /// ```
+    pub fn track_session_state(mut self, track: bool) -> Self {
+        self.track_session_state = track;
+        self
+    }
+
+    /// Whether statements are tracked (see
+    /// [`track_session_state`](Self::track_session_state)).
+    pub fn get_track_session_state(&self) -> bool {
+        self.track_session_state
     }
 
     /// The capacity share (see [`capacity_share`](Self::capacity_share)).
@@ -574,7 +608,12 @@ where
                 }
             }
         };
-        Ok(PgConnection::new(client, self.statement_cache_size))
+        let tracked = self.track_session_state && self.isolation != Isolation::None;
+        Ok(PgConnection::new(
+            client,
+            self.statement_cache_size,
+            tracked,
+        ))
     }
 
     fn is_valid(&self, conn: &mut PgConnection, timeout: Duration) -> Result<(), Error> {
@@ -623,9 +662,16 @@ where
         error.connect_failure()
     }
 
-    /// Only a borrower that sent something can have left session state.
+    /// Only a borrower that sent something can have left session state, and
+    /// with tracking only one whose statements' text shows it may have (see
+    /// [`Isolation::Full`]).
     fn needs_reset(&self, conn: &mut PgConnection) -> bool {
-        conn.was_used() && self.isolation != Isolation::None
+        let (session, tracked) = (conn.session(), conn.is_tracked());
+        match self.isolation {
+            Isolation::None => false,
+            Isolation::Rollback => session.needs_rollback(tracked),
+            Isolation::Full => session.full_plan(tracked) != ResetPlan::Nothing,
+        }
     }
 
     /// The session reset is a round trip: off the borrower's path.
@@ -640,14 +686,27 @@ where
     }
 
     fn reset(&self, conn: &mut PgConnection) -> Result<(), Error> {
-        if !conn.was_used() || self.isolation == Isolation::None {
+        if !self.needs_reset(conn) {
             conn.mark_clean();
             return Ok(());
         }
-        let isolation = self.isolation;
+        conn.end_loan();
+        let batch = match (self.isolation, conn.session().full_plan(conn.is_tracked())) {
+            (
+                Isolation::Full,
+                ResetPlan::Light {
+                    rollback,
+                    sequences,
+                },
+            ) => Batch::Light {
+                rollback,
+                sequences,
+            },
+            (isolation, _) => Batch::Policy(isolation),
+        };
         let result = match self.reset_timeout {
             None => match conn.client_mut() {
-                Some(client) => reset_session(client, isolation),
+                Some(client) => reset_session(client, batch),
                 None => {
                     return Err(Error::Worker {
                         operation: "resetting the session",
@@ -661,7 +720,7 @@ where
                     });
                 };
                 let outcome = deadline::run(limit, move || {
-                    let r = reset_session(&mut client, isolation);
+                    let r = reset_session(&mut client, batch);
                     (client, r)
                 });
                 match outcome {
@@ -698,8 +757,33 @@ where
     }
 }
 
-/// Runs the reset batch of `isolation` on `client`.
-fn reset_session(client: &mut Client, isolation: Isolation) -> Result<(), postgres::Error> {
+/// What a reset runs.
+#[derive(Debug, Clone, Copy)]
+enum Batch {
+    /// The policy's whole batch.
+    Policy(Isolation),
+    /// What a tracked loan left (see [`Isolation::Full`]).
+    Light { rollback: bool, sequences: bool },
+}
+
+/// Runs `batch` on `client`.
+fn reset_session(client: &mut Client, batch: Batch) -> Result<(), postgres::Error> {
+    let isolation = match batch {
+        Batch::Policy(isolation) => isolation,
+        Batch::Light {
+            rollback,
+            sequences,
+        } => {
+            // A transaction is known to be open (a plain `ROLLBACK` then
+            // warns of nothing), or known not to be.
+            let sql = match (rollback, sequences) {
+                (true, true) => "ROLLBACK; DISCARD SEQUENCES",
+                (true, false) => "ROLLBACK",
+                (false, _) => "DISCARD SEQUENCES",
+            };
+            return client.batch_execute(sql);
+        }
+    };
     let sql = match isolation {
         Isolation::None => return Ok(()),
         Isolation::Rollback => ROLLBACK_SQL,
@@ -789,6 +873,7 @@ impl<T> fmt::Debug for PostgresManager<T> {
                 &self.credentials.as_ref().map(|_| "provider"),
             )
             .field("statement_cache_size", &self.statement_cache_size)
+            .field("track_session_state", &self.track_session_state)
             .field("tls", &std::any::type_name::<T>())
             .finish()
     }

@@ -64,11 +64,12 @@ impl StatementCache {
     }
 
     /// Keeps `statement` for `sql`, evicting the least recently used one
-    /// when full. With capacity 0 nothing is kept.
-    pub(crate) fn insert(&mut self, sql: &str, statement: Statement) {
+    /// when full (and returning it). With capacity 0 nothing is kept.
+    pub(crate) fn insert(&mut self, sql: &str, statement: Statement) -> Option<Statement> {
         if self.capacity == 0 {
-            return;
+            return None;
         }
+        let mut evicted = None;
         if self.entries.len() >= self.capacity && !self.entries.contains_key(sql) {
             let oldest = self
                 .entries
@@ -76,11 +77,17 @@ impl StatementCache {
                 .min_by_key(|(_, (_, used))| *used)
                 .map(|(sql, _)| sql.clone());
             if let Some(oldest) = oldest {
-                self.entries.remove(&oldest);
+                evicted = self.entries.remove(&oldest).map(|(statement, _)| statement);
             }
         }
         self.tick += 1;
         self.entries.insert(sql.to_owned(), (statement, self.tick));
+        evicted
+    }
+
+    /// Whether `statement` is one of the cached ones.
+    pub(crate) fn holds(&self, sql: &str) -> bool {
+        self.entries.contains_key(sql)
     }
 
     pub(crate) fn len(&self) -> usize {

@@ -61,10 +61,14 @@ fn full_isolation_hides_every_leak_from_the_next_borrower() {
     {
         let mut c = pool.get().unwrap();
         c.batch_execute(&format!(
-            "CREATE TABLE {table} (x int); CREATE SEQUENCE {seq}"
+            "CREATE TABLE {table} (x int); CREATE SEQUENCE {seq}; \
+             CREATE TABLE {table}_serial (id serial PRIMARY KEY); \
+             CREATE FUNCTION {table}_sets() RETURNS int LANGUAGE plpgsql AS \
+             $$ BEGIN PERFORM set_config('app.by_function', 'yes', false); RETURN 1; END $$"
         ))
         .unwrap();
     }
+    let (t3, t4, t5, t6) = (table.clone(), table.clone(), table.clone(), table.clone());
 
     let t = table.clone();
     let t2 = table.clone();
@@ -233,6 +237,127 @@ fn full_isolation_hides_every_leak_from_the_next_borrower() {
                 assert_eq!(n, 0);
             }),
         },
+        // What the statements' text shows and the light resets.
+        Leak {
+            name: "open transaction begun by a statement of its own (light reset)",
+            a: Box::new(move |c, _| {
+                c.batch_execute("BEGIN").unwrap();
+                c.execute(&format!("INSERT INTO {t3} VALUES ($1)"), &[&5_i32])
+                    .unwrap();
+            }),
+            b: Box::new(move |c, _| {
+                let n: i64 = c
+                    .query_one(&format!("SELECT count(*) FROM {t4}"), &[])
+                    .unwrap()
+                    .get(0);
+                assert_eq!(n, 0, "A's insert was committed or is still visible");
+            }),
+        },
+        Leak {
+            name: "currval moved by an INSERT's serial default (light reset)",
+            a: Box::new(move |c, _| {
+                c.execute(&format!("INSERT INTO {t5}_serial DEFAULT VALUES"), &[])
+                    .unwrap();
+            }),
+            b: Box::new(|c, _| {
+                let err = c.batch_execute("SELECT lastval()").unwrap_err();
+                assert_eq!(
+                    err.code(),
+                    Some(&postgres::error::SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE)
+                );
+            }),
+        },
+        Leak {
+            name: "set_config in a SELECT",
+            a: Box::new(|c, _| {
+                c.query_one("SELECT set_config('app.in_select', 'yes', false)", &[])
+                    .unwrap();
+            }),
+            b: Box::new(|c, _| {
+                assert_eq!(
+                    text(
+                        c,
+                        "SELECT coalesce(current_setting('app.in_select', true), '')"
+                    ),
+                    Some(String::new())
+                )
+            }),
+        },
+        Leak {
+            name: "a setting changed by a function of the application's",
+            a: Box::new(move |c, _| {
+                c.query_one(&format!("SELECT {t6}_sets()"), &[]).unwrap();
+            }),
+            b: Box::new(|c, _| {
+                assert_eq!(
+                    text(
+                        c,
+                        "SELECT coalesce(current_setting('app.by_function', true), '')"
+                    ),
+                    Some(String::new())
+                )
+            }),
+        },
+        Leak {
+            name: "advisory lock taken by a statement prepared in the loan",
+            a: Box::new(|c, _| {
+                let st = c.prepare("SELECT pg_advisory_lock($1)").unwrap();
+                c.query_one(&st, &[&515151_i64]).unwrap();
+            }),
+            b: Box::new(|c, _| {
+                let held: i64 = c
+                    .query_one(
+                        "SELECT count(*) FROM pg_locks \
+                         WHERE locktype = 'advisory' AND pid = pg_backend_pid()",
+                        &[],
+                    )
+                    .unwrap()
+                    .get(0);
+                assert_eq!(held, 0);
+            }),
+        },
+        Leak {
+            name: "a SET as the second statement of a text",
+            a: Box::new(|c, _| {
+                c.batch_execute("SELECT 1; SET search_path TO pg_catalog")
+                    .unwrap()
+            }),
+            b: Box::new(|c, _| {
+                assert_ne!(
+                    text(c, "SELECT current_setting('search_path')"),
+                    Some("pg_catalog".into())
+                )
+            }),
+        },
+        Leak {
+            name: "SELECT … INTO TEMP",
+            a: Box::new(|c, _| {
+                c.batch_execute("SELECT 1 AS x INTO TEMP into_temp")
+                    .unwrap()
+            }),
+            b: Box::new(|c, _| {
+                assert_eq!(
+                    text(c, "SELECT to_regclass('pg_temp.into_temp')::text"),
+                    None
+                )
+            }),
+        },
+        Leak {
+            name: "a setting changed in a transaction of the inner client",
+            a: Box::new(|c, _| {
+                let client: &mut postgres::Client = c;
+                let mut tx = client.transaction().unwrap();
+                tx.batch_execute("SELECT set_config('app.inner', 'yes', false)")
+                    .unwrap();
+                tx.commit().unwrap();
+            }),
+            b: Box::new(|c, _| {
+                assert_eq!(
+                    text(c, "SELECT coalesce(current_setting('app.inner', true), '')"),
+                    Some(String::new())
+                )
+            }),
+        },
         Leak {
             name: "sequence currval",
             a: Box::new(move |c, _| c.batch_execute(&format!("SELECT nextval('{s}')")).unwrap()),
@@ -267,8 +392,11 @@ fn full_isolation_hides_every_leak_from_the_next_borrower() {
     assert_eq!(pool.state().total, 1);
 
     let mut c = pool.get().unwrap();
-    c.batch_execute(&format!("DROP TABLE {table}; DROP SEQUENCE {seq}"))
-        .unwrap();
+    c.batch_execute(&format!(
+        "DROP TABLE {table}; DROP SEQUENCE {seq}; DROP TABLE {table}_serial; \
+         DROP FUNCTION {table}_sets()"
+    ))
+    .unwrap();
     drop(c);
     drop(pool);
     admin.batch_execute(&format!("DROP ROLE {role}")).unwrap();
@@ -426,7 +554,9 @@ fn an_unused_borrow_sends_nothing() {
     };
     {
         let mut a = pool.get().unwrap();
-        a.batch_execute("SELECT 'marker'").unwrap();
+        // Session state, so that the reset runs (a loan of plain statements
+        // is not reset at all: tests/session_tracking.rs).
+        a.batch_execute("SET TIME ZONE 'UTC'").unwrap();
     }
     // The reset runs off the borrower's thread: wait for the connection to
     // be back (idle) before looking.
