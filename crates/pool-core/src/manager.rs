@@ -189,10 +189,11 @@ pub trait ManageConnection: Send + Sync + 'static {
     /// [`Builder::reset_in_background`](crate::Builder::reset_in_background)).
     ///
     /// With a limit, the pool watches its background resets: its housekeeper
-    /// gives up a connection whose reset has run longer (the seat is freed,
-    /// counted as closed for `reset_failed`, and a replacement can be opened;
-    /// the connection itself is dropped on the background thread whenever
-    /// `reset` returns), and [`deadline::run`](crate::deadline::run) calls in
+    /// gives up a connection whose reset has run longer (counted as closed
+    /// for `reset_failed` and shown in `State::given_up`; its session may
+    /// still exist on the server, so it keeps its place in `max_size` until
+    /// `reset` returns and the background thread drops it, and a
+    /// replacement is opened only where `max_size` has room), and [`deadline::run`](crate::deadline::run) calls in
     /// that reset run inline instead of hopping to another thread. A manager
     /// that bounds its reset with `deadline::run` should return the same
     /// limit here. The default, `None`, means the pool does not watch: the
