@@ -186,10 +186,18 @@ pub(super) fn creator<M: ManageConnection>(weak: Weak<Inner<M>>, bell: Receiver<
 }
 
 /// Whether the pool wants one more connection right now.
+///
+/// Waiters count as demand only beyond the idle connections already there
+/// for them: a connection the creator published goes idle and wakes the
+/// oldest waiter, which stays registered until it has claimed it; counting
+/// it then would open connection after connection for one slow-waking
+/// waiter (seen under ThreadSanitizer's slowdown: five connections for one
+/// borrower, `peer_hikari::evicted_connection_leaves_the_pool`).
 pub(super) fn should_create<M: ManageConnection>(inner: &Inner<M>) -> bool {
     let total = inner.total.load(Ordering::SeqCst);
+    let waiting = inner.bag.waiting();
     inner.occupied() < inner.max_size.load(Ordering::SeqCst)
-        && (inner.bag.waiting() > 0
+        && ((waiting > 0 && waiting > inner.idle_count())
             || inner.wanted.load(Ordering::SeqCst)
             || total < inner.init_target.load(Ordering::Relaxed)
             || inner.idle_count() < inner.min_idle.load(Ordering::Relaxed))
