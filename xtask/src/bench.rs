@@ -475,6 +475,35 @@ fn summary_table(res: &Results) -> String {
                 "≥ 20×",
             );
         }
+        // The scenarios users run besides `SELECT 1` (issue 18): the same
+        // goal against each peer's defaults.
+        for (scenario, name) in [
+            ("transaction", "short transaction"),
+            ("prepared", "prepared query"),
+        ] {
+            for threads in ["1", "8"] {
+                let qps = |v: &str| {
+                    section.and_then(|s| s[scenario]["qps"][threads][v].as_f64())
+                };
+                for (peer, label) in peers {
+                    let (a, b) = (qps(ours_default), qps(peer));
+                    let ratio = ratio_of(a, b);
+                    rows.push(Row {
+                        target: "6",
+                        what: format!(
+                            "{db} {name}, pool of 4, {threads} thread(s), {ours_default} \
+                             defaults: q/s vs {label}"
+                        ),
+                        ours: rate(a),
+                        peer: rate(b),
+                        ratio,
+                        ratio_text: times(ratio),
+                        goal: Goal::AtLeast(1.5),
+                        goal_text: "≥ 1.5×".into(),
+                    });
+                }
+            }
+        }
     }
 
     // 7. Metrics cost: on (the default) − off, in ns.
