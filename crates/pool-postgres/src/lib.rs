@@ -379,14 +379,15 @@ impl<T> PostgresManager<T> {
     /// The driver has no per-call timeout, so the limit is kept by the pool
     /// or by a helper thread:
     ///
-    /// * While nobody waits for a connection, the pool resets on its
-    ///   background thread (the borrower's `drop` does not wait), and the
-    ///   pool's housekeeper gives the connection up once the limit has
-    ///   passed (see `ManageConnection::reset_limit`).
-    /// * While others wait (a saturated pool), or always with
-    ///   `Builder::reset_in_background(false)`, the returning thread resets,
-    ///   through a helper thread (a hand-off each way) so that it waits at
-    ///   most the limit.
+    /// * The pool resets on a background thread (the borrower's `drop` does
+    ///   not wait), which then gives the connection to a waiting borrower
+    ///   or makes it idle, and the pool's housekeeper gives the connection
+    ///   up once the limit has passed (see `ManageConnection::reset_limit`).
+    ///   This holds while others wait too (see
+    ///   `ManageConnection::reset_hands_off`).
+    /// * With `Builder::reset_in_background(false)`, the returning thread
+    ///   resets, through a helper thread (a hand-off each way) so that it
+    ///   waits at most the limit.
     ///
     /// `None` trusts the network: a reset on the returning thread then
     /// waits as long as the server does (a black-holed connection can block
@@ -637,6 +638,14 @@ where
     /// background resets.
     fn reset_limit(&self) -> Option<Duration> {
         self.reset_timeout
+    }
+
+    /// A reset with a time limit goes through `deadline::run` (the driver
+    /// keeps its socket to itself): called on the returning thread, it would
+    /// hop to a worker and back, so the pool sends it to the background
+    /// even while borrowers wait.
+    fn reset_hands_off(&self) -> bool {
+        self.reset_timeout.is_some()
     }
 
     fn reset(&self, conn: &mut PgConnection) -> Result<(), Error> {
