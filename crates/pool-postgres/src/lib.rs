@@ -255,10 +255,15 @@ const ROLLBACK_SQL: &str = "SET LOCAL client_min_messages TO error; BEGIN; ROLLB
 /// Batch run by [`Isolation::Full`]; it starts like [`ROLLBACK_SQL`] (and for
 /// the same reason), and its last statement lists SQL-level prepared
 /// statements, deallocated in a second round trip when there are any.
+///
+/// The list comes from `pg_prepared_statement()`, the function the
+/// `pg_prepared_statements` view selects from (the same rows, callable by
+/// anyone): the server then skips the view's rewrite and the lock on the
+/// view (docs/performance.md, "The `Full` batch on the server").
 const FULL_SQL: &str = "SET LOCAL client_min_messages TO error; BEGIN; ROLLBACK; \
     SET SESSION AUTHORIZATION DEFAULT; RESET ALL; CLOSE ALL; UNLISTEN *; \
     SELECT pg_catalog.pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES; \
-    SELECT name AS pool_reset_prepared FROM pg_catalog.pg_prepared_statements WHERE from_sql";
+    SELECT s.name AS pool_reset_prepared FROM pg_catalog.pg_prepared_statement() s WHERE s.from_sql";
 
 /// A [`ManageConnection`] for PostgreSQL: opens [`PgConnection`]s with a
 /// `postgres::Config` and a TLS connector (`NoTls`, or
