@@ -238,6 +238,21 @@ pub trait ManageConnection: Send + Sync + 'static {
         None
     }
 
+    /// Whether [`reset`](ManageConnection::reset), called on the returning
+    /// thread, hands its work to another thread anyway: a reset bounded with
+    /// [`deadline::run`](crate::deadline::run), for a driver that cannot
+    /// bound its socket reads. When it does, and the pool resets in the
+    /// background with a [`reset_limit`](ManageConnection::reset_limit), a
+    /// used connection goes to a worker even while borrowers wait: the
+    /// worker runs the reset inline (watched) and gives the connection
+    /// straight to a waiter, one hand-off instead of the returning thread's
+    /// two (to the worker and back). The default says no: while borrowers
+    /// wait, the returning thread resets, bounded by the manager on that
+    /// thread (a socket read timeout, say).
+    fn reset_hands_off(&self) -> bool {
+        false
+    }
+
     /// What a failed [`connect`](ManageConnection::connect) says about the
     /// database, for the pool's fail-fast rule (see
     /// [`Builder::fail_fast`](crate::Builder::fail_fast)).

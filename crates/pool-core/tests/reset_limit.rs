@@ -1,6 +1,7 @@
 //! Background resets under the manager's reset limit
 //! (`ManageConnection::reset_limit`): the pool gives up a connection whose
-//! reset outlives it (holding its place in `max_size` until it is closed), and a watched reset costs one hand-off, not two.
+//! reset outlives it (holding its place in `max_size` until it is closed), and a watched reset costs one hand-off, not two,
+//! even while borrowers wait when the manager's reset would hop anyway (`reset_hands_off`).
 
 mod common;
 
@@ -123,6 +124,34 @@ fn a_watched_reset_runs_its_bounded_calls_on_the_background_thread() {
 }
 
 #[test]
+fn with_waiters_a_reset_that_would_hop_still_goes_to_the_background() {
+    // A manager whose bounded reset hops to a worker anyway
+    // (`reset_hands_off`) is reset in the background, watched, even while a
+    // borrower waits: no hop. Otherwise the returning thread resets while
+    // others wait, and its bounded call hops.
+    for hands_off in [true, false] {
+        let m = manager_with_limit(5_000);
+        m.db.reset_via_deadline.store(true, Ordering::SeqCst);
+        m.db.reset_hands_off.store(hands_off, Ordering::SeqCst);
+        let pool = pool_of(&m, 1, true);
+        let c = pool.get().unwrap();
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| drop(pool.get_timeout(Duration::from_secs(5)).unwrap()));
+            assert!(eventually(Duration::from_secs(5), || pool.state().waiting == 1));
+            drop(c);
+            waiter.join().unwrap();
+        });
+        assert!(eventually(Duration::from_secs(5), || m
+            .db
+            .resets
+            .load(Ordering::SeqCst)
+            == 2));
+        let hops = m.db.reset_hops.load(Ordering::SeqCst);
+        assert_eq!(hops, usize::from(!hands_off), "hands_off: {hands_off}");
+    }
+}
+
+#[test]
 fn closing_the_pool_does_not_wait_for_a_stuck_reset() {
     let m = manager_with_limit(100);
     let pool = pool_of(&m, 2, true);
@@ -149,6 +178,9 @@ fn a_customized_manager_keeps_the_reset_settings_of_the_one_it_wraps() {
 
     // (The trait's default is `None`: a wrapper that does not forward it
     // loses the pool's watch over background resets.)
-    let wrapped = Customized::new(manager_with_limit(250), Nothing);
+    let m = manager_with_limit(250);
+    m.db.reset_hands_off.store(true, Ordering::SeqCst);
+    let wrapped = Customized::new(m, Nothing);
     assert_eq!(wrapped.reset_limit(), Some(Duration::from_millis(250)));
+    assert!(wrapped.reset_hands_off());
 }

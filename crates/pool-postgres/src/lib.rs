@@ -259,10 +259,15 @@ const ROLLBACK_SQL: &str = "SET LOCAL client_min_messages TO error; BEGIN; ROLLB
 /// Batch run by [`Isolation::Full`]; it starts like [`ROLLBACK_SQL`] (and for
 /// the same reason), and its last statement lists SQL-level prepared
 /// statements, deallocated in a second round trip when there are any.
+///
+/// The list comes from `pg_prepared_statement()`, the function the
+/// `pg_prepared_statements` view selects from (the same rows, callable by
+/// anyone): the server then skips the view's rewrite and the lock on the
+/// view (docs/performance.md, "The `Full` batch on the server").
 const FULL_SQL: &str = "SET LOCAL client_min_messages TO error; BEGIN; ROLLBACK; \
     SET SESSION AUTHORIZATION DEFAULT; RESET ALL; CLOSE ALL; UNLISTEN *; \
     SELECT pg_catalog.pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES; \
-    SELECT name AS pool_reset_prepared FROM pg_catalog.pg_prepared_statements WHERE from_sql";
+    SELECT s.name AS pool_reset_prepared FROM pg_catalog.pg_prepared_statement() s WHERE s.from_sql";
 
 /// A [`ManageConnection`] for PostgreSQL: opens [`PgConnection`]s with a
 /// `postgres::Config` and a TLS connector (`NoTls`, or
@@ -385,14 +390,15 @@ impl<T> PostgresManager<T> {
     /// The driver has no per-call timeout, so the limit is kept by the pool
     /// or by a helper thread:
     ///
-    /// * While nobody waits for a connection, the pool resets on its
-    ///   background thread (the borrower's `drop` does not wait), and the
-    ///   pool's housekeeper gives the connection up once the limit has
-    ///   passed (see `ManageConnection::reset_limit`).
-    /// * While others wait (a saturated pool), or always with
-    ///   `Builder::reset_in_background(false)`, the returning thread resets,
-    ///   through a helper thread (a hand-off each way) so that it waits at
-    ///   most the limit.
+    /// * The pool resets on a background thread (the borrower's `drop` does
+    ///   not wait), which then gives the connection to a waiting borrower
+    ///   or makes it idle, and the pool's housekeeper gives the connection
+    ///   up once the limit has passed (see `ManageConnection::reset_limit`).
+    ///   This holds while others wait too (see
+    ///   `ManageConnection::reset_hands_off`).
+    /// * With `Builder::reset_in_background(false)`, the returning thread
+    ///   resets, through a helper thread (a hand-off each way) so that it
+    ///   waits at most the limit.
     ///
     /// `None` trusts the network: a reset on the returning thread then
     /// waits as long as the server does (a black-holed connection can block
@@ -683,6 +689,14 @@ where
     /// background resets.
     fn reset_limit(&self) -> Option<Duration> {
         self.reset_timeout
+    }
+
+    /// A reset with a time limit goes through `deadline::run` (the driver
+    /// keeps its socket to itself): called on the returning thread, it would
+    /// hop to a worker and back, so the pool sends it to the background
+    /// even while borrowers wait.
+    fn reset_hands_off(&self) -> bool {
+        self.reset_timeout.is_some()
     }
 
     fn reset(&self, conn: &mut PgConnection) -> Result<(), Error> {

@@ -290,6 +290,10 @@ where
         self.manager.reset_limit()
     }
 
+    fn reset_hands_off(&self) -> bool {
+        self.manager.reset_hands_off()
+    }
+
     fn close(&self, mut conn: M::Connection) {
         self.customizer.on_release(&mut conn);
         self.manager.close(conn);

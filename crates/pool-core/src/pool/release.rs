@@ -89,13 +89,16 @@ impl<M: ManageConnection> Inner<M> {
             return self.close_slot(claimed, CloseReason::Rejected);
         }
         local.push(claimed.seat() as *const Seat<M::Connection> as usize);
-        // In the background only while nobody waits. With waiters the pool
-        // is saturated and the returning thread would only queue again; it
-        // is already running, while a worker must first be woken and then
-        // wait for a CPU that the database server and the other borrowers
-        // need (docs/performance.md, "resets on the returning thread").
+        // In the background while nobody waits. With waiters, the returning
+        // thread resets: it is already running, while a worker must first be
+        // woken and then wait for a CPU that the server and the other
+        // borrowers need. Unless the manager's reset would hop to a worker
+        // anyway (`reset_with_waiters`): then the worker runs it inline,
+        // watched, and gives the seat straight to a waiter, one hand-off
+        // instead of two (docs/performance.md, "Resets on the returning
+        // thread").
         if self.background_reset
-            && self.bag.waiting() == 0
+            && (self.bag.waiting() == 0 || self.reset_with_waiters)
             && claimed.with_conn(|c| c.is_some_and(|c| self.manager.needs_reset(c)))
         {
             let Some(claimed) = self.send_to_reset(claimed) else {

@@ -104,6 +104,10 @@ pub(super) struct Inner<M: ManageConnection> {
     /// the background: the housekeeper gives up a seat whose reset has run
     /// longer (see `reset_in_background`).
     pub(super) reset_watch: Option<Millis>,
+    /// Whether a used connection goes to the background even while
+    /// borrowers wait: its reset is watched, and the manager's own would
+    /// hop to a worker anyway (`ManageConnection::reset_hands_off`).
+    pub(super) reset_with_waiters: bool,
     /// This `Inner` itself, for work that must outlive a borrowed loan (a
     /// background reset, [`PooledConnection::into_owned`](crate::PooledConnection::into_owned)).
     pub(super) me: Weak<Inner<M>>,

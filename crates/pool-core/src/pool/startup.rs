@@ -111,6 +111,7 @@ impl<M: ManageConnection> Pool<M> {
         } else {
             None
         };
+        let reset_with_waiters = reset_watch.is_some() && manager.reset_hands_off();
         let (creator_bell, creator_rx) = crossbeam_channel::bounded(1);
         let (housekeeper_bell, housekeeper_rx) = crossbeam_channel::bounded(1);
         let inner = Arc::new_cyclic(|me| Inner {
@@ -151,6 +152,7 @@ impl<M: ManageConnection> Pool<M> {
             handler,
             background_reset,
             reset_watch,
+            reset_with_waiters,
             server_capacity: AtomicU32::new(0),
             config,
         });

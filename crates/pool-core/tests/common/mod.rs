@@ -37,6 +37,8 @@ pub struct Db {
     /// to another thread.
     pub reset_via_deadline: AtomicBool,
     pub reset_hops: AtomicUsize,
+    /// `reset_hands_off()`. Read when the pool is built.
+    pub reset_hands_off: AtomicBool,
     pub connect_attempts: AtomicUsize,
 }
 
@@ -143,6 +145,10 @@ impl pool_core::ManageConnection for TestManager {
             0 => None,
             ms => Some(Duration::from_millis(ms)),
         }
+    }
+
+    fn reset_hands_off(&self) -> bool {
+        self.db.reset_hands_off.load(Ordering::SeqCst)
     }
 
     fn reset(&self, conn: &mut Conn) -> Result<(), std::io::Error> {
