@@ -482,9 +482,7 @@ fn summary_table(res: &Results) -> String {
             ("prepared", "prepared query"),
         ] {
             for threads in ["1", "8"] {
-                let qps = |v: &str| {
-                    section.and_then(|s| s[scenario]["qps"][threads][v].as_f64())
-                };
+                let qps = |v: &str| section.and_then(|s| s[scenario]["qps"][threads][v].as_f64());
                 for (peer, label) in peers {
                     let (a, b) = (qps(ours_default), qps(peer));
                     let ratio = ratio_of(a, b);
