@@ -21,6 +21,8 @@
 //! * `pool-postgres`: pool-core over pool-postgres's manager with its
 //!   defaults (it resets only what the text of a loan's statements shows
 //!   the loan left: these scenarios' loans leave nothing);
+//! * `pool-postgres none`: the same with `Isolation::None` (issue 18's
+//!   target: the defaults at ≥ 0.8× of it);
 //! * `r2d2`: r2d2 defaults over r2d2_postgres (checks every connection on
 //!   checkout: one more round trip);
 //! * `connect-per-query`: no pool, a new connection (SCRAM) per query;
@@ -30,7 +32,8 @@
 //! MariaDB, every variant over loopback TCP: `pool-core` (over
 //! [`benches::db::MinimalMysqlManager`]), `pool-mysql` (pool-core over pool-mysql's
 //! manager with its defaults: it resets only what the server's session-state
-//! reports show a loan left, so these scenarios' loans cost no reset), `r2d2`
+//! reports show a loan left, so these scenarios' loans cost no reset),
+//! `pool-mysql none` (the same with `Isolation::None`), `r2d2`
 //! (r2d2_mysql, which also pings in `has_broken`, i.e. on every return),
 //! `mysql::Pool` (its defaults but 4 connections: it pings on checkout and
 //! resets the connection on return), `connect-per-query`, `raw-held`.
@@ -290,6 +293,10 @@ fn postgres_bench() -> Result<Value, String> {
         .build(PgManager::new(&url).map_err(|e| err(&e))?)
         .map_err(|e| err(&e))?;
     let (manager, _) = pool_postgres::PostgresManager::from_url(&url).map_err(|e| err(&e))?;
+    let none = pool_core::Pool::builder()
+        .max_size(POOL_SIZE)
+        .build(manager.clone().isolation(pool_postgres::Isolation::None))
+        .map_err(|e| err(&e))?;
     let full = pool_core::Pool::builder()
         .max_size(POOL_SIZE)
         .build(manager)
@@ -311,7 +318,7 @@ fn postgres_bench() -> Result<Value, String> {
         ))
         .map_err(|e| err(&e))?;
 
-    let (ours, full, r2d2, config) = (&ours, &full, &r2d2, &config);
+    let (ours, none, full, r2d2, config) = (&ours, &none, &full, &r2d2, &config);
     let mut results = serde_json::Map::new();
     for s in Scenario::ALL {
         let variants: Vec<Variant<'_>> = vec![
@@ -324,6 +331,17 @@ fn postgres_bench() -> Result<Value, String> {
                 Box::new(move |i| {
                     Box::new(move || {
                         let mut conn = full.get().unwrap();
+                        let stmt = (s == Scenario::Prepared)
+                            .then(|| conn.prepare_cached(PG_PREPARED).unwrap());
+                        pg_pooled_work(s, &mut conn, i, stmt.as_ref());
+                    })
+                }),
+            ),
+            (
+                "pool-postgres none",
+                Box::new(move |i| {
+                    Box::new(move || {
+                        let mut conn = none.get().unwrap();
                         let stmt = (s == Scenario::Prepared)
                             .then(|| conn.prepare_cached(PG_PREPARED).unwrap());
                         pg_pooled_work(s, &mut conn, i, stmt.as_ref());
@@ -382,6 +400,10 @@ fn mariadb_bench() -> Result<Value, String> {
         .build(MinimalMysqlManager::new(&url).map_err(|e| err(&e))?)
         .map_err(|e| err(&e))?;
     let (manager, _) = pool_mysql::MysqlManager::from_url(&url).map_err(|e| err(&e))?;
+    let none = pool_core::Pool::builder()
+        .max_size(POOL_SIZE)
+        .build(manager.clone().isolation(pool_mysql::Isolation::None))
+        .map_err(|e| err(&e))?;
     let full = pool_core::Pool::builder()
         .max_size(POOL_SIZE)
         .build(manager)
@@ -410,7 +432,7 @@ fn mariadb_bench() -> Result<Value, String> {
             .map_err(|e| err(&e))?;
     }
 
-    let (ours, full, r2d2, theirs, opts) = (&ours, &full, &r2d2, &theirs, &opts);
+    let (ours, none, full, r2d2, theirs, opts) = (&ours, &none, &full, &r2d2, &theirs, &opts);
     let mut results = serde_json::Map::new();
     for s in Scenario::ALL {
         let variants: Vec<Variant<'_>> = vec![
@@ -421,6 +443,10 @@ fn mariadb_bench() -> Result<Value, String> {
             (
                 "pool-mysql",
                 Box::new(move |i| Box::new(move || my_work(s, &mut *full.get().unwrap(), i))),
+            ),
+            (
+                "pool-mysql none",
+                Box::new(move |i| Box::new(move || my_work(s, &mut *none.get().unwrap(), i))),
             ),
             (
                 "r2d2",

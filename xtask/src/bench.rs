@@ -467,6 +467,14 @@ fn summary_table(res: &Results) -> String {
                     "≥ 1.5×",
                 );
             }
+            let none = format!("{ours_default} none");
+            row(
+                ours_default,
+                format!("{head}, {ours_default} defaults: q/s vs Isolation::None"),
+                &none,
+                Goal::AtLeast(0.8),
+                "≥ 0.8×",
+            );
             row(
                 ours_default,
                 format!("{head}, {ours_default} defaults: q/s vs connect per query"),
@@ -483,7 +491,12 @@ fn summary_table(res: &Results) -> String {
         ] {
             for threads in ["1", "8"] {
                 let qps = |v: &str| section.and_then(|s| s[scenario]["qps"][threads][v].as_f64());
-                for (peer, label) in peers {
+                let none = format!("{ours_default} none");
+                let against = peers
+                    .iter()
+                    .map(|&(peer, label)| (peer, label, 1.5))
+                    .chain([(none.as_str(), "Isolation::None", 0.8)]);
+                for (peer, label, goal) in against {
                     let (a, b) = (qps(ours_default), qps(peer));
                     let ratio = ratio_of(a, b);
                     rows.push(Row {
@@ -496,8 +509,8 @@ fn summary_table(res: &Results) -> String {
                         peer: rate(b),
                         ratio,
                         ratio_text: times(ratio),
-                        goal: Goal::AtLeast(1.5),
-                        goal_text: "≥ 1.5×".into(),
+                        goal: Goal::AtLeast(goal),
+                        goal_text: format!("≥ {goal}×"),
                     });
                 }
             }
