@@ -437,3 +437,76 @@ fn loom_check_in_racing_close_leaves_nothing_idle() {
         assert_eq!(bag.seat(0).state(), VACANT, "nothing idle after close");
     });
 }
+
+/// A thread whose turn is over claims an idle seat and passes it to the
+/// oldest waiter (`Bag::pass_to_oldest`, the pool's `spend_reuse`), or, if
+/// nobody waits, keeps it and later releases it; the waiter has no deadline.
+/// The waiter always ends up with the seat (no lost wake-up, no double
+/// owner: the seat's claim CAS and the waiter's state CAS decide).
+#[test]
+fn loom_a_turn_passes_an_idle_seat_to_the_waiter_or_keeps_it() {
+    loom::model(|| {
+        let bag = bag_with_owned_seat();
+        bag.release(owned(&bag, 0));
+        let waiter = {
+            let bag = bag.clone();
+            thread::spawn(move || wait_and_touch(&bag))
+        };
+        if let Some(mut mine) = bag.seat(0).try_claim(IN_USE) {
+            touch(&mut mine);
+            if let Err(mut kept) = bag.pass_to_oldest(mine) {
+                touch(&mut kept);
+                bag.release(kept);
+            }
+        }
+        assert_eq!(waiter.join().unwrap(), 0);
+        assert_eq!(bag.seat(0).state(), IN_USE);
+        assert_eq!(bag.waiting(), 0);
+    });
+}
+
+/// As above, with a waiter that gives up after one round: a seat passed
+/// just as its waiter times out is taken by the waiter or stays the
+/// passer's, never lost.
+#[test]
+fn loom_a_turn_passing_a_seat_as_the_waiter_times_out() {
+    loom::model(|| {
+        let bag = bag_with_owned_seat();
+        bag.release(owned(&bag, 0));
+        let waiter = {
+            let bag = bag.clone();
+            thread::spawn(move || {
+                let out = bag.wait(
+                    || scan(&bag),
+                    |_| {},
+                    one_round(),
+                    |c| release_surplus(&bag, c),
+                );
+                match out {
+                    WaitOutcome::Got(mut claimed) => {
+                        touch(&mut claimed);
+                        claimed.keep();
+                        true
+                    }
+                    WaitOutcome::TimedOut => false,
+                    _ => panic!("neither closed nor failed"),
+                }
+            })
+        };
+        if let Some(mut mine) = bag.seat(0).try_claim(IN_USE) {
+            touch(&mut mine);
+            if let Err(mut kept) = bag.pass_to_oldest(mine) {
+                touch(&mut kept);
+                bag.release(kept);
+            }
+        }
+        let got = waiter.join().unwrap();
+        let state = bag.seat(0).state();
+        if got {
+            assert_eq!(state, IN_USE);
+        } else {
+            assert_eq!(state, IDLE);
+        }
+        assert_eq!(bag.waiting(), 0);
+    });
+}
