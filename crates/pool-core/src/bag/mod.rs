@@ -232,24 +232,6 @@ impl<C, X: Default> Bag<C, X> {
         unsafe { Claimed::assume(self.seat(handover.index)) }
     }
 
-    /// Passes a seat the caller owns (`IN_USE`, holding a connection) to
-    /// the oldest waiter, as a starving hand-off does (`hand_off`): nobody
-    /// can overtake it. Gives the seat back if nobody waits.
-    #[cold]
-    pub(crate) fn pass_to_oldest<'a>(
-        &'a self,
-        claimed: Claimed<'a, C, X>,
-    ) -> Result<(), Claimed<'a, C, X>> {
-        let slot = claimed.keep();
-        if self.hand_off(slot) {
-            return Ok(());
-        }
-        // SAFETY: `hand_off` found no live waiter, so the seat was handed to
-        // nobody: it is still the caller's (`IN_USE`), whose guard `keep`
-        // ended just above.
-        Err(unsafe { Claimed::assume(slot) })
-    }
-
     /// Makes a seat the caller owns available again: hands it to the oldest
     /// waiter if one is starving, or marks it idle (and wakes the oldest
     /// waiter to compete for it).

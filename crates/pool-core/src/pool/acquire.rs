@@ -27,26 +27,6 @@ pub(super) fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
-/// How long a thread may keep reusing its cached seats while others wait
-/// before it passes one to the oldest waiter (`Inner::spend_reuse`), in
-/// nanoseconds. A little above `BARGE_FOR`, the waiters' own limit: short
-/// enough that every thread gets turns within a scheduler time slice, long
-/// enough that a turn spans many loans (docs/performance.md, "Turns").
-const TURN_NS: u64 = 250_000;
-
-/// How often a thread that keeps reusing its cached seats while others
-/// wait reads the clock, in reuses.
-const TURN_CHECK: u32 = 64;
-
-/// Nanoseconds on a monotonic clock whose origin is the first call; never 0.
-fn turn_clock() -> u64 {
-    static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    let origin = *ORIGIN.get_or_init(Instant::now);
-    u64::try_from(origin.elapsed().as_nanos())
-        .unwrap_or(u64::MAX)
-        .max(1)
-}
-
 /// How much time a borrow-time validation may take: what is left of the
 /// borrower's one deadline, fixed when `get` was called.
 #[derive(Clone, Copy, Debug)]
@@ -114,49 +94,12 @@ impl<M: ManageConnection> Inner<M> {
                 // which never move and live as long as the bag (`bag`),
                 // which `&self` keeps alive.
                 let seat = unsafe { &*(addr as *const Seat<M::Connection>) };
-                if let Some(mut claimed) = seat.try_claim(IN_USE) {
-                    if self.bag.waiting() != 0 {
-                        claimed = self.spend_reuse(local, claimed)?;
-                    }
+                if let Some(claimed) = seat.try_claim(IN_USE) {
                     return self.check_out(local, claimed, now, Budget::Fresh(timeout), 0);
                 }
             }
         }
         None
-    }
-
-    /// The fast path claimed a cached seat while others wait: counts the
-    /// reuse against this thread's turn and, once the turn (`TURN`) is
-    /// over, passes the seat to the oldest waiter and returns `None` (the
-    /// borrower goes on by the slow path). `Some` (the seat is still the
-    /// caller's) while the turn lasts, or if nobody waits any more.
-    ///
-    /// The turn is measured in time, not reuses, so that it means the same
-    /// whether a loan lasts nanoseconds or a database round trip; the clock
-    /// is read once every `TURN_CHECK` reuses.
-    #[cold]
-    #[inline(never)]
-    fn spend_reuse<'a>(
-        &'a self,
-        local: &LocalSeats,
-        claimed: Claimed<'a, M::Connection>,
-    ) -> Option<Claimed<'a, M::Connection>> {
-        let reuses = local.reuses.load(Ordering::Relaxed).wrapping_add(1);
-        local.reuses.store(reuses, Ordering::Relaxed);
-        if !reuses.is_multiple_of(TURN_CHECK) {
-            return Some(claimed);
-        }
-        let now = turn_clock();
-        let began = local.turn_began.load(Ordering::Relaxed);
-        if began == 0 {
-            local.turn_began.store(now, Ordering::Relaxed);
-            return Some(claimed);
-        }
-        if now.saturating_sub(began) < TURN_NS {
-            return Some(claimed);
-        }
-        local.turn_began.store(0, Ordering::Relaxed);
-        self.bag.pass_to_oldest(claimed).err()
     }
 
     #[cold]
@@ -165,8 +108,6 @@ impl<M: ManageConnection> Inner<M> {
         // One deadline for the whole call, fixed here (or when the fast
         // path's failed validation began): every validation and wait below
         // gets what is left of it, never more.
-        // A borrower here has no seat of its own: its turn ends.
-        self.local().turn_began.store(0, Ordering::Relaxed);
         let start = self
             .local()
             .fast_start

@@ -1,7 +1,7 @@
 //! Each thread's cache of the seats it returned most recently, in front of
 //! the shared scan: the borrow path's first stop ([`Inner::local`]).
 
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use crate::observe::metrics::Shard;
@@ -26,11 +26,6 @@ pub(super) struct LocalSeats {
     /// (`bag`), and the borrow then reads the seat's state straight away
     /// instead of first finding its bucket.
     pub(super) seats: [AtomicUsize; LOCAL_SEATS],
-    /// Fast-path reuses while others waited (`Inner::spend_reuse`), modulo
-    /// 2^32. Only this thread touches it.
-    pub(super) reuses: AtomicU32,
-    /// When this thread's turn began (`acquire::turn_clock`), or 0.
-    pub(super) turn_began: AtomicU64,
     /// Where this thread starts scanning the shared seats, so that threads
     /// do not all contend for seat 0.
     pub(super) scan_from: u32,
@@ -76,8 +71,6 @@ impl LocalSeats {
     pub(super) fn new(metrics: bool) -> Self {
         LocalSeats {
             seats: std::array::from_fn(|_| AtomicUsize::new(NO_SEAT)),
-            reuses: AtomicU32::new(0),
-            turn_began: AtomicU64::new(0),
             // Consecutive threads start 3 seats apart: in a small pool each
             // finds its own seat first instead of all racing for seat 0.
             // (Under loom, 0: the models need every execution alike.)
