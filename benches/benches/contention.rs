@@ -18,9 +18,9 @@
 //!   (target 4 for these two);
 //! * `16t-4c`, `16t-4c-1us`, `16t-8c`, `16t-8c-1us`, `32t-4c`, `32t-8c`,
 //!   `32t-8c-1us`: issue 18's threads-outnumber-cores grid (with
-//!   `32t-4c-1us`), 16 or 32 threads on a pool of 4 or 8, with no hold or a
-//!   1 µs hold: fairness and p99.9 against r2d2's, throughput at least
-//!   r2d2's. Only pool-core, r2d2 and `no-pool`, to keep `cargo xtask bench`
+//!   `32t-4c-1us`), 16 or 32 threads on a pool of 4 or 8, with no hold or
+//!   with each loan held for 1 µs: fairness and p99.9 against r2d2's,
+//!   throughput at least r2d2's. Only pool-core, r2d2 and `no-pool`, to keep `cargo xtask bench`
 //!   short (`cargo bench -p benches --bench contention -- 16t 32t` runs the
 //!   grid alone).
 //!
