@@ -15,7 +15,14 @@
 //! * `2t-8c`: 2 threads, pool of 8, no hold (threads ≤ connections, target 3);
 //! * `8t-4c`: 8 threads, pool of 4, no hold;
 //! * `32t-4c-1us`: 32 threads, pool of 4, each loan held for 1 µs (busy)
-//!   (target 4 for these two).
+//!   (target 4 for these two);
+//! * `16t-4c`, `16t-4c-1us`, `16t-8c`, `16t-8c-1us`, `32t-4c`, `32t-8c`,
+//!   `32t-8c-1us`: issue 18's threads-outnumber-cores grid (with
+//!   `32t-4c-1us`), 16 or 32 threads on a pool of 4 or 8, with no hold or
+//!   with each loan held for 1 µs: fairness and p99.9 against r2d2's,
+//!   throughput at least r2d2's. Only pool-core, r2d2 and `no-pool`, to keep `cargo xtask bench`
+//!   short (`cargo bench -p benches --bench contention -- 16t 32t` runs the
+//!   grid alone).
 //!
 //! Each scenario runs several rounds; every round runs every pool once, in a
 //! rotated order, so that a noisy neighbour hurts all pools alike. Throughput
@@ -57,6 +64,21 @@ struct Scenario {
 /// the machine shares its cores among that many busy threads, whatever a
 /// pool does).
 const PEERS: &[&str] = &["pool-core", "r2d2", "r2d2-no-test", "mutex-vec", "no-pool"];
+
+/// Issue 18's grid compares pool-core with r2d2 (and the scheduler's floor).
+const GRID: &[&str] = &["pool-core", "r2d2", "no-pool"];
+
+/// One scenario of issue 18's grid.
+const fn grid(name: &'static str, threads: usize, pool_size: u32, hold_us: u64) -> Scenario {
+    Scenario {
+        name,
+        threads,
+        pool_size,
+        hold: Duration::from_micros(hold_us),
+        latency: true,
+        pools: GRID,
+    }
+}
 
 const SCENARIOS: &[Scenario] = &[
     Scenario {
@@ -100,6 +122,13 @@ const SCENARIOS: &[Scenario] = &[
         latency: true,
         pools: PEERS,
     },
+    grid("16t-4c", 16, 4, 0),
+    grid("16t-4c-1us", 16, 4, 1),
+    grid("16t-8c", 16, 8, 0),
+    grid("16t-8c-1us", 16, 8, 1),
+    grid("32t-4c", 32, 4, 0),
+    grid("32t-8c", 32, 8, 0),
+    grid("32t-8c-1us", 32, 8, 1),
 ];
 
 /// One pool under test.
