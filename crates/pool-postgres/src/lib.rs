@@ -197,6 +197,11 @@ pub enum Isolation {
     /// `BEGIN` first, a clean session's reset logs nothing; a session left
     /// inside a transaction logs one "there is already a transaction in
     /// progress" as its transaction is rolled back.
+    ///
+    /// With [session tracking](PostgresManager::track_session_state) the
+    /// batch is sent only when the loan's statements opened a transaction
+    /// without ending it, or when the pool cannot tell (see
+    /// [`Isolation::Full`]).
     Rollback,
     /// Everything a borrower can leave in the session is undone
     /// (the default):
@@ -227,8 +232,40 @@ pub enum Isolation {
     ///   a transaction block, even the implicit one of a multi-statement
     ///   query, so it would need a separate `ROLLBACK` first).
     ///
-    /// Cost when the connection was used: one round trip (two when SQL
-    /// `PREPARE`d statements exist or the transaction had failed).
+    /// Cost of that whole batch: one round trip (two when SQL `PREPARE`d
+    /// statements exist or the transaction had failed).
+    ///
+    /// # Only what the loan left
+    ///
+    /// The whole batch runs only when a loan may have left something it
+    /// undoes (unless [`PostgresManager::track_session_state`] is off). The
+    /// `postgres` crate's synchronous client keeps the server's transaction
+    /// status and command tags to itself, so the pool reads the text of
+    /// every statement sent through [`PgConnection`]'s own methods (`query`,
+    /// `query_one`, `query_opt`, `execute`, `simple_query`, `batch_execute`,
+    /// `prepare`, `prepare_cached`, `transaction`); a prepared statement is
+    /// judged by the text it was prepared from there. When the connection
+    /// comes back:
+    ///
+    /// | The loan | Reset |
+    /// |---|---|
+    /// | ran no statement, or only plain ones (transactions through [`PgConnection::transaction`] included, once committed or rolled back) | none: no round trip |
+    /// | left a transaction open (`BEGIN`, then plain statements) | `ROLLBACK` |
+    /// | ran an `INSERT` (a column default may call `nextval`) | `DISCARD SEQUENCES`, in the same round trip |
+    /// | ran anything else (`SET`, `LISTEN`, `PREPARE`, `DECLARE`, `CREATE TEMP`, `DO`, `CALL`, `COPY`, several statements in one text), a statement that failed, or used the client through `DerefMut` | the whole batch |
+    ///
+    /// A statement is *plain* when its text is one `SELECT`, `WITH`,
+    /// `VALUES`, `TABLE`, `UPDATE` or `DELETE` that calls no function but
+    /// common built-in ones (`count`, `coalesce`, `now`, `lower`, …; no
+    /// `set_config`, `pg_advisory_lock`, `nextval`, nor a function of yours,
+    /// nor a schema-qualified call) and has no `INTO`.
+    ///
+    /// Two things text cannot show, and so need
+    /// [`PgConnection::mark_session_changed`] on the loan (or
+    /// `track_session_state(false)`, which runs the whole batch after every
+    /// used loan): a **view** whose definition calls a function that changes
+    /// session state, and a **trigger** that does (`set_config(.., false)`,
+    /// a session advisory lock, a temporary table).
     ///
     /// What each policy costs per borrow (the `pg_isolation_cost` example),
     /// and the `Full` batch against `DISCARD ALL` on the server alone, are in
