@@ -66,6 +66,35 @@ impl MysqlConnection {
 }
 
 impl Transaction<'_> {
+    /// The number of rows the last statement affected, as the server
+    /// reported it (as [`mysql::Transaction::affected_rows`]).
+    pub fn affected_rows(&self) -> u64 {
+        self.conn.affected_rows()
+    }
+
+    /// The last statement's insert id, if it reported one: `None` for no id
+    /// or 0 (as [`mysql::Transaction::last_insert_id`], which has the same
+    /// signature).
+    pub fn last_insert_id(&self) -> Option<u64> {
+        let id = self.conn.last_insert_id();
+        (id != 0).then_some(id)
+    }
+
+    /// The last statement's warning count.
+    pub fn warnings(&self) -> u16 {
+        self.conn.warnings()
+    }
+
+    /// The last OK packet's info text, as bytes.
+    pub fn info_ref(&self) -> &[u8] {
+        self.conn.info_ref()
+    }
+
+    /// The last OK packet's info text.
+    pub fn info_str(&self) -> std::borrow::Cow<'_, str> {
+        self.conn.info_str()
+    }
+
     /// Commits the transaction.
     pub fn commit(mut self) -> Result<()> {
         self.done = true;

@@ -153,6 +153,9 @@ fn a_full_isolation_reset_does_only_what_the_loan_needs() {
         let mut tx = c.start_transaction(mysql::TxOpts::default()).unwrap();
         tx.exec_drop("UPDATE tracked SET n = n + 1 WHERE id = ?", (1,))
             .unwrap();
+        // mysql::Transaction's accessors, with their signatures.
+        assert_eq!(tx.affected_rows(), 1);
+        assert_eq!(tx.last_insert_id(), None);
         let _: Option<i64> = tx.exec_first(QUERY, (1,)).unwrap();
         tx.commit().unwrap();
     }
