@@ -190,6 +190,12 @@ impl MysqlConnection {
         self.conn.as_mut().expect(ALWAYS_HELD)
     }
 
+    /// Forgets which statement ids were prepared from plain text (before a
+    /// `COM_RESET_CONNECTION`, which closes them all).
+    pub(crate) fn forget_statements(&mut self) {
+        self.plain_statements.clear();
+    }
+
     pub(crate) fn mark_clean(&mut self) {
         self.session = Session::default();
     }

@@ -883,6 +883,9 @@ impl ManageConnection for MysqlManager {
                 })?
             }
             (Isolation::Full, ResetPlan::Full) => {
+                // The reset closes every statement of the session, and the
+                // server may hand their ids out again.
+                conn.forget_statements();
                 let restore = conn.restore_sql().to_owned();
                 self.with_limit(conn, self.reset_timeout, operation, |c, limit| {
                     // `COM_RESET_CONNECTION`, then the options' `init`
