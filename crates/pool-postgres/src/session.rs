@@ -17,7 +17,8 @@
 //!   table);
 //! * `INSERT` is plain too, except that a column's default may call
 //!   `nextval`, which sets the session's `currval`/`lastval`: it asks for
-//!   `DISCARD SEQUENCES`;
+//!   `DISCARD SEQUENCES` (as does an `UPDATE` that sets a column to
+//!   `DEFAULT`);
 //! * `BEGIN`/`START TRANSACTION` open a transaction, which only a
 //!   `ROLLBACK` must end; `COMMIT`/`END`/`ROLLBACK`/`ABORT` close it;
 //!   `SAVEPOINT`, `RELEASE` and `ROLLBACK TO` keep it;
@@ -276,6 +277,8 @@ pub(crate) fn classify(sql: &str) -> Kind {
     let mut quoted_name = false;
     let mut ended = false;
     let mut into = false;
+    // `SET col = DEFAULT` may call a sequence's `nextval`.
+    let mut default = false;
     let mut savepoint_words = false;
     while i < b.len() {
         let c = b[i];
@@ -385,6 +388,9 @@ pub(crate) fn classify(sql: &str) -> Kind {
                 if word_in(b, word, &["INTO"]) {
                     into = true;
                 }
+                if word_in(b, word, &["DEFAULT"]) {
+                    default = true;
+                }
                 if word_in(b, word, &["TO", "CHAIN", "SAVEPOINT"]) {
                     savepoint_words = true;
                 }
@@ -411,6 +417,8 @@ pub(crate) fn classify(sql: &str) -> Kind {
         } else {
             Kind::Plain
         }
+    } else if is(&["UPDATE"]) && default {
+        Kind::Insert
     } else if is(&["UPDATE", "DELETE"]) {
         Kind::Plain
     } else if is(&["INSERT"]) {
@@ -507,6 +515,7 @@ mod tests {
             ("DELETE FROM t WHERE id = $1", Kind::Plain),
             ("INSERT INTO t (a, b) VALUES ($1, $2)", Kind::Insert),
             ("INSERT INTO s.t (a) VALUES (1)", Kind::Insert),
+            ("UPDATE t SET id = DEFAULT WHERE id = $1", Kind::Insert),
             ("BEGIN", Kind::Begin),
             ("BEGIN ISOLATION LEVEL SERIALIZABLE", Kind::Begin),
             ("START TRANSACTION READ ONLY", Kind::Begin),

@@ -69,6 +69,7 @@ fn full_isolation_hides_every_leak_from_the_next_borrower() {
         .unwrap();
     }
     let (t3, t4, t5, t6) = (table.clone(), table.clone(), table.clone(), table.clone());
+    let t7 = table.clone();
 
     let t = table.clone();
     let t2 = table.clone();
@@ -258,6 +259,29 @@ fn full_isolation_hides_every_leak_from_the_next_borrower() {
             a: Box::new(move |c, _| {
                 c.execute(&format!("INSERT INTO {t5}_serial DEFAULT VALUES"), &[])
                     .unwrap();
+            }),
+            b: Box::new(|c, _| {
+                let err = c.batch_execute("SELECT lastval()").unwrap_err();
+                assert_eq!(
+                    err.code(),
+                    Some(&postgres::error::SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE)
+                );
+            }),
+        },
+        Leak {
+            name: "currval moved by an UPDATE to a serial column's DEFAULT (light reset)",
+            a: Box::new(move |c, _| {
+                // The INSERT leak above left a row.
+                let n = c
+                    .execute(
+                        &format!(
+                            "UPDATE {t7}_serial SET id = DEFAULT \
+                             WHERE id = (SELECT min(id) FROM {t7}_serial)"
+                        ),
+                        &[],
+                    )
+                    .unwrap();
+                assert_eq!(n, 1);
             }),
             b: Box::new(|c, _| {
                 let err = c.batch_execute("SELECT lastval()").unwrap_err();
