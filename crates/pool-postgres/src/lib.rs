@@ -251,7 +251,7 @@ pub enum Isolation {
     /// |---|---|
     /// | ran no statement, or only plain ones (transactions through [`PgConnection::transaction`] included, once committed or rolled back) | none: no round trip |
     /// | left a transaction open (`BEGIN`, then plain statements) | `ROLLBACK` |
-    /// | ran an `INSERT` (a column default may call `nextval`) | `DISCARD SEQUENCES`, in the same round trip |
+    /// | ran an `INSERT`, or an `UPDATE` setting a column to `DEFAULT` (a default may call `nextval`) | `DISCARD SEQUENCES`, in the same round trip |
     /// | ran anything else (`SET`, `LISTEN`, `PREPARE`, `DECLARE`, `CREATE TEMP`, `DO`, `CALL`, `COPY`, several statements in one text), a statement that failed, or used the client through `DerefMut` | the whole batch |
     ///
     /// A statement is *plain* when its text is one `SELECT`, `WITH`,
