@@ -239,8 +239,9 @@ pub enum Isolation {
     /// A statement is *plain* when its text is a single statement that calls
     /// no function but common built-in ones (`COUNT`, `COALESCE`, `NOW`,
     /// `CONCAT`, `CONNECTION_ID`, …), names no user variable (`@v`), and
-    /// does not use `GET_LOCK`, `LAST_INSERT_ID`, `CALL`, `HANDLER`, `XA` or
-    /// sequences: the server reports none of those (MariaDB 10.11 reports
+    /// does not use `GET_LOCK`, `LAST_INSERT_ID`, `CALL`, `HANDLER`, `XA`,
+    /// `FLUSH`, `SET TRANSACTION` or sequences: the server reports none of
+    /// those (MariaDB 10.11 reports
     /// neither user-level locks, nor `:=` or `INTO @v` assignments, nor
     /// `LAST_INSERT_ID(n)`), and a statement that returns rows ends with a
     /// packet that carries no report, so what a stored function does while

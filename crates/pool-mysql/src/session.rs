@@ -15,7 +15,9 @@
 //!   on MariaDB 10.11 by running each statement and reading the OK packet):
 //!   user-level locks (`GET_LOCK`), `LAST_INSERT_ID(expr)`, `:=` and
 //!   `INTO @var` assignments, sequences (`NEXTVAL`, `SETVAL`,
-//!   `NEXT VALUE FOR`), `HANDLER`, `XA`, stored procedures (`CALL`), and
+//!   `NEXT VALUE FOR`), `HANDLER`, `XA`, `FLUSH … WITH READ LOCK`,
+//!   `SET TRANSACTION` (the next transaction's characteristics), stored
+//!   procedures (`CALL`), and
 //!   anything a stored function does: a statement that returns rows ends
 //!   with an EOF packet, which carries no report, so changes made while
 //!   computing rows (a stored function running `SET`) are reported only
@@ -282,6 +284,7 @@ const BUILT_INS: &[&str] = &[
 /// Words that make a statement non-plain wherever they appear (upper case).
 const UNTRACKED: &[&str] = &[
     "CALL",
+    "FLUSH",
     "GET_LOCK",
     "HANDLER",
     "LASTVAL",
@@ -304,6 +307,19 @@ const TABLE_BEFORE: &[&str] = &["INTO", "TABLE", "JOIN", "UPDATE", "FROM"];
 /// A lexer, not a parser: it skips comments and quoted strings, and
 /// treats `/*! … */` (MySQL's executable comments) as code.
 pub(crate) fn is_plain(sql: &str) -> bool {
+    // `SET TRANSACTION …` (no `SESSION`) sets the *next* transaction's
+    // characteristics, which `session_track_transaction_info = 'STATE'` does
+    // not report: the next borrower's transaction would inherit them.
+    let mut words = sql
+        .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .filter(|w| !w.is_empty());
+    if words.next().is_some_and(|w| w.eq_ignore_ascii_case("SET"))
+        && words
+            .next()
+            .is_some_and(|w| w.eq_ignore_ascii_case("TRANSACTION"))
+    {
+        return false;
+    }
     let b = sql.as_bytes();
     let mut i = 0;
     // The last two words, upper-cased, and whether the last token was a
@@ -532,6 +548,9 @@ mod tests {
             "SELECT NEXTVAL(s)",
             "HANDLER t OPEN",
             "XA START 'x'",
+            "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+            "set transaction read only",
+            "FLUSH TABLES WITH READ LOCK",
             "SELECT /*! GET_LOCK('a', 0) */ 1",
             "SELECT 'unterminated",
             "SELECT 1 /* unterminated",
