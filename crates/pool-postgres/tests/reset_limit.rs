@@ -53,8 +53,11 @@ fn a_black_holed_reset_gives_up_after_its_limit() {
     // In a pool, on the returning thread (as when borrowers wait): `drop`
     // comes back after about the limit, and the connection is closed.
     proxy.set_mode(FaultMode::PassThrough);
+    // Two places: the given-up reset keeps one until its session is gone
+    // (invariant 2), the loan below takes the other.
     let pool = Pool::builder()
-        .max_size(1)
+        .max_size(2)
+        .min_idle(Some(0))
         .reset_in_background(false)
         .connection_timeout(Duration::from_secs(5))
         .build(manager.clone())
@@ -82,7 +85,7 @@ fn a_black_holed_reset_gives_up_after_its_limit() {
         start.elapsed()
     );
     assert_eq!(pool.metrics().closed.reset_failed, 1);
-    assert_eq!(pool.state().idle, 1);
+    assert!(pool.state().idle >= 1, "{}", pool.state());
 }
 
 #[test]
